@@ -1,0 +1,45 @@
+# docloop: `make demo` and `make test` set everything up themselves (see scripts/setup.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.docloop-installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test test-fast lint format compile bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock scripts/setup.sh
+	VENV=$(VENV) bash scripts/setup.sh
+
+demo: $(STAMP)
+	$(VENV)/bin/docloop demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests components pipelines bench
+	$(PY) -m ruff format --check src tests components pipelines bench
+	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix src tests components pipelines bench
+	$(PY) -m ruff format src tests components pipelines bench
+
+compile: $(STAMP)
+	$(PY) -m components.compile
+
+bench: $(STAMP)
+	$(PY) -m bench.preprocess
+
+lock: $(STAMP)
+	{ head -3 requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -v -E '^(torch|docloop)=='; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf .docloop demo-report bench/out .pytest_cache .mypy_cache .ruff_cache

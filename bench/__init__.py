@@ -1,0 +1,1 @@
+"""docloop benchmarks: each prints figures and ratios against a baseline from the same run."""

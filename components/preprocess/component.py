@@ -1,0 +1,48 @@
+"""preprocess: raw PDFs and images -> page records (words, boxes, confidences) + quarantine."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Output
+
+from components.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def preprocess(
+    input_uri: str,
+    pages: Output[Dataset],
+    quarantine: Output[Artifact],
+    dpi: int = 200,
+    workers: int = 0,
+    force_ocr: bool = False,
+) -> NamedTuple("PreprocessOutputs", [("processed", int), ("quarantined", int)]):
+    """Render, OCR and quarantine raw documents into page records.
+
+    PDFs are rendered to JPG pages with poppler; pages with a text layer take their words and boxes
+    from the PDF itself, image-only pages are OCR'd with tesseract in parallel processes. Documents
+    are identified by the sha256 of their bytes; corrupt, encrypted, empty, oversized or unsafely
+    named inputs are quarantined with a reason instead of failing the run. Settings come from
+    ``docloop.yaml`` (``$DOCLOOP_CONFIG``) with the parameters below taking precedence.
+
+    Args:
+        input_uri: Prefix (``file://``, ``s3://``, ``gs://``) or single file with PDF/PNG/JPEG/TIFF
+            documents. Object-store credentials come from the environment (Kubernetes Secrets).
+        pages: Output. Page records as Parquet under ``pages/`` (one file per document), page JPGs
+            under ``images/``, per-document manifests, ``quarantine.jsonl`` and ``summary.json``.
+        quarantine: Output. Every input (or page) set aside, one JSON object per line with
+            ``source_uri``, ``code``, ``reason``, ``doc_id`` and ``page``.
+        dpi: Render resolution for PDF pages.
+        workers: OCR processes; 0 means one per CPU core of the pod.
+        force_ocr: OCR every page even when the PDF has a text layer.
+
+    Returns:
+        processed: Documents turned into page records in this run.
+        quarantined: Inputs set aside (see the quarantine artifact for reasons).
+    """
+    from docloop.documents.preprocess import run_component
+
+    result = run_component(input_uri, pages.path, quarantine.path, dpi, workers, force_ocr)
+    pages.metadata.update(result.to_dict())
+    outputs = NamedTuple("PreprocessOutputs", [("processed", int), ("quarantined", int)])  # noqa: UP014
+    return outputs(result.processed, result.quarantined)

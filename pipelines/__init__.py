@@ -1,0 +1,1 @@
+"""docloop pipelines (bootstrap, retrain, drift_check) land here with the issues that build them."""

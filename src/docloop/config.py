@@ -1,0 +1,147 @@
+"""One validated configuration: ``docloop.yaml`` plus ``DOCLOOP__SECTION__KEY`` overrides.
+
+Secrets never live here. Object-store credentials come from the environment the way each SDK
+reads them (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``GOOGLE_APPLICATION_CREDENTIALS``),
+which on a cluster are Kubernetes Secrets mounted with ``kfp.kubernetes.use_secret_as_env``. Every
+section forbids unknown keys, so a misspelt key or a pasted secret fails loudly, not silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from docloop.errors import ConfigError
+
+ENV_PREFIX = "DOCLOOP__"
+CONFIG_ENV = "DOCLOOP_CONFIG"
+DEFAULT_CONFIG_FILE = "docloop.yaml"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(Section):
+    """Object-store settings (no credentials: those come from the environment)."""
+
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint, e.g. https://<account>.r2.cloudflarestorage.com or a "
+        "MinIO URL; unset for AWS S3. AWS_ENDPOINT_URL is honoured when this is unset.",
+    )
+    s3_region: str | None = Field(default=None, description="Region for S3 (``auto`` for R2).")
+    gcs_project: str | None = Field(default=None, description="Project for google-cloud-storage.")
+
+
+class PreprocessConfig(Section):
+    """How raw documents become page records."""
+
+    dpi: int = Field(default=200, ge=72, le=600, description="Render resolution for PDF pages.")
+    workers: int = Field(default=0, ge=0, description="OCR processes; 0 means one per CPU core.")
+    force_ocr: bool = Field(default=False, description="OCR every page even with a text layer.")
+    ocr_lang: str = Field(default="eng", description="Tesseract language(s), e.g. ``eng+deu``.")
+    tesseract_psm: int = Field(default=3, ge=0, le=13, description="Tesseract page segmentation.")
+    max_pages: int = Field(default=50, ge=1, description="PDFs with more pages are quarantined.")
+    max_file_mb: float = Field(default=100.0, gt=0, description="Larger files are quarantined.")
+    max_pixels: int = Field(
+        default=60_000_000,
+        ge=1_000_000,
+        description="Images (or rendered pages) above this many pixels are quarantined as "
+        "possible decompression bombs.",
+    )
+    ocr_timeout_s: float = Field(default=180.0, gt=0, description="Per-page OCR time limit.")
+    page_color: bool = Field(
+        default=False,
+        description="Keep page JPGs in colour; greyscale (the default) is all OCR and the models "
+        "need and is about 3x cheaper to render and encode.",
+    )
+    jpeg_quality: int = Field(default=90, ge=30, le=100, description="Quality of page JPGs.")
+
+
+class DocloopConfig(Section):
+    """The whole configuration."""
+
+    data_root: str = Field(
+        default="file://./.docloop",
+        description="Where docloop keeps its objects unless a command names another URI.",
+    )
+    storage: StorageConfig = StorageConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``DOCLOOP__PREPROCESS__DPI=300`` into ``{"preprocess": {"dpi": "300"}}``."""
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__") if part]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        if path:
+            node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> DocloopConfig:
+    """Load and validate the configuration.
+
+    Args:
+        path: a YAML file; defaults to ``$DOCLOOP_CONFIG``, then ``./docloop.yaml`` if it exists,
+            else the embedded defaults.
+        environ: the environment to read overrides from (defaults to ``os.environ``).
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or fails validation; the message names
+            each bad key.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = path or environ.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        chosen = DEFAULT_CONFIG_FILE
+    if chosen is not None:
+        file = Path(chosen)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist; pass an existing docloop.yaml")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+        data = loaded
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return DocloopConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid docloop configuration ({chosen or 'defaults'}): {problems}"
+        ) from exc

@@ -1,0 +1,1 @@
+"""Documents: the synthetic corpus, preprocessing (render, text layer, OCR) and page records."""

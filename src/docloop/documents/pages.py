@@ -1,0 +1,170 @@
+"""The per-page work that runs in worker processes: render to JPG, then take words or OCR them.
+
+Kept free of storage and config imports so a spawned worker starts quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytesseract
+from pdf2image import convert_from_path
+from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
+from PIL import Image, ImageOps
+
+from docloop.documents.ocr import PageWords, ocr_image, poppler_version, tesseract_version
+
+_HAS_TEXT = re.compile(r"[0-9A-Za-z]")
+
+
+@dataclass(frozen=True)
+class PageTask:
+    """One page to turn into a page record."""
+
+    doc_id: str
+    kind: str  # "pdf" | "image"
+    path: str  # local copy of the document
+    page: int
+    dpi: int
+    text_layer: PageWords | None  # words from the PDF itself; None means OCR
+    lang: str
+    psm: int
+    timeout_s: float
+    jpeg_quality: int
+    color: bool
+    image_path: str  # where to write the page JPG
+
+    @property
+    def has_text_layer(self) -> bool:
+        """Whether the page's words come from the PDF itself (the fast path)."""
+        return self.text_layer is not None and bool(self.text_layer.words)
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """What a worker made of a page: words, or a quarantine code and reason."""
+
+    doc_id: str
+    page: int
+    width: int = 0
+    height: int = 0
+    dpi: int = 0
+    source: str = ""
+    words: PageWords | None = None
+    engine: str = ""
+    image_path: str = ""
+    error_code: str | None = None
+    error_reason: str | None = None
+
+
+def init_worker() -> None:
+    """Give each tesseract one thread: parallelism comes from worker processes instead."""
+    os.environ["OMP_THREAD_LIMIT"] = "1"
+
+
+def _render_with_pdfium(task: PageTask) -> Image.Image:
+    """Render in-process with PDFium: ~10 ms a page, 15x cheaper than a pdftoppm subprocess."""
+    pdf = pdfium.PdfDocument(task.path)
+    try:
+        bitmap = pdf[task.page].render(scale=task.dpi / 72, grayscale=not task.color)
+        image: Image.Image = bitmap.to_pil()
+        return image
+    finally:
+        pdf.close()
+
+
+def _load_page_image(task: PageTask) -> tuple[Image.Image, int]:
+    if task.kind == "pdf" and task.has_text_layer:
+        # Text-layer pages only need a picture for people and page-image consumers.
+        return _render_with_pdfium(task), task.dpi
+    if task.kind == "pdf":
+        # Pages to OCR are rendered by poppler (pdf2image); its cost is ~5 % of the OCR's.
+        images = convert_from_path(
+            task.path,
+            dpi=task.dpi,
+            first_page=task.page + 1,
+            last_page=task.page + 1,
+            grayscale=not task.color,
+        )
+        if not images:
+            raise PDFSyntaxError(f"poppler rendered no image for page {task.page + 1}")
+        return images[0], task.dpi
+    with Image.open(task.path) as source:
+        source.seek(task.page)
+        image = ImageOps.exif_transpose(source)
+        wanted = "RGB" if task.color else "L"
+        if image.mode != wanted:
+            image = image.convert(wanted)
+        image.load()
+        dpi_info = source.info.get("dpi")
+    dpi = round(float(dpi_info[0])) if dpi_info and float(dpi_info[0]) > 0 else task.dpi
+    return image, dpi
+
+
+def process_page(task: PageTask) -> PageResult:
+    """Render one page to JPG and take its words from the text layer or from OCR.
+
+    Never raises for bad content: a page that cannot be rendered, times out in OCR or has no text
+    comes back with ``error_code`` and a reason a person can act on.
+    """
+    try:
+        image, dpi = _load_page_image(task)
+    except (
+        PDFPageCountError,
+        PDFSyntaxError,
+        pdfium.PdfiumError,
+        OSError,
+        EOFError,
+        ValueError,
+    ) as exc:
+        return PageResult(
+            task.doc_id,
+            task.page,
+            error_code="unrenderable_page",
+            error_reason=f"page {task.page + 1} cannot be rendered ({exc}); the file is damaged "
+            "— re-export or re-scan it",
+        )
+    Path(task.image_path).parent.mkdir(parents=True, exist_ok=True)
+    image.save(task.image_path, "JPEG", quality=task.jpeg_quality)
+    width, height = image.size
+    if task.has_text_layer and task.text_layer is not None:
+        words, source, engine = task.text_layer, "text_layer", poppler_version()
+    else:
+        try:
+            words = ocr_image(image, task.lang, task.psm, task.timeout_s)
+        except pytesseract.TesseractError as exc:
+            return PageResult(
+                task.doc_id,
+                task.page,
+                error_code="ocr_failed",
+                error_reason=f"tesseract rejected page {task.page + 1} ({exc.message}); check "
+                "preprocess.ocr_lang names an installed language",
+            )
+        except RuntimeError as exc:  # pytesseract's timeout
+            return PageResult(
+                task.doc_id,
+                task.page,
+                error_code="ocr_failed",
+                error_reason=f"OCR of page {task.page + 1} failed ({exc}); a very dense or "
+                "damaged page — check the scan, or raise the OCR timeout",
+            )
+        source, engine = "ocr", tesseract_version()
+    if not any(_HAS_TEXT.search(word) for word in words.words):
+        return PageResult(
+            task.doc_id,
+            task.page,
+            width,
+            height,
+            dpi,
+            source,
+            error_code="empty_page",
+            error_reason=f"page {task.page + 1} has no readable text (blank page, or a scan too "
+            "faint/dark to read); remove the page or re-scan it with better contrast",
+        )
+    return PageResult(
+        task.doc_id, task.page, width, height, dpi, source, words, engine, task.image_path
+    )

@@ -1,0 +1,544 @@
+"""preprocess: raw PDFs and images under a URI prefix -> page records (Parquet) + quarantine.
+
+Output layout under ``output_uri``::
+
+    pages/<doc_id>.parquet                      page records of one document (schema: PageRecord)
+    images/<doc_id>/page-0000.jpg               each page rendered at ``dpi``
+    documents/<doc_id>.<settings>.<status>.json one manifest per document: what was done, and with
+                                                which settings (re-runs skip documents listed here)
+    quarantine.jsonl                            every input (or page) set aside, with its reason
+    summary.json                                counts of this run
+
+A document's id is the sha256 of its bytes, so renaming a file does not re-process it and two copies
+of the same bytes are processed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from docloop.config import PreprocessConfig
+from docloop.documents.intake import (
+    DOCUMENT_SUFFIXES,
+    DocumentPlan,
+    check_name,
+    classify_name,
+    document_id,
+    inspect_document,
+)
+from docloop.documents.ocr import poppler_version, tesseract_version
+from docloop.documents.pages import PageResult, PageTask, init_worker, process_page
+from docloop.documents.schema import (
+    PAGE_SCHEMA_VERSION,
+    PageRecord,
+    QuarantineEntry,
+    records_to_table,
+    table_to_records,
+)
+from docloop.errors import NothingToProcess, QuarantinedDocument, StorageError
+from docloop.storage import Storage, is_local, join, local_path
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (pages done, pages planned so far) as pages finish."""
+
+DocumentStatus = Literal["processed", "partial", "quarantined"]
+"""``partial``: written, but some pages were quarantined (the manifest lists them)."""
+
+
+class DocumentManifest(BaseModel):
+    """What preprocess did with one document, stored under ``documents/``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_id: str
+    source_uri: str
+    settings_digest: str
+    status: DocumentStatus
+    page_count: int
+    pages_written: int
+    pages_ocr: int
+    pages_text_layer: int
+    quarantine: list[QuarantineEntry]
+
+
+@dataclass
+class PreprocessResult:
+    """Counts and reports of one preprocess run."""
+
+    output_uri: str
+    settings_digest: str
+    processed: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    quarantined_pages: int = 0
+    ignored: int = 0
+    pages_ocr: int = 0
+    pages_text_layer: int = 0
+    seconds: float = 0.0
+    quarantine: list[QuarantineEntry] = field(default_factory=list)
+
+    @property
+    def pages(self) -> int:
+        """Pages written in this run."""
+        return self.pages_ocr + self.pages_text_layer
+
+    def summary_line(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        return (
+            f"processed={self.processed} quarantined={self.quarantined} skipped={self.skipped} "
+            f"duplicates={self.duplicates} ignored={self.ignored} pages={self.pages} "
+            f"(ocr={self.pages_ocr} text_layer={self.pages_text_layer} "
+            f"quarantined_pages={self.quarantined_pages}) in {self.seconds:.1f}s"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready summary (without the quarantine entries)."""
+        return {
+            "output_uri": self.output_uri,
+            "settings_digest": self.settings_digest,
+            "processed": self.processed,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "quarantined_pages": self.quarantined_pages,
+            "ignored": self.ignored,
+            "pages": self.pages,
+            "pages_ocr": self.pages_ocr,
+            "pages_text_layer": self.pages_text_layer,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def settings_digest(config: PreprocessConfig) -> str:
+    """A digest of everything that changes a page record; a change means re-processing."""
+    relevant = {
+        "schema": PAGE_SCHEMA_VERSION,
+        "dpi": config.dpi,
+        "force_ocr": config.force_ocr,
+        "lang": config.ocr_lang,
+        "psm": config.tesseract_psm,
+        "jpeg_quality": config.jpeg_quality,
+        "page_color": config.page_color,
+        "tesseract": tesseract_version(),
+        "poppler": poppler_version(),
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_workers() -> int:
+    """One worker per CPU core this process may use."""
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass
+class _Pending:
+    plan: DocumentPlan
+    results: list[PageResult] = field(default_factory=list)
+
+
+class _Run:
+    """State of one preprocess run (kept out of the public function to keep it readable)."""
+
+    def __init__(
+        self,
+        input_uri: str,
+        output_uri: str,
+        config: PreprocessConfig,
+        storage: Storage,
+        workers: int,
+        progress: ProgressCallback | None,
+        workdir: Path,
+    ) -> None:
+        self.input_uri = input_uri
+        self.output_uri = output_uri
+        self.config = config
+        self.storage = storage
+        self.workers = workers
+        self.progress = progress
+        self.workdir = workdir
+        self.digest = settings_digest(config)
+        self.result = PreprocessResult(output_uri=output_uri, settings_digest=self.digest)
+        self.pending: dict[str, _Pending] = {}
+        self.futures: list[Future[PageResult]] = []
+        self.pool: ProcessPoolExecutor | None = None
+        self.pages_planned = 0
+        self.pages_done = 0
+        self.progress_lock = threading.Lock()
+        self.seen: set[str] = set()
+        self.manifests = self._existing_manifests()
+        self.images_local = is_local(output_uri)
+
+    # --- bookkeeping -------------------------------------------------------------------------
+    def _existing_manifests(self) -> dict[str, tuple[str, str, str]]:
+        """doc_id -> (settings digest, status, manifest URI) from an earlier run's output."""
+        found: dict[str, tuple[str, str, str]] = {}
+        for info in self.storage.list(join(self.output_uri, "documents")):
+            parts = PurePosixPath(info.uri).name.split(".")
+            if len(parts) == 4 and parts[3] == "json":
+                found[parts[0]] = (parts[1], parts[2], info.uri)
+        return found
+
+    def _quarantine(self, entry: QuarantineEntry) -> None:
+        logger.warning("quarantined %s: %s", entry.source_uri, entry.reason)
+        self.result.quarantine.append(entry)
+
+    def _write_manifest(self, manifest: DocumentManifest) -> None:
+        previous = self.manifests.get(manifest.doc_id)
+        uri = join(
+            self.output_uri,
+            "documents",
+            f"{manifest.doc_id}.{manifest.settings_digest}.{manifest.status}.json",
+        )
+        self.storage.write_text(uri, manifest.model_dump_json(indent=1))
+        if previous is not None and previous[2] != uri:
+            self.storage.delete(previous[2])
+        self.manifests[manifest.doc_id] = (manifest.settings_digest, manifest.status, uri)
+
+    # --- intake --------------------------------------------------------------------------------
+    def relative_name(self, uri: str) -> str:
+        """The object's name below the input prefix (its base name for a single-file input)."""
+        prefix = self.input_uri.rstrip("/") + "/"
+        if uri.startswith(prefix):
+            return uri[len(prefix) :]
+        return PurePosixPath(uri).name
+
+    def intake(self, uri: str, size: int) -> None:
+        """Read, validate and plan one input; submit its pages to the workers."""
+        name = self.relative_name(uri)
+        kind = classify_name(name)
+        if kind == "sidecar":
+            self.result.ignored += 1
+            logger.info("ignoring %s (metadata, not a document)", uri)
+            return
+        if kind == "unsupported":
+            suffix = PurePosixPath(name).suffix or "(none)"
+            self._quarantine(
+                QuarantineEntry(
+                    source_uri=uri,
+                    code="unsupported_type",
+                    reason=f"file type {suffix} is not supported; convert it to one of "
+                    f"{', '.join(sorted(DOCUMENT_SUFFIXES))}",
+                )
+            )
+            self.result.quarantined += 1
+            return
+        doc_id: str | None = None
+        try:
+            check_name(name)
+            if size == 0:
+                raise QuarantinedDocument(
+                    "empty_file", "the file is empty (0 bytes); upload it again"
+                )
+            try:
+                data = self.storage.read_bytes(uri)
+            except StorageError as exc:
+                raise QuarantinedDocument(
+                    "unreadable_file", f"the file cannot be read: {exc}"
+                ) from exc
+            doc_id = document_id(data)
+            if doc_id in self.seen:
+                self.result.duplicates += 1
+                logger.info("%s has the same bytes as a document already in this run", uri)
+                return
+            self.seen.add(doc_id)
+            if self._already_done(doc_id):
+                return
+            local = self.workdir / f"{doc_id}{PurePosixPath(name).suffix.lower()}"
+            local.write_bytes(data)
+            plan = inspect_document(uri, name, data, local, self.config)
+        except QuarantinedDocument as exc:
+            entry = QuarantineEntry(
+                source_uri=uri, code=exc.code, reason=exc.reason, doc_id=doc_id, page=exc.page
+            )
+            self._quarantine(entry)
+            self.result.quarantined += 1
+            if doc_id is not None:
+                self._write_manifest(
+                    DocumentManifest(
+                        doc_id=doc_id,
+                        source_uri=uri,
+                        settings_digest=self.digest,
+                        status="quarantined",
+                        page_count=0,
+                        pages_written=0,
+                        pages_ocr=0,
+                        pages_text_layer=0,
+                        quarantine=[entry],
+                    )
+                )
+            return
+        self._submit(plan)
+
+    def _already_done(self, doc_id: str) -> bool:
+        known = self.manifests.get(doc_id)
+        if known is None or known[0] != self.digest:
+            return False
+        if known[1] != "processed":  # only these manifests hold quarantine entries to carry over
+            manifest = DocumentManifest.model_validate_json(self.storage.read_text(known[2]))
+            self.result.quarantine.extend(manifest.quarantine)
+        if known[1] == "quarantined":
+            self.result.quarantined += 1
+        else:
+            self.result.skipped += 1
+        return True
+
+    def _submit(self, plan: DocumentPlan) -> None:
+        """Queue the document's pages: OCR pages go to the worker pool, text-layer pages run here.
+
+        A text-layer page costs ~20 ms (render + JPG), less than shipping it to a process, so
+        born-digital batches never start the pool at all.
+        """
+        image_root = (
+            local_path(self.output_uri) / "images" if self.images_local else self.workdir / "images"
+        )
+        self.pending[plan.doc_id] = _Pending(plan)
+        for page in range(plan.page_count):
+            task = PageTask(
+                doc_id=plan.doc_id,
+                kind=plan.kind,
+                path=str(self.workdir / f"{plan.doc_id}{_suffix_of(plan)}"),
+                page=page,
+                dpi=self.config.dpi,
+                text_layer=plan.text_layer[page] if plan.text_layer is not None else None,
+                lang=self.config.ocr_lang,
+                psm=self.config.tesseract_psm,
+                timeout_s=self.config.ocr_timeout_s,
+                jpeg_quality=self.config.jpeg_quality,
+                color=self.config.page_color,
+                image_path=str(image_root / plan.doc_id / f"page-{page:04d}.jpg"),
+            )
+            self.pages_planned += 1
+            if task.has_text_layer:
+                self.pending[plan.doc_id].results.append(process_page(task))
+                self._page_done()
+                continue
+            if self.pool is None:
+                self.pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=get_context("spawn"),
+                    initializer=init_worker,
+                )
+            future = self.pool.submit(process_page, task)
+            future.add_done_callback(self._page_done)
+            self.futures.append(future)
+
+    def _page_done(self, _: Future[PageResult] | None = None) -> None:
+        # Called from the pool's result thread as well as from this one.
+        with self.progress_lock:
+            self.pages_done += 1
+            if self.progress is not None:
+                self.progress(self.pages_done, self.pages_planned)
+
+    # --- results -----------------------------------------------------------------------------
+    def collect(self) -> None:
+        """Wait for every page and write each finished document."""
+        wait_futures(self.futures)
+        for future in self.futures:
+            page_result = future.result()
+            self.pending[page_result.doc_id].results.append(page_result)
+        for pending in self.pending.values():
+            self._finish(pending)
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def _finish(self, pending: _Pending) -> None:
+        plan = pending.plan
+        records: list[PageRecord] = []
+        entries: list[QuarantineEntry] = []
+        for page_result in sorted(pending.results, key=lambda r: r.page):
+            if page_result.error_code is not None or page_result.words is None:
+                entries.append(
+                    QuarantineEntry(
+                        source_uri=plan.source_uri,
+                        code=page_result.error_code or "no_words",
+                        reason=page_result.error_reason or "no words",
+                        doc_id=plan.doc_id,
+                        page=page_result.page,
+                    )
+                )
+                continue
+            image_uri = join(
+                self.output_uri, "images", plan.doc_id, f"page-{page_result.page:04d}.jpg"
+            )
+            if not self.images_local:
+                self.storage.upload(Path(page_result.image_path), image_uri)
+            words = page_result.words
+            confidences = words.confidences
+            records.append(
+                PageRecord(
+                    doc_id=plan.doc_id,
+                    source_uri=plan.source_uri,
+                    page=page_result.page,
+                    page_count=plan.page_count,
+                    width=page_result.width,
+                    height=page_result.height,
+                    dpi=page_result.dpi,
+                    source="ocr" if page_result.source == "ocr" else "text_layer",
+                    image_uri=image_uri,
+                    words=words.words,
+                    boxes=words.boxes,
+                    confidences=confidences,
+                    mean_confidence=round(sum(confidences) / len(confidences), 2),
+                    ocr_engine=page_result.engine,
+                    settings_digest=self.digest,
+                )
+            )
+        for entry in entries:
+            self._quarantine(entry)
+        self.result.quarantined_pages += len(entries)
+        pages_ocr = sum(1 for r in records if r.source == "ocr")
+        if records:
+            buffer = io.BytesIO()
+            pq.write_table(records_to_table(records), buffer)
+            self.storage.write_bytes(
+                join(self.output_uri, "pages", f"{plan.doc_id}.parquet"), buffer.getvalue()
+            )
+            self.result.processed += 1
+            self.result.pages_ocr += pages_ocr
+            self.result.pages_text_layer += len(records) - pages_ocr
+        else:
+            self.result.quarantined += 1
+        self._write_manifest(
+            DocumentManifest(
+                doc_id=plan.doc_id,
+                source_uri=plan.source_uri,
+                settings_digest=self.digest,
+                status=("partial" if entries else "processed") if records else "quarantined",
+                page_count=plan.page_count,
+                pages_written=len(records),
+                pages_ocr=pages_ocr,
+                pages_text_layer=len(records) - pages_ocr,
+                quarantine=entries,
+            )
+        )
+
+    def write_reports(self) -> None:
+        """Write quarantine.jsonl and summary.json for this run."""
+        self.result.quarantine.sort(
+            key=lambda e: (e.source_uri, e.page if e.page is not None else -1)
+        )
+        lines = "".join(entry.model_dump_json() + "\n" for entry in self.result.quarantine)
+        self.storage.write_text(join(self.output_uri, "quarantine.jsonl"), lines)
+        self.storage.write_text(
+            join(self.output_uri, "summary.json"), json.dumps(self.result.to_dict(), indent=2)
+        )
+
+
+def _suffix_of(plan: DocumentPlan) -> str:
+    return PurePosixPath(plan.source_uri).suffix.lower()
+
+
+def preprocess(
+    input_uri: str,
+    output_uri: str,
+    config: PreprocessConfig,
+    storage: Storage | None = None,
+    *,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> PreprocessResult:
+    """Turn every document under ``input_uri`` into page records under ``output_uri``.
+
+    Args:
+        input_uri: a prefix (or a single file) with PDFs and PNG/JPEG/TIFF images.
+        output_uri: where page records, page images, manifests and reports go.
+        config: render, OCR and cap settings.
+        storage: the object store (a default ``Storage()`` when omitted).
+        workers: worker processes for pages; defaults to ``config.workers`` or one per core.
+        progress: called with (pages done, pages planned) as pages finish.
+
+    Returns:
+        Counts and the quarantine entries; also written as ``summary.json`` and
+        ``quarantine.jsonl``.
+
+    Raises:
+        StorageError: the output is not writable or the input cannot be listed.
+        NothingToProcess: no document under the input could be read (the quarantine report is
+            written first, so the reasons are there).
+    """
+    storage = storage or Storage()
+    started = time.perf_counter()
+    storage.ensure_writable(output_uri)
+    output_prefix = output_uri.rstrip("/") + "/"
+    inputs = [info for info in storage.list(input_uri) if not info.uri.startswith(output_prefix)]
+    if not inputs:
+        raise NothingToProcess(f"no files under {input_uri}; check the input URI")
+    worker_count = workers or config.workers or default_workers()
+    with tempfile.TemporaryDirectory(prefix="docloop-preprocess-") as workdir:
+        run = _Run(input_uri, output_uri, config, storage, worker_count, progress, Path(workdir))
+        try:
+            for info in inputs:
+                run.intake(info.uri, info.size)
+            run.collect()
+        finally:
+            if run.pool is not None:
+                run.pool.shutdown(cancel_futures=True)
+        run.result.seconds = time.perf_counter() - started
+        run.write_reports()
+    result = run.result
+    logger.info("preprocess %s -> %s: %s", input_uri, output_uri, result.summary_line())
+    if result.processed + result.skipped + result.duplicates == 0:
+        raise NothingToProcess(
+            f"none of the {len(inputs)} files under {input_uri} could be processed; "
+            f"see {join(output_uri, 'quarantine.jsonl')} for the reasons"
+        )
+    return result
+
+
+def read_page_records(storage: Storage, output_uri: str) -> list[PageRecord]:
+    """Read back every page record written under ``output_uri`` (sorted by document and page)."""
+    records: list[PageRecord] = []
+    for info in storage.list(join(output_uri, "pages")):
+        if info.uri.endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(storage.read_bytes(info.uri)))
+            records.extend(table_to_records(table))
+    return sorted(records, key=lambda r: (r.doc_id, r.page))
+
+
+def run_component(
+    input_uri: str, output_dir: str, quarantine_path: str, dpi: int, workers: int, force_ocr: bool
+) -> PreprocessResult:
+    """The preprocess KFP component's body: config + parameters -> a run -> output artifacts.
+
+    Args:
+        input_uri: documents to process.
+        output_dir: the component's ``pages`` Dataset path (a local or FUSE-mounted folder).
+        quarantine_path: the component's ``quarantine`` Artifact path (a JSONL file).
+        dpi: render resolution, overriding the config.
+        workers: OCR processes (0: config or one per core).
+        force_ocr: OCR every page.
+
+    Returns:
+        The run's result (its counts go into the artifact metadata).
+    """
+    from docloop.config import load_config
+
+    settings = load_config()
+    config = settings.preprocess.model_copy(update={"dpi": dpi, "force_ocr": force_ocr})
+    storage = Storage(settings.storage)
+    result = preprocess(input_uri, output_dir, config, storage, workers=workers or None)
+    Path(quarantine_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(quarantine_path).write_text(
+        storage.read_text(join(output_dir, "quarantine.jsonl")), encoding="utf-8"
+    )
+    return result
