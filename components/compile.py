@@ -15,7 +15,7 @@ from pathlib import Path
 from kfp import compiler
 
 COMPONENTS_DIR = Path(__file__).resolve().parent
-COMPONENT_NAMES = ("preprocess",)
+COMPONENT_NAMES = ("preprocess", "train_gpu")
 
 logger = logging.getLogger(__name__)
 

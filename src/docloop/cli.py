@@ -193,5 +193,174 @@ def preprocess(
     typer.echo(result.summary_line())
 
 
+@app.command("build-dataset")
+def build_dataset(
+    pages: Annotated[str, typer.Option(help="Page records written by preprocess.")],
+    labels: Annotated[str, typer.Option(help="Labels JSONL (e.g. a corpus's labels.jsonl).")],
+    output: Annotated[str, typer.Option(help="Dataset folder to write.")],
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.15,
+    holdout_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
+    config: ConfigOption = None,
+) -> None:
+    """Labelled page records -> train / val / holdout split by document id (initial mode)."""
+    from docloop.datasets.build import build_initial_dataset
+    from docloop.storage import Storage
+
+    settings = _config(config)
+    try:
+        manifest = build_initial_dataset(
+            pages,
+            labels,
+            output,
+            Storage(settings.storage),
+            seed=seed,
+            val_fraction=val_fraction,
+            holdout_fraction=holdout_fraction,
+        )
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    counts = " ".join(f"{name}={count}" for name, count in manifest.counts.items())
+    typer.echo(f"{counts} digest={manifest.digest[:16]} -> {output}")
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Option(help="classify (document type) or extract (entities).")],
+    dataset: Annotated[str, typer.Option(help="Dataset folder (train/val/holdout + manifest).")],
+    output: Annotated[str, typer.Option(help="Where the model (and checkpoints) go.")],
+    init_from: Annotated[
+        str | None, typer.Option(help="Incumbent model to warm-start from.")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after N steps.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1)] = None,
+    no_layout: Annotated[
+        bool, typer.Option("--no-layout", help="Extractor without word boxes (ablation).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Fine-tune a classifier or an extractor; resumes from a checkpoint in --output."""
+    from docloop.models.launch import train_with_available_devices
+
+    if task not in ("classify", "extract"):
+        console.print("[red]error:[/red] --task must be 'classify' or 'extract'")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE)
+    settings = _config(config)
+    overrides: dict[str, object] = {
+        key: value
+        for key, value in {
+            "max_steps": max_steps,
+            "epochs": epochs,
+            "seed": seed,
+            "checkpoint_every": checkpoint_every,
+        }.items()
+        if value is not None
+    }
+    if no_layout:
+        overrides["use_layout"] = False
+    training = settings.training.model_copy(update=overrides)
+    try:
+        with _progress() as progress:
+            bar = progress.add_task(f"train {task}", total=None)
+            result = train_with_available_devices(
+                task,  # type: ignore[arg-type]
+                dataset,
+                output,
+                training,
+                settings,
+                init_from=init_from,
+                on_step=lambda done, total: progress.update(bar, completed=done, total=total),
+            )
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    if result is None:
+        typer.echo(f"trained with accelerate on several GPUs -> {output}")
+        return
+    scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(result.card.metrics.items()))
+    how = "already trained" if result.already_trained else f"steps={result.card.steps}"
+    if result.resumed_from_step:
+        how += f" resumed_from={result.resumed_from_step}"
+    typer.echo(f"{task}: {how} {scores} -> {output}")
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        list[Path],
+        typer.Option(
+            "--model",
+            help="A model folder (classifier or extractor), or a folder with classifier/ and "
+            "extractor/; give it twice to serve one of each behind one endpoint.",
+        ),
+    ],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 8080,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Interface to bind; KServe's default 0.0.0.0 is what a pod needs, "
+            "127.0.0.1 keeps a local server off the network."
+        ),
+    ] = "0.0.0.0",
+    name: Annotated[str, typer.Option(help="Model name in the URLs.")] = "docloop",
+    model_version: Annotated[
+        str | None,
+        typer.Option("--model-version", help="Version to report (default: the MLflow run id)."),
+    ] = None,
+    no_batching: Annotated[
+        bool, typer.Option("--no-batching", help="One forward pass per request (baseline).")
+    ] = False,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Documents per forward pass.")] = 16,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0.0, help="How long a batch waits for more documents.")
+    ] = 5.0,
+    max_instances: Annotated[int, typer.Option(min=1, help="Documents per request.")] = 32,
+    max_request_mb: Annotated[float, typer.Option(min=0.001, help="Request body cap.")] = 32.0,
+    prediction_log: Annotated[
+        Path | None, typer.Option("--prediction-log", help="Directory of the prediction log.")
+    ] = None,
+    prediction_log_format: Annotated[
+        str, typer.Option(help="jsonl (one file per day) or parquet.")
+    ] = "jsonl",
+    config: ConfigOption = None,
+) -> None:
+    """Serve models with KServe (V1 + Open Inference Protocol v2, HTTP only, one worker)."""
+    from docloop.serve.batching import BatchingConfig
+    from docloop.serve.compat import InvalidInput
+    from docloop.serve.inputs import ServeLimits
+    from docloop.serve.server import ServeOptions, run_server
+
+    if prediction_log_format not in ("jsonl", "parquet"):
+        console.print("[red]error:[/red] --prediction-log-format must be 'jsonl' or 'parquet'")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE)
+    settings = _config(config)
+    options = ServeOptions(
+        models=tuple(model),
+        port=port,
+        host=host,
+        name=name,
+        model_version=model_version,
+        batching=BatchingConfig(
+            enabled=not no_batching, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000
+        ),
+        limits=ServeLimits(
+            max_instances=max_instances,
+            max_request_bytes=int(max_request_mb * 1024 * 1024),
+            max_pages=settings.preprocess.max_pages,
+        ),
+        preprocess=settings.preprocess,
+        prediction_log=prediction_log,
+        prediction_log_format="parquet" if prediction_log_format == "parquet" else "jsonl",
+    )
+    try:
+        run_server(options)
+    except (DocloopError, InvalidInput) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+
+
 if __name__ == "__main__":
     app()

@@ -66,6 +66,57 @@ class PreprocessConfig(Section):
     jpeg_quality: int = Field(default=90, ge=30, le=100, description="Quality of page JPGs.")
 
 
+class TrainingConfig(Section):
+    """Fine-tuning settings shared by the classifier and the extractor."""
+
+    encoder: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="Encoder to fine-tune: the packaged all-MiniLM-L6-v2, or a local Hugging Face "
+        "checkpoint folder (never fetched from a hub).",
+    )
+    max_length: int = Field(default=128, ge=16, le=512, description="Tokens per page / window.")
+    max_pages: int = Field(default=2, ge=1, le=16, description="Pages the classifier reads.")
+    batch_size: int = Field(default=8, ge=1)
+    learning_rate: float = Field(default=5e-5, gt=0, description="Encoder learning rate.")
+    head_learning_rate: float = Field(
+        default=1e-3, gt=0, description="Learning rate of new parameters (head, layout tables)."
+    )
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    epochs: int = Field(default=4, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
+    checkpoint_every: int = Field(default=50, ge=1, description="Steps between checkpoints.")
+    early_stopping_patience: int = Field(
+        default=2, ge=1, description="Epochs without validation improvement before stopping."
+    )
+    use_layout: bool = Field(default=True, description="Extractor uses word boxes.")
+    seed: int = 0
+
+
+class TrackingConfig(Section):
+    """Where experiments are tracked (MLflow)."""
+
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI. Unset: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///.docloop/mlflow.db (relative to the working directory).",
+    )
+    experiment_prefix: str = Field(
+        default="docloop", description="Experiments are <prefix>-<task>."
+    )
+
+
+DEFAULT_TRACKING_URI = "sqlite:///.docloop/mlflow.db"
+
+
+def tracking_uri(tracking: TrackingConfig, environ: Mapping[str, str] | None = None) -> str:
+    """The MLflow tracking URI in force: the config's, else $MLFLOW_TRACKING_URI, else SQLite."""
+    environ = os.environ if environ is None else environ
+    return (
+        tracking.mlflow_tracking_uri or environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    )
+
+
 class DocloopConfig(Section):
     """The whole configuration."""
 
@@ -75,6 +126,8 @@ class DocloopConfig(Section):
     )
     storage: StorageConfig = StorageConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

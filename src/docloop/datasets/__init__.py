@@ -1,0 +1,1 @@
+"""Datasets: documents with their labels as training examples, splits and manifests."""

@@ -1,0 +1,101 @@
+"""Initial datasets: labelled page records -> train / val / holdout, split by document id.
+
+Labels are JSON lines with at least ``doc_id``, ``doc_type`` and ``entities`` (each with ``type``,
+``value``, ``page`` and the ``words`` it occupies with their boxes) — the synthetic corpus's
+``labels.jsonl`` is one. A document lands in one split only, decided by a hash of its id and the
+seed, so adding documents never moves existing ones between splits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from docloop.datasets.examples import (
+    SPLITS,
+    DatasetManifest,
+    DocumentExample,
+    build_examples,
+    split_of,
+    write_dataset,
+)
+from docloop.documents.labels import LabelledEntity
+from docloop.documents.preprocess import read_page_records
+from docloop.documents.synth.schema import EntityLabel
+from docloop.errors import InvalidInput
+from docloop.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+class DocumentLabel(BaseModel):
+    """Gold labels of one document (extra fields, e.g. the corpus's own metadata, are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    doc_id: str
+    doc_type: str | None = None
+    entities: list[EntityLabel] = []
+
+
+def read_labels(storage: Storage, uri: str) -> list[DocumentLabel]:
+    """Read a labels JSONL file.
+
+    Raises:
+        InvalidInput: a line is not a valid label; the message gives the line number.
+    """
+    labels: list[DocumentLabel] = []
+    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            labels.append(DocumentLabel.model_validate_json(line))
+        except ValidationError as exc:
+            raise InvalidInput(f"{uri} line {number} is not a valid label: {exc}") from exc
+    return labels
+
+
+def labelled_entities(labels: Iterable[DocumentLabel]) -> list[LabelledEntity]:
+    """Flatten document labels into what word alignment needs."""
+    return [
+        LabelledEntity(
+            doc_id=label.doc_id,
+            type=entity.type,
+            value=entity.value,
+            page=entity.page,
+            boxes=tuple((w.box[0], w.box[1], w.box[2], w.box[3]) for w in entity.words),
+        )
+        for label in labels
+        for entity in label.entities
+    ]
+
+
+def build_initial_dataset(
+    pages_uri: str,
+    labels_uri: str,
+    output_uri: str,
+    storage: Storage | None = None,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    holdout_fraction: float = 0.2,
+) -> DatasetManifest:
+    """Join page records and labels, split by document id, and write the dataset folder."""
+    storage = storage or Storage()
+    if not 0 <= val_fraction < 1 or not 0 <= holdout_fraction < 1:
+        raise InvalidInput("val_fraction and holdout_fraction must be in [0, 1)")
+    labels = read_labels(storage, labels_uri)
+    records = read_page_records(storage, pages_uri)
+    examples = build_examples(
+        records, {label.doc_id: label.doc_type for label in labels}, labelled_entities(labels)
+    )
+    unlabelled = [e.doc_id for e in examples if e.doc_type is None]
+    if unlabelled:
+        logger.warning("%d processed documents have no label and are left out", len(unlabelled))
+    splits: dict[str, list[DocumentExample]] = {name: [] for name in SPLITS}
+    for example in examples:
+        if example.doc_type is not None:
+            splits[split_of(example.doc_id, seed, val_fraction, holdout_fraction)].append(example)
+    return write_dataset(storage, output_uri, splits, seed)

@@ -1,0 +1,1 @@
+"""Models: classifier, extractor, training, metrics and the model artifact."""

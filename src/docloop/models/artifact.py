@@ -1,0 +1,148 @@
+"""The model artifact: safetensors weights + tokenizer + encoder config + ``docloop-model.json``.
+
+Layout of a model folder (local, or under any storage URI)::
+
+    docloop-model.json     the model card (task, labels, encoder, lengths, metrics, lineage)
+    model.safetensors      every weight of the network (encoder, layout embeddings, head)
+    encoder/config.json    the encoder architecture (weights come from model.safetensors)
+    tokenizer/...          the tokenizer files
+
+Loading builds the architecture from ``encoder/config.json`` and fills it from safetensors: nothing
+is unpickled, and no hub is contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from docloop.errors import InvalidInput
+from docloop.models.encoder import encoder_from_config, load_tokenizer
+from docloop.models.networks import DocumentClassifier, LayoutTokenClassifier
+from docloop.storage import Storage, is_local, join, local_path
+
+CARD_FILE = "docloop-model.json"
+WEIGHTS_FILE = "model.safetensors"
+ARTIFACT_FORMAT = 1
+
+Task = Literal["classify", "extract"]
+
+
+class ModelCard(BaseModel):
+    """What a model is, what it was trained on and how well it did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = ARTIFACT_FORMAT
+    task: Task
+    labels: list[str] = Field(description="Document types, or IOB2 tags for the extractor.")
+    encoder: str = Field(description="Name or path of the encoder it was fine-tuned from.")
+    max_length: int
+    max_pages: int = 1
+    use_layout: bool = True
+    metrics: dict[str, float] = Field(default_factory=dict)
+    dataset_digest: str = ""
+    init_from: str | None = None
+    train_config: dict[str, Any] = Field(default_factory=dict)
+    steps: int = 0
+    docloop_version: str = ""
+    code_version: str = ""
+    mlflow_run_id: str | None = None
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    @property
+    def entity_types(self) -> list[str]:
+        """Entity types named by an extractor's tags."""
+        return sorted({label[2:] for label in self.labels if label != "O"})
+
+
+def build_network(card: ModelCard, encoder: Any) -> nn.Module:
+    """The network a card describes, around ``encoder``."""
+    if card.task == "classify":
+        return DocumentClassifier(encoder, len(card.labels))
+    return LayoutTokenClassifier(encoder, len(card.labels), use_layout=card.use_layout)
+
+
+def save_model(
+    folder: Path, network: nn.Module, tokenizer: Any, encoder_config: Any, card: ModelCard
+) -> None:
+    """Write a model folder (weights last-but-one, card last: a card means a complete model)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder_config.save_pretrained(str(folder / "encoder"))
+    tokenizer.save_pretrained(str(folder / "tokenizer"))
+    state = {
+        name: tensor.detach().contiguous().cpu() for name, tensor in network.state_dict().items()
+    }
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"task": card.task})
+    (folder / CARD_FILE).write_text(card.model_dump_json(indent=2), encoding="utf-8")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference (eval mode, CPU unless moved)."""
+
+    card: ModelCard
+    network: nn.Module
+    tokenizer: Any
+    path: Path
+
+
+def read_card(folder: Path) -> ModelCard:
+    """Read a model folder's card.
+
+    Raises:
+        InvalidInput: the folder is not a docloop model.
+    """
+    card_path = folder / CARD_FILE
+    if not card_path.is_file():
+        raise InvalidInput(f"{folder} is not a docloop model: {CARD_FILE} is missing")
+    return ModelCard.model_validate_json(card_path.read_text(encoding="utf-8"))
+
+
+def load_model(folder: Path) -> LoadedModel:
+    """Load a model folder written by :func:`save_model` (no unpickling)."""
+    card = read_card(folder)
+    network = build_network(card, encoder_from_config(folder / "encoder"))
+    state = load_file(str(folder / WEIGHTS_FILE))
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InvalidInput(
+            f"{folder / WEIGHTS_FILE} does not match its card: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+    network.eval()
+    return LoadedModel(card, network, load_tokenizer(folder / "tokenizer"), folder)
+
+
+def fetch_model_folder(storage: Storage, uri: str, cache: Path | None = None) -> Path:
+    """A local folder with the model at ``uri`` (downloaded unless already local)."""
+    if is_local(uri):
+        return local_path(uri)
+    target = cache or Path(tempfile.mkdtemp(prefix="docloop-model-"))
+    prefix = uri.rstrip("/") + "/"
+    for info in storage.list(uri):
+        relative = info.uri[len(prefix) :]
+        storage.download(info.uri, target / relative)
+    return target
+
+
+def publish_model_folder(storage: Storage, folder: Path, uri: str) -> None:
+    """Copy a local model folder to ``uri`` (card last, so readers never see half a model)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and "checkpoint" not in p.parts)
+    files.sort(key=lambda p: p.name == CARD_FILE)
+    for path in files:
+        storage.upload(path, join(uri, *path.relative_to(folder).parts))
+
+
+def card_summary(card: ModelCard) -> str:
+    """A one-line description for logs."""
+    scores = json.dumps({k: round(v, 4) for k, v in sorted(card.metrics.items())[:4]})
+    return f"{card.task} model on {card.encoder} ({len(card.labels)} labels) {scores}"

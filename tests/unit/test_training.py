@@ -1,0 +1,181 @@
+"""Training for real on the packaged encoder: artifact, MLflow, determinism, warm start, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from docloop.config import TrackingConfig, TrainingConfig
+from docloop.models.artifact import load_model
+from docloop.models.training import train
+from tests.datasets import write_tiny_dataset
+
+pytestmark = pytest.mark.unit
+
+FAST = TrainingConfig(max_length=32, batch_size=4, epochs=2, max_steps=4, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("dataset"))
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> TrackingConfig:
+    """One MLflow store for the module: creating its tables costs seconds."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    return TrackingConfig(mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+
+
+def weights(folder: Path) -> dict[str, object]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    left, right = weights(a), weights(b)
+    return left.keys() == right.keys() and all(left[k].equal(right[k]) for k in left)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("task", ["classify", "extract"])
+def test_train_writes_a_model_and_logs_to_mlflow(
+    dataset: Path, tmp_path: Path, tracking: TrackingConfig, task: str
+) -> None:
+    import mlflow
+
+    result = train(task, str(dataset), str(tmp_path / "model"), FAST, tracking)  # type: ignore[arg-type]
+
+    card = result.card
+    assert card.task == task and card.steps == 4
+    assert card.dataset_digest and card.code_version.startswith("0.1.0")
+    if task == "classify":
+        assert card.labels == ["invoice", "referral_letter"]
+    else:
+        assert card.labels == ["O", "B-mrn", "I-mrn", "B-patient_name", "I-patient_name"]
+    assert 0.0 <= card.metrics["val_score"] <= 1.0
+    assert not (tmp_path / "model" / "checkpoint").exists()
+    load_model(tmp_path / "model")  # loads back
+
+    run = mlflow.MlflowClient(tracking.mlflow_tracking_uri).get_run(str(card.mlflow_run_id))
+    assert run.data.tags["docloop.dataset_digest"] == card.dataset_digest
+    assert run.data.tags["docloop.code_version"] == card.code_version
+    assert run.data.params["config.max_steps"] == "4"
+    assert run.data.params["mixed_precision"] == "fp32"
+    assert "val_score" in run.data.metrics
+
+    again = train(task, str(dataset), str(tmp_path / "model"), FAST, tracking)  # type: ignore[arg-type]
+    assert again.already_trained
+
+
+def test_training_is_deterministic_on_cpu(
+    dataset: Path, tmp_path: Path, tracking: TrackingConfig
+) -> None:
+    short = FAST.model_copy(update={"max_steps": 2})
+    train("extract", str(dataset), str(tmp_path / "a"), short, tracking)
+    train("extract", str(dataset), str(tmp_path / "b"), short, tracking)
+    other_seed = short.model_copy(update={"seed": 1})
+    train("extract", str(dataset), str(tmp_path / "c"), other_seed, tracking)
+    assert same_weights(tmp_path / "a", tmp_path / "b")
+    assert not same_weights(tmp_path / "a", tmp_path / "c")
+
+
+def test_warm_start_keeps_the_incumbents_labels_first(
+    tmp_path: Path, tracking: TrackingConfig
+) -> None:
+    from docloop.datasets.examples import read_examples, write_dataset
+    from docloop.storage import Storage
+
+    first = write_tiny_dataset(tmp_path / "first")
+    incumbent = train(
+        "classify",
+        str(first),
+        str(tmp_path / "v1"),
+        FAST.model_copy(update={"max_steps": 2}),
+        tracking,
+    )
+    # a new document type appears in the next dataset
+    storage = Storage()
+    splits = {
+        name: read_examples(storage, str(first / f"{name}.parquet"))
+        for name in ("train", "val", "holdout")
+    }
+    extra = [
+        e.model_copy(update={"doc_id": e.doc_id + "x", "doc_type": "aaa_new_type"})
+        for e in splits["train"][:4]
+    ]
+    write_dataset(
+        storage, str(tmp_path / "second"), {**splits, "train": splits["train"] + extra}, 0
+    )
+
+    result = train(
+        "classify",
+        str(tmp_path / "second"),
+        str(tmp_path / "v2"),
+        FAST.model_copy(update={"max_steps": 1}),
+        tracking,
+        init_from=str(tmp_path / "v1"),
+    )
+
+    assert result.card.labels == [*incumbent.card.labels, "aaa_new_type"]
+    assert result.card.init_from == str(tmp_path / "v1")
+    v1, v2 = weights(tmp_path / "v1"), weights(tmp_path / "v2")
+    # one small step from the incumbent, not from scratch
+    drift = (v2["head.weight"][:2] - v1["head.weight"]).abs().max()  # type: ignore[index,operator]
+    assert float(drift) < 0.05
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(
+    dataset: Path, tmp_path: Path, tracking: TrackingConfig
+) -> None:
+    """SIGKILL a real `docloop train` process mid-run; the same command finishes from the checkpoint
+    and ends with the same weights as a run that was never interrupted."""
+    env = {
+        **os.environ,
+        "DOCLOOP__TRACKING__MLFLOW_TRACKING_URI": str(tracking.mlflow_tracking_uri),
+    }
+    command = [
+        sys.executable, "-m", "docloop.cli", "train", "--task", "extract",
+        "--dataset", str(dataset), "--output", str(tmp_path / "killed"),
+        "--max-steps", "12", "--epochs", "2", "--checkpoint-every", "1",
+    ]  # fmt: skip
+    config = {"DOCLOOP__TRAINING__MAX_LENGTH": "32", "DOCLOOP__TRAINING__BATCH_SIZE": "4"}
+    process = subprocess.Popen(
+        command, env={**env, **config}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    state = tmp_path / "killed" / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 240
+    import json
+
+    while time.monotonic() < deadline:
+        if state.is_file() and json.loads(state.read_text())["step"] >= 3:
+            break
+        assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(state.read_text())["step"]
+    assert 3 <= killed_at < 12
+
+    finished = subprocess.run(
+        command, env={**env, **config}, capture_output=True, text=True, check=False
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert f"resumed_from={killed_at}" in " ".join(finished.stdout.split())
+
+    uninterrupted = TrainingConfig(
+        max_length=32, batch_size=4, max_steps=12, epochs=2, checkpoint_every=1
+    )
+    train(
+        "extract",
+        str(dataset),
+        str(tmp_path / "whole"),
+        uninterrupted,
+        tracking,
+    )
+    assert same_weights(tmp_path / "killed", tmp_path / "whole")
