@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import PreprocessConfig
-from docloop.demo import labelled_entities
+from docloop.datasets.build import labelled_entities, read_labels
 from docloop.documents.labels import entity_recovery
 from docloop.documents.ocr import text_layer_words
 from docloop.documents.preprocess import PreprocessResult, preprocess, read_page_records
@@ -55,7 +55,7 @@ def run(docs: int, seed: int) -> dict[str, float | int | str]:
     config = PreprocessConfig()
     with tempfile.TemporaryDirectory(prefix="docloop-bench-") as tmp:
         root = Path(tmp)
-        scanned = generate_corpus(root / "scanned", docs, seed, "base", scanned_fraction=1.0)
+        generate_corpus(root / "scanned", docs, seed, "base", scanned_fraction=1.0)
         generate_corpus(root / "digital", docs, seed + 1, "base", scanned_fraction=0.0)
 
         one, t_one = timed(root / "scanned", root / "out-1", config, 1)
@@ -70,7 +70,8 @@ def run(docs: int, seed: int) -> dict[str, float | int | str]:
         slow, t_slow = timed(root / "digital", root / "out-slow", forced, 1)
 
         records = read_page_records(Storage(), str(root / "out-2"))
-        recovery = entity_recovery(records, labelled_entities(scanned))
+        gold = read_labels(Storage(), str(root / "scanned" / "labels.jsonl"))
+        recovery = entity_recovery(records, labelled_entities(gold))
         shutil.rmtree(root, ignore_errors=True)
 
     pps_one, pps_two = one.pages / t_one, two.pages / t_two

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -15,6 +15,7 @@ def train_gpu(
     task: str,
     dataset: Input[Dataset],
     model: Output[Model],
+    metrics: Output[Metrics],
     init_from: str = "",
     max_steps: int = 0,
     epochs: int = 0,
@@ -34,6 +35,7 @@ def train_gpu(
         dataset: Dataset folder from build-dataset (train/val/holdout Parquet + manifest).
         model: Output. The model: safetensors weights, tokenizer, encoder config and
             ``docloop-model.json`` (task, labels, metrics, lineage).
+        metrics: Output. Validation metrics of the saved model, shown in the KFP UI.
         init_from: URI of an incumbent model to warm-start from; empty for a fresh start.
         max_steps: Stop after this many optimisation steps; 0 keeps the configured limit.
         epochs: Epochs; 0 keeps the configured number.
@@ -47,6 +49,8 @@ def train_gpu(
 
     card = run_component(task, dataset.path, model.path, init_from, max_steps, epochs, seed)
     model.metadata.update({"task": card.task, "labels": card.labels, **card.metrics})
+    for name, value in card.metrics.items():
+        metrics.log_metric(name, value)
     outputs = NamedTuple("TrainOutputs", [("val_score", float), ("steps", int)])  # noqa: UP014
     return outputs(card.metrics.get("val_score", 0.0), card.steps)
 

@@ -22,7 +22,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from docloop.config import load_config
-from docloop.documents.labels import LabelledEntity, entity_recovery
+from docloop.datasets.build import labelled_entities, read_labels
+from docloop.documents.labels import entity_recovery
 from docloop.documents.preprocess import preprocess, read_page_records
 from docloop.documents.synth import SynthDocument, generate_corpus
 from docloop.storage import Storage
@@ -53,21 +54,6 @@ def load_labels(corpus: Path) -> list[SynthDocument]:
     """Read the corpus's labels.jsonl."""
     lines = (corpus / "labels.jsonl").read_text(encoding="utf-8").splitlines()
     return [SynthDocument.model_validate_json(line) for line in lines if line.strip()]
-
-
-def labelled_entities(labels: list[SynthDocument]) -> list[LabelledEntity]:
-    """Flatten the corpus labels into what alignment needs."""
-    return [
-        LabelledEntity(
-            doc_id=doc.doc_id,
-            type=entity.type,
-            value=entity.value,
-            page=entity.page,
-            boxes=tuple((w.box[0], w.box[1], w.box[2], w.box[3]) for w in entity.words),
-        )
-        for doc in labels
-        for entity in doc.entities
-    ]
 
 
 def ensure_corpus(
@@ -105,7 +91,8 @@ def run_demo(
 
     result = preprocess(str(corpus), pages_uri, config.preprocess, storage, progress=on_page)
     records = read_page_records(storage, pages_uri)
-    recovery = entity_recovery(records, labelled_entities(labels))
+    gold = read_labels(storage, str(corpus / "labels.jsonl"))
+    recovery = entity_recovery(records, labelled_entities(gold))
     summary = DemoSummary(
         documents=len(labels),
         scanned=sum(1 for doc in labels if doc.scanned),
