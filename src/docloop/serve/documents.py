@@ -1,0 +1,117 @@
+"""Files sent to the predictor -> pages, with the preprocess component's own code.
+
+The same ``inspect_document`` (type sniffing, encryption, page count and size caps, text layer)
+and ``process_page`` (render, text layer or tesseract OCR, empty-page detection) run here, inline
+in the calling thread and in a temporary folder, so a served document gets exactly the words and
+boxes a preprocessed one would. What preprocess would quarantine becomes an HTTP 400 whose message
+names the field and carries the quarantine code and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from docloop.config import PreprocessConfig
+from docloop.documents.intake import document_id, inspect_document, sniff
+from docloop.documents.pages import PageTask, process_page
+from docloop.documents.schema import QuarantineEntry
+from docloop.errors import QuarantinedDocument
+from docloop.serve.compat import InvalidInput
+from docloop.serve.inputs import ServePage
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES = {"pdf": ".pdf", "png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
+
+
+@dataclass(frozen=True)
+class DocumentPages:
+    """What preprocessing made of one file."""
+
+    doc_id: str
+    page_count: int
+    pages: list[ServePage]
+    quarantined: list[QuarantineEntry]
+
+
+def document_pages(
+    data: bytes, field: str, source_uri: str, config: PreprocessConfig
+) -> DocumentPages:
+    """Inspect, render and OCR one file (blocking: call it from a worker thread).
+
+    Args:
+        data: the file's bytes.
+        field: the request field it came from, for messages (``instances[0].document``).
+        source_uri: recorded as the document's origin (e.g. ``request://<id>/0``).
+        config: render, OCR and cap settings (the same section preprocess uses).
+
+    Returns:
+        The pages that have words, and the pages that were set aside with their reasons.
+
+    Raises:
+        InvalidInput: the file is not a supported document, would be quarantined by preprocess,
+            or has no readable page.
+    """
+    kind = sniff(data)
+    if kind is None:
+        raise InvalidInput(
+            f"{field}: not a PDF, PNG, JPEG or TIFF file (first bytes {data[:8]!r}); "
+            "send one of those, base64-encoded"
+        )
+    doc_id = document_id(data)
+    suffix = SUFFIXES[kind]
+    with tempfile.TemporaryDirectory(prefix="docloop-serve-") as tmp:
+        local = Path(tmp) / f"{doc_id}{suffix}"
+        local.write_bytes(data)
+        try:
+            plan = inspect_document(source_uri, f"document{suffix}", data, local, config)
+        except QuarantinedDocument as exc:
+            raise InvalidInput(f"{field}: {exc.reason} ({exc.code})") from exc
+        pages: list[ServePage] = []
+        quarantined: list[QuarantineEntry] = []
+        for page in range(plan.page_count):
+            result = process_page(
+                PageTask(
+                    doc_id=plan.doc_id,
+                    kind=plan.kind,
+                    path=str(local),
+                    page=page,
+                    dpi=config.dpi,
+                    text_layer=plan.text_layer[page] if plan.text_layer is not None else None,
+                    lang=config.ocr_lang,
+                    psm=config.tesseract_psm,
+                    timeout_s=config.ocr_timeout_s,
+                    jpeg_quality=config.jpeg_quality,
+                    color=config.page_color,
+                    image_path=str(Path(tmp) / "images" / f"page-{page:04d}.jpg"),
+                )
+            )
+            if result.error_code is not None or result.words is None:
+                quarantined.append(
+                    QuarantineEntry(
+                        source_uri=source_uri,
+                        code=result.error_code or "no_words",
+                        reason=result.error_reason or "no words",
+                        doc_id=doc_id,
+                        page=page,
+                    )
+                )
+                continue
+            pages.append(
+                ServePage(
+                    page=page,
+                    words=result.words.words,
+                    boxes=result.words.boxes,
+                    confidences=result.words.confidences,
+                    source="ocr" if result.source == "ocr" else "text_layer",
+                )
+            )
+    if not pages:
+        reasons = "; ".join(f"page {e.page}: {e.reason} ({e.code})" for e in quarantined)
+        raise InvalidInput(f"{field}: no page has readable text: {reasons}")
+    if quarantined:
+        logger.info("%s: %d page(s) set aside", source_uri, len(quarantined))
+    return DocumentPages(doc_id, plan.page_count, pages, quarantined)

@@ -1,0 +1,299 @@
+"""``docloop serve``: a KServe ``ModelServer`` with one ``DocloopModel``.
+
+HTTP only (gRPC off), one uvicorn worker (the micro-batcher and the prediction log live in the
+process, and one process keeps one copy of the weights). Endpoints, all from KServe on one port:
+``POST /v1/models/<name>:predict``, ``POST /v2/models/<name>/infer``, ``GET /v1/models/<name>``,
+``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2/models/<name>/ready`` and
+``GET /metrics`` (KServe's metrics and docloop's ``docloop_predictor_*``).
+
+Binding: KServe 0.21 hard-codes the HTTP host to ``0.0.0.0`` (every interface), which is what a
+pod needs: the kubelet's probes and the Knative/Istio sidecars reach the container on its pod IP.
+Outside a cluster that also exposes the model to the whole network, so ``--host 127.0.0.1`` binds
+loopback only; it is applied deliberately by ``_DocloopModelServer``, which sets the host on the
+uvicorn config KServe builds, just before the server starts. The local deploy target and the tests
+use it.
+
+docloop also adds to KServe's FastAPI app, before it starts: a request-size cap (``payload: ...``
+HTTP 400 before the body is read when Content-Length is too large, or as soon as a streamed body
+goes over) and a handler that turns request-schema errors (a v2 body without ``inputs``, say) into
+HTTP 400 naming the field, where FastAPI would answer 422.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from docloop.config import PreprocessConfig
+from docloop.serve import metrics
+from docloop.serve.batching import BatchingConfig
+from docloop.serve.compat import InvalidInput, kserve, model_server
+from docloop.serve.inputs import ServeLimits
+from docloop.serve.predictor import DocloopModel, resolve_model_folders
+from docloop.serve.sink import BackgroundWriter, LogFormat, open_sink
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "0.0.0.0"  # KServe's own choice; see the module docstring
+DEFAULT_PORT = 8080
+DEFAULT_NAME = "docloop"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything ``docloop serve`` takes.
+
+    Attributes:
+        models: model folders and/or bundle folders (see ``resolve_model_folders``).
+        port: the HTTP port.
+        host: the interface to bind (KServe's default ``0.0.0.0``; ``127.0.0.1`` for loopback).
+        name: the model name in URLs.
+        model_version: overrides the versions read from the model cards.
+        batching: dynamic batching settings.
+        limits: request caps.
+        preprocess: render/OCR settings for files sent as ``document``.
+        prediction_log: the prediction-log directory (None: no log).
+        prediction_log_format: ``jsonl`` or ``parquet``.
+    """
+
+    models: tuple[Path, ...]
+    port: int = DEFAULT_PORT
+    host: str = DEFAULT_HOST
+    name: str = DEFAULT_NAME
+    model_version: str | None = None
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    limits: ServeLimits = field(default_factory=ServeLimits)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    prediction_log: Path | None = None
+    prediction_log_format: LogFormat = "jsonl"
+
+
+class BodySizeLimit:
+    """ASGI middleware: requests over ``max_bytes`` get HTTP 400 naming ``payload``.
+
+    Args:
+        app: the wrapped application.
+        max_bytes: the largest request body accepted.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self, size: int | None) -> str:
+        got = f"{size} bytes" if size is not None else "more"
+        return (
+            f"payload: the request body is {got}, over the limit of {self.max_bytes} bytes "
+            "(--max-request-mb); send fewer or smaller documents per request"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Reject oversized requests, pass the others through."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: int | None = None
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+        if declared is not None and declared > self.max_bytes:
+            body = json.dumps({"error": self._message(declared)}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # raised inside the route: KServe's InvalidInput handler answers 400
+                    raise InvalidInput(self._message(None))
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    # FastAPI prefixes "body"; KServe's Union[InferenceRequest, bytes] body adds the union member.
+    parts = [
+        part
+        for part in loc
+        if part != "body" and not (isinstance(part, str) and part[:1].isupper())
+    ]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "payload"
+
+
+async def _request_validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    if errors:
+        first = errors[0]
+        message = f"{_location(tuple(first.get('loc', ())))}: {first.get('msg', 'invalid')}"
+    else:
+        message = f"payload: {exc}"
+    logger.info("invalid request: %s", message)
+    return JSONResponse(status_code=400, content={"error": message})
+
+
+class InvalidInputLogFilter(logging.Filter):
+    """Log KServe's HTTP 400s as one WARNING line instead of an ERROR with a traceback.
+
+    KServe's ``invalid_input_handler`` logs every ``InvalidInput`` with ``logger.error(...,
+    exc_info=exc)``; a client's bad payload is not a server error, and rendering a traceback per
+    bad request costs more than answering it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite records that carry an ``InvalidInput``; keep everything else as is."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, InvalidInput):
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno = logging.WARNING
+            record.levelname = logging.getLevelName(logging.WARNING)
+            record.msg = "invalid request (HTTP 400): %s"
+            record.args = (str(error),)
+        return True
+
+
+def configure_server_logging() -> None:
+    """Plain one-line logs for a long-running server (container logs), at the CLI's level.
+
+    KServe skips its own logging setup when the root logger has handlers, so its loggers,
+    uvicorn's and docloop's all end up here. KServe's per-request timing lines (``kserve.trace``)
+    are kept for ``--verbose`` only; Prometheus has the same figures.
+    """
+    root = logging.getLogger()
+    level = root.level if root.level != logging.NOTSET else logging.INFO
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("kserve").addFilter(InvalidInputLogFilter())
+    if level > logging.DEBUG:
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+
+
+def install_app_extras(app: FastAPI, limits: ServeLimits) -> None:
+    """Add the size cap and the 400-for-schema-errors handler to KServe's app (once)."""
+    if getattr(app.state, "docloop_extras", False):
+        return
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
+    app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    app.state.docloop_extras = True
+
+
+class _DocloopModelServer(kserve.ModelServer):  # type: ignore[misc]
+    """KServe's ModelServer, binding ``host`` instead of the hard-coded ``0.0.0.0``."""
+
+    def __init__(self, *, host: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bind_host = host
+
+    async def _serve(self) -> None:
+        # ModelServer.start() builds the RESTServer (and its uvicorn.Config) and only then runs
+        # this coroutine; uvicorn reads config.host when it binds, inside serve().
+        rest = getattr(self, "_rest_server", None)
+        config = getattr(rest, "config", None)
+        if config is not None:
+            config.host = self.bind_host
+        elif self.bind_host != DEFAULT_HOST:
+            # Fail closed: never fall back to every interface when loopback was asked for.
+            raise RuntimeError(
+                f"cannot bind {self.bind_host}: this KServe version builds its HTTP server "
+                "differently (docloop supports kserve 0.21); leave --host at its default"
+            )
+        logger.info("listening on http://%s:%s", self.bind_host, self.http_port)
+        await super()._serve()
+
+
+def build_model(options: ServeOptions) -> DocloopModel:
+    """Resolve, construct and load the model (ready to register with a server).
+
+    Raises:
+        InvalidInput: the model paths are not usable (see ``resolve_model_folders``).
+    """
+    writer: BackgroundWriter | None = None
+    if options.prediction_log is not None:
+        writer = BackgroundWriter(
+            open_sink(options.prediction_log, options.prediction_log_format),
+            on_drop=lambda count: metrics.PREDICTION_LOG_DROPPED.labels(options.name).inc(count),
+        )
+    model = DocloopModel(
+        options.name,
+        resolve_model_folders(options.models),
+        model_version=options.model_version,
+        batching=options.batching,
+        limits=options.limits,
+        preprocess=options.preprocess,
+        prediction_log=writer,
+    )
+    model.load()
+    return model
+
+
+def run_server(options: ServeOptions) -> None:
+    """Load the model and serve it until SIGTERM/SIGINT (blocks).
+
+    Raises:
+        InvalidInput: the model paths are not usable.
+    """
+    # KServe 0.21 answers with ORJSONResponse, which FastAPI >= 0.120 deprecates on every call.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    configure_server_logging()
+    model = build_model(options)
+    install_app_extras(model_server.app, options.limits)
+    server = _DocloopModelServer(
+        host=options.host,
+        http_port=options.port,
+        enable_grpc=False,
+        workers=1,
+        enable_latency_logging=False,
+    )
+    logger.info(
+        "serving %r (version %s) on port %d; batching %s; prediction log %s",
+        model.name,
+        model.model_version,
+        options.port,
+        f"max {options.batching.max_batch_size} docs / {options.batching.max_wait_s * 1000:g} ms"
+        if options.batching.enabled
+        else "off",
+        options.prediction_log or "off",
+    )
+    try:
+        server.start([model])
+    finally:
+        model.stop()
