@@ -77,13 +77,15 @@ class TrainingConfig(Section):
     max_length: int = Field(default=128, ge=16, le=512, description="Tokens per page / window.")
     max_pages: int = Field(default=2, ge=1, le=16, description="Pages the classifier reads.")
     batch_size: int = Field(default=8, ge=1)
-    learning_rate: float = Field(default=5e-5, gt=0, description="Encoder learning rate.")
+    learning_rate: float = Field(
+        default=1.5e-4, gt=0, description="Learning rate of the encoder and the box embeddings."
+    )
     head_learning_rate: float = Field(
-        default=1e-3, gt=0, description="Learning rate of new parameters (head, layout tables)."
+        default=2e-3, gt=0, description="Learning rate of the classification head."
     )
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
-    epochs: int = Field(default=4, ge=1)
+    epochs: int = Field(default=6, ge=1)
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
     checkpoint_every: int = Field(default=50, ge=1, description="Steps between checkpoints.")
     early_stopping_patience: int = Field(

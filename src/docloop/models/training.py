@@ -393,12 +393,15 @@ class _Run:
         from transformers import get_linear_schedule_with_warmup
 
         config = self.config
-        encoder_params = [p for n, p in self.network.named_parameters() if n.startswith("encoder.")]
-        new_params = [p for n, p in self.network.named_parameters() if not n.startswith("encoder.")]
+        # Only the head learns fast. The box embeddings are added to the pretrained token
+        # embeddings, so they move at the encoder's pace: at the head's rate they swamp the text
+        # signal (measured: entity F1 0.37 with boxes vs 0.75 without, bench/training.py).
+        head = [p for n, p in self.network.named_parameters() if n.startswith("head.")]
+        body = [p for n, p in self.network.named_parameters() if not n.startswith("head.")]
         self.optimizer = torch.optim.AdamW(
             [
-                {"params": encoder_params, "lr": config.learning_rate},
-                {"params": new_params, "lr": config.head_learning_rate},
+                {"params": body, "lr": config.learning_rate},
+                {"params": head, "lr": config.head_learning_rate},
             ],
             weight_decay=config.weight_decay,
         )

@@ -1,0 +1,621 @@
+"""Benchmark the predictor: raw forward in process vs ``docloop serve`` over HTTP, batching on/off.
+
+Run with ``python -m bench.predictor [--docs N] [--requests R]``. Everything is measured here, in
+the same command, on the same documents and the same two models:
+
+- models: a classifier and an extractor trained for two steps on the tiny test dataset with
+  ``max_length=128`` (the realistic forward cost; accuracy is not the point), in one folder with
+  ``classifier/`` and ``extractor/`` (MLflow in a temporary sqlite file), trained in a spawned
+  child process so that training's process-wide torch settings do not slow the baseline;
+- inputs: N born-digital synthetic documents, their text-layer words and boxes (no OCR), sent as
+  ``{"instances": [{"pages": [{"words", "boxes", "page"}, ...]}]}``, one document per request;
+- in process: ``classify`` + ``extract`` exactly as the predictor's forward pass calls them, on
+  ``DocumentExample`` objects built by the predictor's own ``parse_v1`` and ``to_example``, at
+  batch 1 (per-document latency) and batch 16 (latency of the whole batch);
+- HTTP: ``docloop serve`` on 127.0.0.1 (a subprocess), with batching and with ``--no-batching``,
+  R requests at concurrency 1 (sequential) and 16 (asyncio, 16 in flight). Request bodies are
+  encoded once up front, so client-side JSON encoding is not in the latencies.
+
+Ratios (reported, never asserted): server overhead at c=1 = HTTP c=1 p50 (batching on) / in-process
+batch-1 p50 - 1, target <= 10 %; batching speed-up at c=16 = docs/s batching on / off, target >= 2x.
+To explain the overhead, the server's own Prometheus histograms (time inside the model's
+``predict`` and inside the forward pass) are read before and after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+from docloop.config import TrackingConfig, TrainingConfig
+from docloop.datasets.examples import DocumentExample
+from docloop.documents.ocr import text_layer_words
+from docloop.documents.synth import generate_corpus
+from docloop.models.artifact import LoadedModel, load_model
+from docloop.models.inference import classify, extract
+from docloop.models.training import train
+from docloop.serve.inputs import PagesInstance, ServeLimits, pages_digest, parse_v1, to_example
+from tests.datasets import write_tiny_dataset
+
+OUT = Path(__file__).resolve().parent / "out"
+MODEL_NAME = "docloop"
+BATCH = 16
+CONCURRENCY = 16
+TRAINING = TrainingConfig(max_length=128, batch_size=8, epochs=1, max_steps=2)
+READY_TIMEOUT_S = 120.0
+TRAIN_TIMEOUT_S = 600.0
+REQUEST_TIMEOUT_S = 60.0
+OVERHEAD_TARGET = 0.10
+SPEEDUP_TARGET = 2.0
+
+logger = logging.getLogger("bench.predictor")
+
+
+# --- setup -----------------------------------------------------------------------------------
+def train_models(root: Path) -> Path:
+    """Train both models into ``root/models/{classifier,extractor}``; return the bundle folder."""
+    dataset = write_tiny_dataset(root / "dataset")
+    tracking = TrackingConfig(mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    bundle = root / "models"
+    for task, name in (("classify", "classifier"), ("extract", "extractor")):
+        started = time.perf_counter()
+        train(task, str(dataset), str(bundle / name), TRAINING, tracking)  # type: ignore[arg-type]
+        logger.info("trained the %s in %.1f s", name, time.perf_counter() - started)
+    return bundle
+
+
+def _child_logging() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logger.setLevel(logging.INFO)
+
+
+def train_apart(root: Path) -> Path:
+    """``train_models`` in a child process (spawned, bounded in time).
+
+    Training changes process-wide torch state (``use_deterministic_algorithms(True)``, seeds,
+    Accelerate) and leaves MLflow threads behind; the server never trains, so the in-process
+    baseline must not run in a process that did.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_child_logging) as pool:
+        return pool.submit(train_models, root).result(timeout=TRAIN_TIMEOUT_S)
+
+
+def make_documents(root: Path, docs: int, seed: int) -> list[dict[str, Any]]:
+    """Page records of ``docs`` born-digital synthetic documents (text layer, no OCR)."""
+    corpus = root / "corpus"
+    generate_corpus(corpus, docs, seed, "base", scanned_fraction=0.0)
+    documents = []
+    for pdf in sorted(corpus.glob("*.pdf")):
+        pages = [
+            {"words": page.words, "boxes": page.boxes, "page": number}
+            for number, page in enumerate(text_layer_words(pdf))
+            if page.words
+        ]
+        documents.append({"pages": pages})
+    return documents
+
+
+def request_body(document: dict[str, Any]) -> bytes:
+    """A KServe V1 request with one document."""
+    return json.dumps({"instances": [document]}, separators=(",", ":")).encode()
+
+
+def to_examples(bodies: Sequence[bytes], limits: ServeLimits) -> list[DocumentExample]:
+    """The model inputs the predictor builds from these request bodies (``_prepare``)."""
+    examples = []
+    for index, body in enumerate(bodies):
+        (instance,) = parse_v1(json.loads(body), limits)
+        assert isinstance(instance, PagesInstance)
+        doc_id = instance.doc_id or pages_digest(instance.pages)
+        examples.append(to_example(doc_id, f"bench://{index}", instance.pages, instance.page_count))
+    return examples
+
+
+def workload(items: Sequence[Any], count: int) -> list[Any]:
+    """``count`` items cycling through ``items``."""
+    return list(itertools.islice(itertools.cycle(items), count))
+
+
+# --- figures ----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """One measured configuration."""
+
+    name: str
+    docs: int
+    seconds: float
+    latencies_s: list[float]
+    server: dict[str, float] | None = None
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.docs / self.seconds
+
+    def percentile(self, q: int) -> float:
+        if len(self.latencies_s) == 1:
+            return self.latencies_s[0] * 1000
+        cuts = statistics.quantiles(self.latencies_s, n=100, method="inclusive")
+        return cuts[q - 1] * 1000
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.latencies_s) * 1000
+
+    def figures(self) -> dict[str, Any]:
+        figures: dict[str, Any] = {
+            "documents": self.docs,
+            "seconds": round(self.seconds, 3),
+            "docs_per_s": round(self.docs_per_s, 3),
+            "p50_ms": round(self.percentile(50), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "mean_ms": round(self.mean_ms, 2),
+            "latency_samples": len(self.latencies_s),
+        }
+        if self.server is not None:
+            figures["server"] = {key: round(value, 3) for key, value in self.server.items()}
+        return figures
+
+
+# --- in process -------------------------------------------------------------------------------
+def forward(
+    classifier: LoadedModel, extractor: LoadedModel, examples: list[DocumentExample]
+) -> None:
+    """Both models over one batch, with the batch sizes ``DocloopModel._forward`` uses."""
+    size = max(len(examples), 1)
+    classify(classifier, examples, batch_size=size)
+    extract(extractor, examples, batch_size=max(size, 16))
+
+
+def in_process(bundle: Path, examples: list[DocumentExample], requests: int) -> tuple[Run, Run]:
+    """Raw forward at batch 1 and at batch 16."""
+    classifier = load_model(bundle / "classifier")
+    extractor = load_model(bundle / "extractor")
+    items = workload(examples, requests)
+    for example in examples[:4]:
+        forward(classifier, extractor, [example])
+    forward(classifier, extractor, workload(examples, BATCH))
+
+    latencies = []
+    started = time.perf_counter()
+    for example in items:
+        begin = time.perf_counter()
+        forward(classifier, extractor, [example])
+        latencies.append(time.perf_counter() - begin)
+    one = Run("in-process, batch 1", len(items), time.perf_counter() - started, latencies)
+    logger.info("in process, batch 1: %.2f docs/s", one.docs_per_s)
+
+    latencies = []
+    started = time.perf_counter()
+    for start in range(0, len(items), BATCH):
+        begin = time.perf_counter()
+        forward(classifier, extractor, items[start : start + BATCH])
+        latencies.append(time.perf_counter() - begin)
+    batched = Run(
+        f"in-process, batch {BATCH}", len(items), time.perf_counter() - started, latencies
+    )
+    logger.info("in process, batch %d: %.2f docs/s", BATCH, batched.docs_per_s)
+    return one, batched
+
+
+def parse_cost_ms(bodies: Sequence[bytes], limits: ServeLimits, rounds: int = 5) -> float:
+    """Mean ms per document of JSON decoding + ``parse_v1`` + ``to_example`` (in ``predict``)."""
+    started = time.perf_counter()
+    for _ in range(rounds):
+        to_examples(bodies, limits)
+    return (time.perf_counter() - started) / (rounds * len(bodies)) * 1000
+
+
+# --- server -----------------------------------------------------------------------------------
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if the server does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout_s)
+
+
+@contextmanager
+def serving(bundle: Path, workdir: Path, batching: bool) -> Iterator[str]:
+    """``docloop serve`` on 127.0.0.1 and a free port; yields its URL once ready; stops it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "docloop.cli", "serve",
+        "--model", str(bundle), "--port", str(port), "--host", "127.0.0.1",
+        "--name", MODEL_NAME,
+        *([] if batching else ["--no-batching"]),
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    output = workdir / f"server-{'batching' if batching else 'no-batching'}.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        started = time.monotonic()
+        deadline = started + READY_TIMEOUT_S
+        ready = False
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"docloop serve exited with {process.returncode}:\n{log_tail(output)}"
+                    )
+                try:
+                    ready = client.get(f"{url}/v2/health/ready").status_code == 200
+                except httpx.TransportError:
+                    ready = False  # not listening yet
+                if ready:
+                    break
+                time.sleep(0.2)
+        if not ready:
+            raise RuntimeError(
+                f"docloop serve not ready after {READY_TIMEOUT_S:.0f} s:\n{log_tail(output)}"
+            )
+        logger.info(
+            "docloop serve (batching %s) ready on %s in %.1f s",
+            "on" if batching else "off",
+            url,
+            time.monotonic() - started,
+        )
+        yield url
+    finally:
+        stop(process)
+
+
+SERVER_SAMPLES = {
+    "docloop_predictor_request_seconds_sum": "predict_s",
+    "docloop_predictor_request_seconds_count": "requests",
+    "docloop_predictor_forward_seconds_sum": "forward_s",
+    "docloop_predictor_forward_seconds_count": "forwards",
+    "docloop_predictor_batch_size_sum": "batched_docs",
+}
+
+
+def server_counters(client: httpx.Client, url: str) -> dict[str, float]:
+    """The predictor's cumulative timings from ``GET /metrics``."""
+    response = client.get(f"{url}/metrics")
+    response.raise_for_status()
+    counters = dict.fromkeys(SERVER_SAMPLES.values(), 0.0)
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            key = SERVER_SAMPLES.get(sample.name)
+            if key is not None and sample.labels.get("model_name") == MODEL_NAME:
+                counters[key] += sample.value
+    return counters
+
+
+def server_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per-request and per-forward means over one run (from counter differences)."""
+    delta = {key: after[key] - before[key] for key in after}
+    requests = max(delta["requests"], 1.0)
+    forwards = max(delta["forwards"], 1.0)
+    return {
+        "requests": delta["requests"],
+        "forward_passes": delta["forwards"],
+        "mean_batch_size": delta["batched_docs"] / forwards,
+        "predict_mean_ms": delta["predict_s"] / requests * 1000,
+        "forward_mean_ms": delta["forward_s"] / forwards * 1000,
+    }
+
+
+def check(response: httpx.Response) -> None:
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+
+
+HEADERS = {"content-type": "application/json"}
+
+
+def sequential(url: str, bodies: Sequence[bytes]) -> tuple[float, list[float]]:
+    """Send ``bodies`` one after the other; wall seconds and per-request latencies."""
+    endpoint = f"{url}/v1/models/{MODEL_NAME}:predict"
+    latencies = []
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+        started = time.perf_counter()
+        for body in bodies:
+            begin = time.perf_counter()
+            check(client.post(endpoint, content=body, headers=HEADERS))
+            latencies.append(time.perf_counter() - begin)
+        return time.perf_counter() - started, latencies
+
+
+async def _concurrent(
+    url: str, bodies: Sequence[bytes], concurrency: int
+) -> tuple[float, list[float]]:
+    endpoint = f"{url}/v1/models/{MODEL_NAME}:predict"
+    latencies: list[float] = []
+    pending = iter(bodies)  # shared by the workers: each takes the next body when it is free
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+
+        async def worker() -> None:
+            for body in pending:
+                begin = time.perf_counter()
+                check(await client.post(endpoint, content=body, headers=HEADERS))
+                latencies.append(time.perf_counter() - begin)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies
+
+
+def concurrent(url: str, bodies: Sequence[bytes], concurrency: int) -> tuple[float, list[float]]:
+    """Send ``bodies`` with ``concurrency`` requests in flight; wall seconds and latencies."""
+    return asyncio.run(_concurrent(url, bodies, concurrency))
+
+
+def check_answer(url: str, body: bytes) -> None:
+    """One request whose answer must carry a document type and an entity list."""
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+        response = client.post(
+            f"{url}/v1/models/{MODEL_NAME}:predict", content=body, headers=HEADERS
+        )
+    check(response)
+    (answer,) = response.json()["predictions"]
+    if "doc_type" not in answer or "entities" not in answer:
+        raise RuntimeError(f"unexpected answer: {str(answer)[:300]}")
+
+
+def over_http(bundle: Path, workdir: Path, bodies: list[bytes], batching: bool) -> list[Run]:
+    """c=1 and c=16 runs against one server."""
+    label = "on" if batching else "off"
+    runs = []
+    with serving(bundle, workdir, batching) as url, httpx.Client(timeout=10.0) as metrics:
+        check_answer(url, bodies[0])
+        sequential(url, bodies[:4])
+        concurrent(url, workload(bodies, 2 * CONCURRENCY), CONCURRENCY)
+        for concurrency in (1, CONCURRENCY):
+            before = server_counters(metrics, url)
+            if concurrency == 1:
+                seconds, latencies = sequential(url, bodies)
+            else:
+                seconds, latencies = concurrent(url, bodies, concurrency)
+            server = server_delta(before, server_counters(metrics, url))
+            run = Run(
+                f"HTTP c={concurrency}, batching {label}", len(bodies), seconds, latencies, server
+            )
+            logger.info(
+                "%s: %.2f docs/s, p50 %.1f ms, mean batch %.1f",
+                run.name,
+                run.docs_per_s,
+                run.percentile(50),
+                server["mean_batch_size"],
+            )
+            runs.append(run)
+    return runs
+
+
+# --- the benchmark ----------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cores = len(os.sched_getaffinity(0))
+    cuda = torch.cuda.is_available()
+    return {
+        "machine": f"{platform.machine()}, {cores} cores ({os.cpu_count()} online), "
+        f"Python {platform.python_version()}",
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        # load_model and the predictor keep the models on the CPU, even where CUDA exists.
+        "device": "cpu" + (" (cuda available, unused)" if cuda else ""),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def breakdown(run: Run, forward_in_process: Run, parse_ms: float) -> dict[str, float]:
+    """Where a c=1 request's time goes (means, ms): they add up to the client's mean latency."""
+    assert run.server is not None
+    predict = run.server["predict_mean_ms"]
+    server_forward = run.server["forward_mean_ms"]
+    return {
+        "client_mean_ms": round(run.mean_ms, 2),
+        "in_process_forward_mean_ms": round(forward_in_process.mean_ms, 2),
+        "server_forward_mean_ms": round(server_forward, 2),
+        "forward_slower_in_server_ms": round(server_forward - forward_in_process.mean_ms, 2),
+        "in_predict_outside_forward_ms": round(predict - server_forward, 2),
+        "of_which_parse_and_to_example_ms": round(parse_ms, 2),
+        "outside_predict_ms": round(run.mean_ms - predict, 2),
+    }
+
+
+def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
+    figures: dict[str, Any] = machine()
+    with tempfile.TemporaryDirectory(prefix="docloop-bench-predictor-") as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        bundle = train_apart(root)
+        documents = make_documents(root, docs, seed)
+        limits = ServeLimits()
+        doc_bodies = [request_body(document) for document in documents]
+        examples = to_examples(doc_bodies, limits)
+        words = [len(example.words) for example in examples]
+        logger.info(
+            "%d documents, %d-%d words (mean %.0f); setup took %.1f s",
+            len(documents),
+            min(words),
+            max(words),
+            statistics.fmean(words),
+            time.perf_counter() - started,
+        )
+        one, batched = in_process(bundle, examples, requests)
+        parse_ms = parse_cost_ms(doc_bodies, limits)
+        bodies = workload(doc_bodies, requests)
+        runs = [one, batched]
+        for batching in (True, False):
+            runs += over_http(bundle, root, bodies, batching)
+
+    by_name = {item.name: item for item in runs}
+    http_on_1 = by_name["HTTP c=1, batching on"]
+    http_off_1 = by_name["HTTP c=1, batching off"]
+    http_on_16 = by_name[f"HTTP c={CONCURRENCY}, batching on"]
+    http_off_16 = by_name[f"HTTP c={CONCURRENCY}, batching off"]
+    overhead = http_on_1.percentile(50) / one.percentile(50) - 1
+    overhead_off = http_off_1.percentile(50) / one.percentile(50) - 1
+    speedup = http_on_16.docs_per_s / http_off_16.docs_per_s
+    figures.update(
+        {
+            "documents": len(documents),
+            "words_per_document": {
+                "min": min(words),
+                "max": max(words),
+                "mean": round(statistics.fmean(words), 1),
+            },
+            "requests": requests,
+            "training": TRAINING.model_dump(mode="json"),
+            "runs": {item.name: item.figures() for item in runs},
+            "server_overhead_c1": round(overhead, 4),
+            "server_overhead_c1_target": OVERHEAD_TARGET,
+            "server_overhead_c1_met": overhead <= OVERHEAD_TARGET,
+            "server_overhead_c1_no_batching": round(overhead_off, 4),
+            "batching_speedup_c16": round(speedup, 3),
+            "batching_speedup_c16_target": SPEEDUP_TARGET,
+            "batching_speedup_c16_met": speedup >= SPEEDUP_TARGET,
+            "in_process_batch_speedup": round(batched.docs_per_s / one.docs_per_s, 3),
+            "parse_and_to_example_ms_per_doc": round(parse_ms, 3),
+            "breakdown_c1_batching_on": breakdown(http_on_1, one, parse_ms),
+            "breakdown_c1_batching_off": breakdown(http_off_1, one, parse_ms),
+        }
+    )
+    return figures
+
+
+def report(figures: dict[str, Any], console: Console) -> None:
+    title = (
+        f"predictor benchmark ({figures['machine']}, {figures['torch_threads']} torch threads, "
+        f"device {figures['device']})"
+    )
+    table = Table(title=title)
+    for column in ("run", "docs/s", "p50 ms", "p99 ms", "mean batch"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for name, item in figures["runs"].items():
+        server = item.get("server")
+        batch = f"{server['mean_batch_size']:.1f}" if server else ""
+        table.add_row(
+            name,
+            f"{item['docs_per_s']:.2f}",
+            f"{item['p50_ms']:.1f}",
+            f"{item['p99_ms']:.1f}",
+            batch,
+        )
+    console.print(table)
+
+    ratios = Table(title="ratios (targets reported, never asserted)")
+    for column in ("figure", "value", "target", "met"):
+        ratios.add_column(column)
+
+    def mark(met: bool) -> str:
+        return "[green]yes[/green]" if met else "[red]no[/red]"
+
+    overhead = figures["server_overhead_c1"]
+    speedup = figures["batching_speedup_c16"]
+    ratios.add_row(
+        "server overhead, c=1 p50 (batching on)",
+        f"{overhead:+.1%}",
+        "<= 10 %",
+        mark(figures["server_overhead_c1_met"]),
+    )
+    ratios.add_row(
+        "  same with --no-batching", f"{figures['server_overhead_c1_no_batching']:+.1%}", "", ""
+    )
+    ratios.add_row(
+        f"batching speed-up, c={CONCURRENCY} docs/s (on / off)",
+        f"{speedup:.2f}x",
+        ">= 2x",
+        mark(figures["batching_speedup_c16_met"]),
+    )
+    ratios.add_row(
+        f"  in process, batch {BATCH} / batch 1 docs/s",
+        f"{figures['in_process_batch_speedup']:.2f}x",
+        "",
+        "",
+    )
+    console.print(ratios)
+
+    parts = Table(title="where a c=1 request's time goes (means, ms)")
+    parts.add_column("part")
+    parts.add_column("batching on", justify="right")
+    parts.add_column("batching off", justify="right")
+    on, off = figures["breakdown_c1_batching_on"], figures["breakdown_c1_batching_off"]
+    for key, label in (
+        ("client_mean_ms", "client latency"),
+        ("in_process_forward_mean_ms", "forward in process (baseline)"),
+        ("server_forward_mean_ms", "forward in the server"),
+        ("forward_slower_in_server_ms", "  forward: server - in process"),
+        ("in_predict_outside_forward_ms", "predict() outside the forward"),
+        ("of_which_parse_and_to_example_ms", "  of which parse + to_example"),
+        ("outside_predict_ms", "outside predict() (HTTP, KServe, client)"),
+    ):
+        parts.add_row(label, f"{on[key]:.2f}", f"{off[key]:.2f}")
+    console.print(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=16, help="distinct documents")
+    parser.add_argument("--requests", type=int, default=96, help="requests (documents) per run")
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    if args.docs < 1 or args.requests < CONCURRENCY:
+        parser.error(f"--docs must be >= 1 and --requests >= {CONCURRENCY}")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logger.setLevel(logging.INFO)
+    console = Console()
+    started = time.perf_counter()
+    figures = run(args.docs, args.requests, args.seed)
+    figures["total_seconds"] = round(time.perf_counter() - started, 1)
+    report(figures, console)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "predictor.json").write_text(json.dumps(figures, indent=2))
+    console.print(
+        f"figures written to {OUT / 'predictor.json'} ({figures['total_seconds']:.0f} s in all)"
+    )
+
+
+if __name__ == "__main__":
+    main()
