@@ -6,15 +6,22 @@ the same command, on the same documents and the same two models:
 - models: a classifier and an extractor trained for two steps on the tiny test dataset with
   ``max_length=128`` (the realistic forward cost; accuracy is not the point), in one folder with
   ``classifier/`` and ``extractor/`` (MLflow in a temporary sqlite file), trained in a spawned
-  child process so that training's process-wide torch settings do not slow the baseline;
+  child process so that the baseline runs with the same torch state as the server (which never
+  trains);
 - inputs: N born-digital synthetic documents, their text-layer words and boxes (no OCR), sent as
   ``{"instances": [{"pages": [{"words", "boxes", "page"}, ...]}]}``, one document per request;
 - in process: ``classify`` + ``extract`` exactly as the predictor's forward pass calls them, on
   ``DocumentExample`` objects built by the predictor's own ``parse_v1`` and ``to_example``, at
   batch 1 (per-document latency) and batch 16 (latency of the whole batch);
-- HTTP: ``docloop serve`` on 127.0.0.1 (a subprocess), with batching and with ``--no-batching``,
-  R requests at concurrency 1 (sequential) and 16 (asyncio, 16 in flight). Request bodies are
-  encoded once up front, so client-side JSON encoding is not in the latencies.
+- HTTP: ``docloop serve`` on 127.0.0.1 (subprocesses), one with batching and one with
+  ``--no-batching``, R requests at concurrency 1 (sequential) and 16 (asyncio, 16 in flight).
+  Request bodies are encoded once up front, so client-side JSON encoding is not in the latencies.
+
+Machine speed drifts by 10-20 % over minutes on a shared 2-core box, more than the 10 % the
+overhead target allows, so the configurations are not run one after the other: both servers are
+up at once (an idle one costs nothing) and each phase (c=1, then c=16) alternates between the
+in-process baseline and the two servers in blocks (16 documents at c=1, 32 at c=16), rotating the
+order. Each configuration still sees R documents, and only one runs at a time.
 
 Ratios (reported, never asserted): server overhead at c=1 = HTTP c=1 p50 (batching on) / in-process
 batch-1 p50 - 1, target <= 10 %; batching speed-up at c=16 = docs/s batching on / off, target >= 2x.
@@ -39,10 +46,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +106,8 @@ def train_apart(root: Path) -> Path:
     """``train_models`` in a child process (spawned, bounded in time).
 
     Training changes process-wide torch state (``use_deterministic_algorithms(True)``, seeds,
-    Accelerate) and leaves MLflow threads behind; the server never trains, so the in-process
-    baseline must not run in a process that did.
+    Accelerate) and may leave MLflow threads behind; the server never trains, so neither should
+    the process that measures the in-process baseline.
     """
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context, initializer=_child_logging) as pool:
@@ -147,13 +153,18 @@ def workload(items: Sequence[Any], count: int) -> list[Any]:
 # --- figures ----------------------------------------------------------------------------------
 @dataclass
 class Run:
-    """One measured configuration."""
+    """One measured configuration, accumulated over its interleaved blocks."""
 
     name: str
-    docs: int
-    seconds: float
-    latencies_s: list[float]
+    docs: int = 0
+    seconds: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
     server: dict[str, float] | None = None
+
+    def add(self, docs: int, seconds: float, latencies_s: Sequence[float]) -> None:
+        self.docs += docs
+        self.seconds += seconds
+        self.latencies_s.extend(latencies_s)
 
     @property
     def docs_per_s(self) -> float:
@@ -184,45 +195,50 @@ class Run:
         return figures
 
 
+def blocks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def rotated(targets: Sequence[str], index: int) -> list[str]:
+    """``targets`` starting at ``index`` (so no target always runs first or last)."""
+    shift = index % len(targets)
+    return [*targets[shift:], *targets[:shift]]
+
+
 # --- in process -------------------------------------------------------------------------------
-def forward(
-    classifier: LoadedModel, extractor: LoadedModel, examples: list[DocumentExample]
-) -> None:
-    """Both models over one batch, with the batch sizes ``DocloopModel._forward`` uses."""
-    size = max(len(examples), 1)
-    classify(classifier, examples, batch_size=size)
-    extract(extractor, examples, batch_size=max(size, 16))
+@dataclass
+class Models:
+    """The two models loaded in this process (the baseline)."""
 
+    classifier: LoadedModel
+    extractor: LoadedModel
 
-def in_process(bundle: Path, examples: list[DocumentExample], requests: int) -> tuple[Run, Run]:
-    """Raw forward at batch 1 and at batch 16."""
-    classifier = load_model(bundle / "classifier")
-    extractor = load_model(bundle / "extractor")
-    items = workload(examples, requests)
-    for example in examples[:4]:
-        forward(classifier, extractor, [example])
-    forward(classifier, extractor, workload(examples, BATCH))
+    def forward(self, examples: Sequence[DocumentExample]) -> None:
+        """Both models over one batch, with the batch sizes ``DocloopModel._forward`` uses."""
+        batch = list(examples)
+        size = max(len(batch), 1)
+        classify(self.classifier, batch, batch_size=size)
+        extract(self.extractor, batch, batch_size=max(size, 16))
 
-    latencies = []
-    started = time.perf_counter()
-    for example in items:
-        begin = time.perf_counter()
-        forward(classifier, extractor, [example])
-        latencies.append(time.perf_counter() - begin)
-    one = Run("in-process, batch 1", len(items), time.perf_counter() - started, latencies)
-    logger.info("in process, batch 1: %.2f docs/s", one.docs_per_s)
+    def one_by_one(self, examples: Sequence[DocumentExample]) -> tuple[float, list[float]]:
+        """Batch 1: wall seconds and per-document latencies."""
+        latencies = []
+        started = time.perf_counter()
+        for example in examples:
+            begin = time.perf_counter()
+            self.forward([example])
+            latencies.append(time.perf_counter() - begin)
+        return time.perf_counter() - started, latencies
 
-    latencies = []
-    started = time.perf_counter()
-    for start in range(0, len(items), BATCH):
-        begin = time.perf_counter()
-        forward(classifier, extractor, items[start : start + BATCH])
-        latencies.append(time.perf_counter() - begin)
-    batched = Run(
-        f"in-process, batch {BATCH}", len(items), time.perf_counter() - started, latencies
-    )
-    logger.info("in process, batch %d: %.2f docs/s", BATCH, batched.docs_per_s)
-    return one, batched
+    def batched(self, examples: Sequence[DocumentExample]) -> tuple[float, list[float]]:
+        """Batches of ``BATCH``: wall seconds and per-batch latencies."""
+        latencies = []
+        started = time.perf_counter()
+        for batch in blocks(examples, BATCH):
+            begin = time.perf_counter()
+            self.forward(batch)
+            latencies.append(time.perf_counter() - begin)
+        return time.perf_counter() - started, latencies
 
 
 def parse_cost_ms(bodies: Sequence[bytes], limits: ServeLimits, rounds: int = 5) -> float:
@@ -234,6 +250,24 @@ def parse_cost_ms(bodies: Sequence[bytes], limits: ServeLimits, rounds: int = 5)
 
 
 # --- server -----------------------------------------------------------------------------------
+@dataclass
+class Server:
+    """A ``docloop serve`` subprocess on 127.0.0.1."""
+
+    batching: bool
+    url: str
+    process: subprocess.Popen[bytes]
+    output: Path
+
+    @property
+    def label(self) -> str:
+        return "on" if self.batching else "off"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/v1/models/{MODEL_NAME}:predict"
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -246,8 +280,58 @@ def log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL if the server does not exit in time."""
+def start_server(bundle: Path, workdir: Path, batching: bool) -> Server:
+    """Start ``docloop serve --model <bundle>`` on 127.0.0.1 and a free port (not yet ready)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "docloop.cli", "serve",
+        "--model", str(bundle), "--port", str(port), "--host", "127.0.0.1",
+        "--name", MODEL_NAME,
+        *([] if batching else ["--no-batching"]),
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    output = workdir / f"server-batching-{'on' if batching else 'off'}.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    return Server(batching, f"http://127.0.0.1:{port}", process, output)
+
+
+def wait_ready(servers: Sequence[Server], timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll KServe's readiness endpoint of every server until each answers 200 (bounded)."""
+    started = time.monotonic()
+    waiting = list(servers)
+    with httpx.Client(timeout=2.0) as client:
+        while waiting and time.monotonic() - started < timeout_s:
+            for server in list(waiting):
+                if server.process.poll() is not None:
+                    raise RuntimeError(
+                        f"docloop serve (batching {server.label}) exited with "
+                        f"{server.process.returncode}:\n{log_tail(server.output)}"
+                    )
+                try:
+                    ready = client.get(f"{server.url}/v2/health/ready").status_code == 200
+                except httpx.TransportError:
+                    ready = False  # not listening yet
+                if ready:
+                    waiting.remove(server)
+                    logger.info(
+                        "docloop serve (batching %s) ready on %s after %.1f s",
+                        server.label,
+                        server.url,
+                        time.monotonic() - started,
+                    )
+            if waiting:
+                time.sleep(0.2)
+    if waiting:
+        tails = "\n".join(log_tail(server.output) for server in waiting)
+        raise RuntimeError(f"docloop serve not ready after {timeout_s:.0f} s:\n{tails}")
+
+
+def stop(server: Server, timeout_s: float = 15.0) -> None:
+    """SIGTERM (KServe's graceful shutdown), then SIGKILL if it does not exit in time."""
+    process = server.process
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -256,55 +340,6 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout_s)
-
-
-@contextmanager
-def serving(bundle: Path, workdir: Path, batching: bool) -> Iterator[str]:
-    """``docloop serve`` on 127.0.0.1 and a free port; yields its URL once ready; stops it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-m", "docloop.cli", "serve",
-        "--model", str(bundle), "--port", str(port), "--host", "127.0.0.1",
-        "--name", MODEL_NAME,
-        *([] if batching else ["--no-batching"]),
-    ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    output = workdir / f"server-{'batching' if batching else 'no-batching'}.log"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    try:
-        started = time.monotonic()
-        deadline = started + READY_TIMEOUT_S
-        ready = False
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"docloop serve exited with {process.returncode}:\n{log_tail(output)}"
-                    )
-                try:
-                    ready = client.get(f"{url}/v2/health/ready").status_code == 200
-                except httpx.TransportError:
-                    ready = False  # not listening yet
-                if ready:
-                    break
-                time.sleep(0.2)
-        if not ready:
-            raise RuntimeError(
-                f"docloop serve not ready after {READY_TIMEOUT_S:.0f} s:\n{log_tail(output)}"
-            )
-        logger.info(
-            "docloop serve (batching %s) ready on %s in %.1f s",
-            "on" if batching else "off",
-            url,
-            time.monotonic() - started,
-        )
-        yield url
-    finally:
-        stop(process)
 
 
 SERVER_SAMPLES = {
@@ -316,9 +351,9 @@ SERVER_SAMPLES = {
 }
 
 
-def server_counters(client: httpx.Client, url: str) -> dict[str, float]:
-    """The predictor's cumulative timings from ``GET /metrics``."""
-    response = client.get(f"{url}/metrics")
+def server_counters(server: Server) -> dict[str, float]:
+    """The predictor's cumulative timings from its ``GET /metrics``."""
+    response = httpx.get(f"{server.url}/metrics", timeout=10.0)
     response.raise_for_status()
     counters = dict.fromkeys(SERVER_SAMPLES.values(), 0.0)
     for family in text_string_to_metric_families(response.text):
@@ -343,91 +378,134 @@ def server_delta(before: dict[str, float], after: dict[str, float]) -> dict[str,
     }
 
 
+HEADERS = {"content-type": "application/json"}
+
+
 def check(response: httpx.Response) -> None:
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
 
 
-HEADERS = {"content-type": "application/json"}
-
-
-def sequential(url: str, bodies: Sequence[bytes]) -> tuple[float, list[float]]:
-    """Send ``bodies`` one after the other; wall seconds and per-request latencies."""
-    endpoint = f"{url}/v1/models/{MODEL_NAME}:predict"
-    latencies = []
-    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
-        started = time.perf_counter()
-        for body in bodies:
-            begin = time.perf_counter()
-            check(client.post(endpoint, content=body, headers=HEADERS))
-            latencies.append(time.perf_counter() - begin)
-        return time.perf_counter() - started, latencies
-
-
-async def _concurrent(
-    url: str, bodies: Sequence[bytes], concurrency: int
+def sequential(
+    client: httpx.Client, server: Server, bodies: Sequence[bytes]
 ) -> tuple[float, list[float]]:
-    endpoint = f"{url}/v1/models/{MODEL_NAME}:predict"
+    """Send ``bodies`` one after the other; wall seconds and per-request latencies."""
+    latencies = []
+    started = time.perf_counter()
+    for body in bodies:
+        begin = time.perf_counter()
+        check(client.post(server.endpoint, content=body, headers=HEADERS))
+        latencies.append(time.perf_counter() - begin)
+    return time.perf_counter() - started, latencies
+
+
+async def concurrent(
+    client: httpx.AsyncClient, server: Server, bodies: Sequence[bytes], concurrency: int
+) -> tuple[float, list[float]]:
+    """Send ``bodies`` with ``concurrency`` requests in flight; wall seconds and latencies."""
     latencies: list[float] = []
     pending = iter(bodies)  # shared by the workers: each takes the next body when it is free
+
+    async def worker() -> None:
+        for body in pending:
+            begin = time.perf_counter()
+            check(await client.post(server.endpoint, content=body, headers=HEADERS))
+            latencies.append(time.perf_counter() - begin)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started, latencies
+
+
+def async_client(concurrency: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
-
-        async def worker() -> None:
-            for body in pending:
-                begin = time.perf_counter()
-                check(await client.post(endpoint, content=body, headers=HEADERS))
-                latencies.append(time.perf_counter() - begin)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies
+    return httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits)
 
 
-def concurrent(url: str, bodies: Sequence[bytes], concurrency: int) -> tuple[float, list[float]]:
-    """Send ``bodies`` with ``concurrency`` requests in flight; wall seconds and latencies."""
-    return asyncio.run(_concurrent(url, bodies, concurrency))
-
-
-def check_answer(url: str, body: bytes) -> None:
-    """One request whose answer must carry a document type and an entity list."""
+def warm_up(server: Server, bodies: Sequence[bytes]) -> None:
+    """A checked answer, a few sequential and two rounds of concurrent requests."""
     with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
-        response = client.post(
-            f"{url}/v1/models/{MODEL_NAME}:predict", content=body, headers=HEADERS
-        )
-    check(response)
-    (answer,) = response.json()["predictions"]
-    if "doc_type" not in answer or "entities" not in answer:
-        raise RuntimeError(f"unexpected answer: {str(answer)[:300]}")
+        response = client.post(server.endpoint, content=bodies[0], headers=HEADERS)
+        check(response)
+        (answer,) = response.json()["predictions"]
+        if "doc_type" not in answer or "entities" not in answer:
+            raise RuntimeError(f"unexpected answer: {str(answer)[:300]}")
+        sequential(client, server, bodies[:4])
+
+    async def rounds() -> None:
+        async with async_client(CONCURRENCY) as client:
+            await concurrent(client, server, workload(bodies, 2 * CONCURRENCY), CONCURRENCY)
+
+    asyncio.run(rounds())
 
 
-def over_http(bundle: Path, workdir: Path, bodies: list[bytes], batching: bool) -> list[Run]:
-    """c=1 and c=16 runs against one server."""
-    label = "on" if batching else "off"
-    runs = []
-    with serving(bundle, workdir, batching) as url, httpx.Client(timeout=10.0) as metrics:
-        check_answer(url, bodies[0])
-        sequential(url, bodies[:4])
-        concurrent(url, workload(bodies, 2 * CONCURRENCY), CONCURRENCY)
-        for concurrency in (1, CONCURRENCY):
-            before = server_counters(metrics, url)
-            if concurrency == 1:
-                seconds, latencies = sequential(url, bodies)
-            else:
-                seconds, latencies = concurrent(url, bodies, concurrency)
-            server = server_delta(before, server_counters(metrics, url))
-            run = Run(
-                f"HTTP c={concurrency}, batching {label}", len(bodies), seconds, latencies, server
-            )
-            logger.info(
-                "%s: %.2f docs/s, p50 %.1f ms, mean batch %.1f",
-                run.name,
-                run.docs_per_s,
-                run.percentile(50),
-                server["mean_batch_size"],
-            )
-            runs.append(run)
+# --- the interleaved runs ---------------------------------------------------------------------
+IN_PROCESS = "in-process"
+
+
+def sequential_phase(
+    models: Models,
+    servers: Sequence[Server],
+    examples: Sequence[DocumentExample],
+    bodies: Sequence[bytes],
+) -> dict[str, Run]:
+    """Batch 1 in process and c=1 over HTTP to each server, alternating in blocks of 16."""
+    runs = {IN_PROCESS: Run("in-process, batch 1")}
+    runs.update({s.label: Run(f"HTTP c=1, batching {s.label}") for s in servers})
+    by_label = {server.label: server for server in servers}
+    before = {server.label: server_counters(server) for server in servers}
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+        pairs = zip(blocks(examples, BATCH), blocks(bodies, BATCH), strict=True)
+        for index, (example_block, body_block) in enumerate(pairs):
+            for target in rotated(list(runs), index):
+                if target == IN_PROCESS:
+                    seconds, latencies = models.one_by_one(example_block)
+                else:
+                    seconds, latencies = sequential(client, by_label[target], body_block)
+                runs[target].add(len(example_block), seconds, latencies)
+    for server in servers:
+        runs[server.label].server = server_delta(before[server.label], server_counters(server))
     return runs
+
+
+async def concurrent_phase(
+    models: Models,
+    servers: Sequence[Server],
+    examples: Sequence[DocumentExample],
+    bodies: Sequence[bytes],
+) -> dict[str, Run]:
+    """Batch 16 in process and c=16 over HTTP to each server, alternating in blocks of 32."""
+    runs = {IN_PROCESS: Run(f"in-process, batch {BATCH}")}
+    runs.update({s.label: Run(f"HTTP c={CONCURRENCY}, batching {s.label}") for s in servers})
+    by_label = {server.label: server for server in servers}
+    before = {server.label: server_counters(server) for server in servers}
+    size = 2 * CONCURRENCY
+    async with async_client(CONCURRENCY) as client:
+        pairs = zip(blocks(examples, size), blocks(bodies, size), strict=True)
+        for index, (example_block, body_block) in enumerate(pairs):
+            for target in rotated(list(runs), index):
+                if target == IN_PROCESS:
+                    seconds, latencies = models.batched(example_block)  # blocks the loop: idle
+                else:
+                    seconds, latencies = await concurrent(
+                        client, by_label[target], body_block, CONCURRENCY
+                    )
+                runs[target].add(len(example_block), seconds, latencies)
+    for server in servers:
+        runs[server.label].server = server_delta(before[server.label], server_counters(server))
+    return runs
+
+
+def log_runs(runs: dict[str, Run]) -> None:
+    for item in runs.values():
+        batch = f", mean batch {item.server['mean_batch_size']:.1f}" if item.server else ""
+        logger.info(
+            "%s: %.2f docs/s, p50 %.1f ms%s",
+            item.name,
+            item.docs_per_s,
+            item.percentile(50),
+            batch,
+        )
 
 
 # --- the benchmark ----------------------------------------------------------------------------
@@ -462,6 +540,30 @@ def breakdown(run: Run, forward_in_process: Run, parse_ms: float) -> dict[str, f
     }
 
 
+def measure(
+    bundle: Path, workdir: Path, examples: list[DocumentExample], bodies: list[bytes]
+) -> tuple[dict[str, Run], dict[str, Run]]:
+    """Both servers up at once, measured alternately with the in-process baseline."""
+    models = Models(load_model(bundle / "classifier"), load_model(bundle / "extractor"))
+    models.one_by_one(examples[:4])
+    models.batched(workload(examples, BATCH))
+    servers: list[Server] = []
+    try:
+        for batching in (True, False):
+            servers.append(start_server(bundle, workdir, batching))
+        wait_ready(servers)
+        for server in servers:
+            warm_up(server, bodies)
+        one = sequential_phase(models, servers, examples, bodies)
+        log_runs(one)
+        many = asyncio.run(concurrent_phase(models, servers, examples, bodies))
+        log_runs(many)
+    finally:
+        for server in servers:
+            stop(server)
+    return one, many
+
+
 def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
     figures: dict[str, Any] = machine()
     with tempfile.TemporaryDirectory(prefix="docloop-bench-predictor-") as tmp:
@@ -471,8 +573,8 @@ def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
         documents = make_documents(root, docs, seed)
         limits = ServeLimits()
         doc_bodies = [request_body(document) for document in documents]
-        examples = to_examples(doc_bodies, limits)
-        words = [len(example.words) for example in examples]
+        doc_examples = to_examples(doc_bodies, limits)
+        words = [len(example.words) for example in doc_examples]
         logger.info(
             "%d documents, %d-%d words (mean %.0f); setup took %.1f s",
             len(documents),
@@ -481,21 +583,16 @@ def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
             statistics.fmean(words),
             time.perf_counter() - started,
         )
-        one, batched = in_process(bundle, examples, requests)
         parse_ms = parse_cost_ms(doc_bodies, limits)
-        bodies = workload(doc_bodies, requests)
-        runs = [one, batched]
-        for batching in (True, False):
-            runs += over_http(bundle, root, bodies, batching)
+        one, many = measure(
+            bundle, root, workload(doc_examples, requests), workload(doc_bodies, requests)
+        )
 
-    by_name = {item.name: item for item in runs}
-    http_on_1 = by_name["HTTP c=1, batching on"]
-    http_off_1 = by_name["HTTP c=1, batching off"]
-    http_on_16 = by_name[f"HTTP c={CONCURRENCY}, batching on"]
-    http_off_16 = by_name[f"HTTP c={CONCURRENCY}, batching off"]
-    overhead = http_on_1.percentile(50) / one.percentile(50) - 1
-    overhead_off = http_off_1.percentile(50) / one.percentile(50) - 1
-    speedup = http_on_16.docs_per_s / http_off_16.docs_per_s
+    runs = [one[IN_PROCESS], many[IN_PROCESS], one["on"], many["on"], one["off"], many["off"]]
+    base = one[IN_PROCESS]
+    overhead = one["on"].percentile(50) / base.percentile(50) - 1
+    overhead_off = one["off"].percentile(50) / base.percentile(50) - 1
+    speedup = many["on"].docs_per_s / many["off"].docs_per_s
     figures.update(
         {
             "documents": len(documents),
@@ -505,6 +602,9 @@ def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
                 "mean": round(statistics.fmean(words), 1),
             },
             "requests": requests,
+            "method": "both servers run at once and are measured alternately with the "
+            "in-process baseline (blocks of 16 documents at c=1, 32 at c=16, order rotated), "
+            "so that drift in machine speed affects every configuration alike",
             "training": TRAINING.model_dump(mode="json"),
             "runs": {item.name: item.figures() for item in runs},
             "server_overhead_c1": round(overhead, 4),
@@ -514,10 +614,10 @@ def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
             "batching_speedup_c16": round(speedup, 3),
             "batching_speedup_c16_target": SPEEDUP_TARGET,
             "batching_speedup_c16_met": speedup >= SPEEDUP_TARGET,
-            "in_process_batch_speedup": round(batched.docs_per_s / one.docs_per_s, 3),
+            "in_process_batch_speedup": round(many[IN_PROCESS].docs_per_s / base.docs_per_s, 3),
             "parse_and_to_example_ms_per_doc": round(parse_ms, 3),
-            "breakdown_c1_batching_on": breakdown(http_on_1, one, parse_ms),
-            "breakdown_c1_batching_off": breakdown(http_off_1, one, parse_ms),
+            "breakdown_c1_batching_on": breakdown(one["on"], base, parse_ms),
+            "breakdown_c1_batching_off": breakdown(one["off"], base, parse_ms),
         }
     )
     return figures
