@@ -127,7 +127,12 @@ def _describe_unknown(data: bytes) -> str:
 
 
 def inspect_document(
-    source_uri: str, name: str, data: bytes, local_path: Path, config: PreprocessConfig
+    source_uri: str,
+    name: str,
+    data: bytes,
+    local_path: Path,
+    config: PreprocessConfig,
+    doc_id: str | None = None,
 ) -> DocumentPlan:
     """Validate one input file and plan its pages.
 
@@ -137,6 +142,7 @@ def inspect_document(
         data: its bytes.
         local_path: a local copy of the bytes (poppler tools read files).
         config: caps and OCR settings.
+        doc_id: the bytes' sha256 when the caller already has it (it is computed otherwise).
 
     Returns:
         The plan of the document's pages.
@@ -168,7 +174,7 @@ def inspect_document(
             f"the file is named like {what} but its content is {_describe_unknown(data)}; "
             "export it as PDF, PNG, JPEG or TIFF",
         )
-    doc_id = document_id(data)
+    doc_id = doc_id or document_id(data)
     if kind == "pdf":
         return _inspect_pdf(doc_id, source_uri, data, local_path, config)
     return _inspect_image(doc_id, source_uri, data, config)

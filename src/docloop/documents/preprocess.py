@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -113,20 +113,11 @@ class PreprocessResult:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary (without the quarantine entries)."""
-        return {
-            "output_uri": self.output_uri,
-            "settings_digest": self.settings_digest,
-            "processed": self.processed,
-            "skipped": self.skipped,
-            "duplicates": self.duplicates,
-            "quarantined": self.quarantined,
-            "quarantined_pages": self.quarantined_pages,
-            "ignored": self.ignored,
-            "pages": self.pages,
-            "pages_ocr": self.pages_ocr,
-            "pages_text_layer": self.pages_text_layer,
-            "seconds": round(self.seconds, 3),
-        }
+        summary: dict[str, object] = asdict(self)
+        del summary["quarantine"]
+        summary["pages"] = self.pages
+        summary["seconds"] = round(self.seconds, 3)
+        return summary
 
 
 def settings_digest(config: PreprocessConfig) -> str:
@@ -265,7 +256,7 @@ class _Run:
                 return
             local = self.workdir / f"{doc_id}{PurePosixPath(name).suffix.lower()}"
             local.write_bytes(data)
-            plan = inspect_document(uri, name, data, local, self.config)
+            plan = inspect_document(uri, name, data, local, self.config, doc_id)
         except QuarantinedDocument as exc:
             entry = QuarantineEntry(
                 source_uri=uri, code=exc.code, reason=exc.reason, doc_id=doc_id, page=exc.page

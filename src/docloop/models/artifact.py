@@ -13,7 +13,6 @@ is unpickled, and no hub is contacted.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,15 +133,25 @@ def fetch_model_folder(storage: Storage, uri: str, cache: Path | None = None) ->
     return target
 
 
-def publish_model_folder(storage: Storage, folder: Path, uri: str) -> None:
-    """Copy a local model folder to ``uri`` (card last, so readers never see half a model)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and "checkpoint" not in p.parts)
-    files.sort(key=lambda p: p.name == CARD_FILE)
+def upload_folder(
+    storage: Storage, folder: Path, uri: str, *, last: str, skip_dirs: tuple[str, ...] = ()
+) -> None:
+    """Copy a local folder to ``uri``, the file named ``last`` after all others.
+
+    Readers treat that file as "complete" (a model card, a checkpoint's state), so they never see
+    half a folder. Sub-folders whose names start with one of ``skip_dirs`` are left out.
+    """
+    files = sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not any(part.startswith(skip_dirs) for part in path.relative_to(folder).parts[:-1])
+    )
+    files.sort(key=lambda path: path.name == last)
     for path in files:
         storage.upload(path, join(uri, *path.relative_to(folder).parts))
 
 
-def card_summary(card: ModelCard) -> str:
-    """A one-line description for logs."""
-    scores = json.dumps({k: round(v, 4) for k, v in sorted(card.metrics.items())[:4]})
-    return f"{card.task} model on {card.encoder} ({len(card.labels)} labels) {scores}"
+def publish_model_folder(storage: Storage, folder: Path, uri: str) -> None:
+    """Copy a local model folder (without its training checkpoint) to ``uri``, card last."""
+    upload_folder(storage, folder, uri, last=CARD_FILE, skip_dirs=("checkpoint",))

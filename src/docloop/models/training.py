@@ -46,6 +46,7 @@ from docloop.models.artifact import (
     publish_model_folder,
     read_card,
     save_model,
+    upload_folder,
 )
 from docloop.models.encoder import load_encoder, load_tokenizer, resolve_encoder
 from docloop.models.features import (
@@ -474,8 +475,11 @@ class _Run:
         (staging / STATE_FILE).write_text(json.dumps(self.state, indent=1))
         _atomic_dir_swap(staging, self.checkpoint)
         if not is_local(self.trainer.output_uri):
-            publish_model_folder_checkpoint(
-                self.trainer.storage, self.checkpoint, self.trainer.output_uri
+            upload_folder(
+                self.trainer.storage,
+                self.checkpoint,
+                join(self.trainer.output_uri, CHECKPOINT_DIR),
+                last=STATE_FILE,
             )
 
     def evaluate(self) -> dict[str, float]:
@@ -601,13 +605,6 @@ class _Run:
             samples_seen=int(self.state["samples_seen"]),
             history=list(self.state["history"]),
         )
-
-
-def publish_model_folder_checkpoint(storage: Storage, checkpoint: Path, output_uri: str) -> None:
-    """Mirror a local checkpoint folder to ``<output>/checkpoint/`` (state file last)."""
-    files = sorted(checkpoint.iterdir(), key=lambda p: p.name == STATE_FILE)
-    for path in files:
-        storage.upload(path, join(output_uri, CHECKPOINT_DIR, path.name))
 
 
 def train(
