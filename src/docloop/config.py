@@ -119,6 +119,73 @@ def tracking_uri(tracking: TrackingConfig, environ: Mapping[str, str] | None = N
     )
 
 
+DEFAULT_STORE_URL = "sqlite:///.docloop/state.db"
+
+
+class StoreConfig(Section):
+    """The SQL state store: feedback, prediction log, model status, audit log, retrain attempts."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL. Unset: $DOCLOOP_STORE_URL, else sqlite:///.docloop/state.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/db (password from $PGPASSWORD, never here).",
+    )
+
+
+def store_url(store: StoreConfig, environ: Mapping[str, str] | None = None) -> str:
+    """The store URL in force: the config's, else $DOCLOOP_STORE_URL, else a local SQLite file."""
+    environ = os.environ if environ is None else environ
+    return store.url or environ.get("DOCLOOP_STORE_URL") or DEFAULT_STORE_URL
+
+
+class GateConfig(Section):
+    """The gate: when a candidate is *blessed* against the incumbent (TFX blessing semantics).
+
+    With an incumbent, every check must pass: the key metric improves by at least
+    ``min_improvement`` (absolute points, or a fraction of the incumbent's score when
+    ``relative``) and the paired bootstrap's lower confidence bound of the improvement is above 0;
+    no per-class / per-entity F1 drops by more than ``max_regression`` for labels with at least
+    ``min_support`` holdout examples; every floor holds. Without an incumbent only floors apply.
+    """
+
+    classify_metric: str = Field(
+        default="macro_f1", description="Key metric of the classifier: accuracy or macro_f1."
+    )
+    extract_metric: str = Field(
+        default="f1", description="Key metric of the extractor: entity-level micro f1."
+    )
+    min_improvement: float = Field(
+        default=0.0, ge=0, description="Required gain of the key metric over the incumbent."
+    )
+    relative: bool = Field(
+        default=False, description="min_improvement is a fraction of the incumbent's score."
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="One-sided confidence of the paired bootstrap."
+    )
+    bootstrap_samples: int = Field(default=1000, ge=100, description="Bootstrap resamples (B).")
+    bootstrap_seed: int = 0
+    max_regression: float = Field(
+        default=0.05, ge=0, le=1, description="Tolerated per-class / per-entity F1 drop."
+    )
+    min_support: int = Field(
+        default=5, ge=1, description="Labels with fewer holdout examples skip the regression check."
+    )
+    classify_floor: float = Field(
+        default=0.7, ge=0, le=1, description="The classifier's key metric must reach this."
+    )
+    extract_floor: float = Field(
+        default=0.5, ge=0, le=1, description="The extractor's key metric must reach this."
+    )
+
+
+class RegistryConfig(Section):
+    """How models are named in the MLflow registry and the store."""
+
+    classifier_name: str = Field(default="docloop-classifier")
+    extractor_name: str = Field(default="docloop-extractor")
+
+
 class DocloopConfig(Section):
     """The whole configuration."""
 
@@ -130,6 +197,9 @@ class DocloopConfig(Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
+    store: StoreConfig = StoreConfig()
+    gate: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
