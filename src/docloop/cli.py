@@ -325,6 +325,9 @@ def serve(
     prediction_log_format: Annotated[
         str, typer.Option(help="jsonl (one file per day) or parquet.")
     ] = "jsonl",
+    device: Annotated[
+        str, typer.Option(help="auto (a CUDA GPU when present, bf16), cpu, or cuda.")
+    ] = "auto",
     config: ConfigOption = None,
 ) -> None:
     """Serve models with KServe (V1 + Open Inference Protocol v2, HTTP only, one worker)."""
@@ -354,6 +357,7 @@ def serve(
         preprocess=settings.preprocess,
         prediction_log=prediction_log,
         prediction_log_format="parquet" if prediction_log_format == "parquet" else "jsonl",
+        device=device,
     )
     try:
         run_server(options)

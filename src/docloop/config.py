@@ -20,6 +20,7 @@ from docloop.errors import ConfigError
 
 ENV_PREFIX = "DOCLOOP__"
 CONFIG_ENV = "DOCLOOP_CONFIG"
+CONFIG_YAML_ENV = "DOCLOOP_CONFIG_YAML"
 DEFAULT_CONFIG_FILE = "docloop.yaml"
 
 
@@ -105,6 +106,11 @@ class TrackingConfig(Section):
     )
     experiment_prefix: str = Field(
         default="docloop", description="Experiments are <prefix>-<task>."
+    )
+    enabled: bool = Field(
+        default=True,
+        description="false: train without MLflow (no tracking server where the pipeline runs); "
+        "the model card still carries metrics and lineage.",
     )
 
 
@@ -233,8 +239,9 @@ def load_config(
     """Load and validate the configuration.
 
     Args:
-        path: a YAML file; defaults to ``$DOCLOOP_CONFIG``, then ``./docloop.yaml`` if it exists,
-            else the embedded defaults.
+        path: a YAML file; defaults to ``$DOCLOOP_CONFIG``, then the YAML text in
+            ``$DOCLOOP_CONFIG_YAML`` (how pipeline pods get the ``docloop-config`` ConfigMap),
+            then ``./docloop.yaml`` if it exists, else the embedded defaults.
         environ: the environment to read overrides from (defaults to ``os.environ``).
 
     Returns:
@@ -247,18 +254,24 @@ def load_config(
     environ = os.environ if environ is None else environ
     chosen = path or environ.get(CONFIG_ENV)
     data: dict[str, Any] = {}
-    if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
+    text: str | None = None
+    source = ""
+    if chosen is None and environ.get(CONFIG_YAML_ENV, "").strip():
+        text, source = environ[CONFIG_YAML_ENV], f"${CONFIG_YAML_ENV}"
+    elif chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
         chosen = DEFAULT_CONFIG_FILE
     if chosen is not None:
         file = Path(chosen)
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist; pass an existing docloop.yaml")
+        text, source = file.read_text(encoding="utf-8"), f"config file {file}"
+    if text is not None:
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+            raise ConfigError(f"{source} must hold a mapping at the top level")
         data = loaded
     data = _merge(data, _env_overrides(environ))
     try:

@@ -57,3 +57,11 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml", environ={})
+
+
+def test_config_yaml_from_the_environment_is_read_when_no_file_is_named() -> None:
+    """Pipeline pods get the docloop-config ConfigMap as $DOCLOOP_CONFIG_YAML."""
+    environ = {"DOCLOOP_CONFIG_YAML": "gate:\n  classify_floor: 0.9\n"}
+    assert load_config(environ=environ).gate.classify_floor == 0.9
+    with pytest.raises(ConfigError, match=r"\$DOCLOOP_CONFIG_YAML is not valid YAML"):
+        load_config(environ={"DOCLOOP_CONFIG_YAML": "gate: [unclosed"})

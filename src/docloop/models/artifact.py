@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -106,8 +107,21 @@ def read_card(folder: Path) -> ModelCard:
     return ModelCard.model_validate_json(card_path.read_text(encoding="utf-8"))
 
 
-def load_model(folder: Path) -> LoadedModel:
-    """Load a model folder written by :func:`save_model` (no unpickling)."""
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> the first CUDA GPU when there is one, else the CPU; otherwise as named.
+
+    Raises:
+        InvalidInput: ``cuda`` was asked for on a machine without one.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"device {device!r} asked for, but torch sees no CUDA GPU; use auto")
+    return torch.device(device)
+
+
+def load_model(folder: Path, device: str = "cpu") -> LoadedModel:
+    """Load a model folder written by :func:`save_model` (no unpickling) onto ``device``."""
     card = read_card(folder)
     network = build_network(card, encoder_from_config(folder / "encoder"))
     state = load_file(str(folder / WEIGHTS_FILE))
@@ -118,6 +132,7 @@ def load_model(folder: Path) -> LoadedModel:
             f"unexpected {unexpected[:3]}"
         )
     network.eval()
+    network.to(resolve_device(device))
     return LoadedModel(card, network, load_tokenizer(folder / "tokenizer"), folder)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -51,6 +53,13 @@ def _device(model: LoadedModel) -> torch.device:
     return next(model.network.parameters()).device
 
 
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on a GPU that supports it (as in training); plain fp32 elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.inference_mode()
 def classify(
     model: LoadedModel, examples: Sequence[DocumentExample], batch_size: int = 16
@@ -62,11 +71,12 @@ def classify(
     predictions: list[TypePrediction] = []
     for start in range(0, len(features), batch_size):
         batch = collate_classifier(features[start : start + batch_size])
-        logits = model.network(
-            batch["input_ids"].to(device),
-            batch["attention_mask"].to(device),
-            batch["page_mask"].to(device),
-        )
+        with _autocast(device):
+            logits = model.network(
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["page_mask"].to(device),
+            )
         probabilities = torch.softmax(logits.float(), dim=-1).cpu()
         for row in probabilities:
             best = int(row.argmax())
@@ -148,11 +158,12 @@ def extract(
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
         batch = collate_extractor(chunk)
-        logits = model.network(
-            batch["input_ids"].to(device),
-            batch["attention_mask"].to(device),
-            batch["bbox"].to(device),
-        )
+        with _autocast(device):
+            logits = model.network(
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["bbox"].to(device),
+            )
         probabilities = torch.softmax(logits.float(), dim=-1).cpu()
         best = probabilities.max(dim=-1)
         for row, window in enumerate(chunk):

@@ -80,6 +80,8 @@ class TrainResult:
     seconds: float = 0.0
     samples_seen: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    device: str = "cpu"
+    mixed_precision: str = "fp32"
 
 
 def code_version() -> str:
@@ -124,10 +126,15 @@ def validation_score(
 
 
 class _Tracker:
-    """MLflow logging that never breaks training: a tracking outage is logged and skipped."""
+    """MLflow logging of one training run; with tracking disabled every call does nothing."""
 
     def __init__(self, tracking: TrackingConfig, task: Task, run_id: str | None) -> None:
         import os
+
+        if not tracking.enabled:
+            self.mlflow: Any = None
+            self.run_id: str | None = None
+            return
 
         import mlflow
 
@@ -138,25 +145,34 @@ class _Tracker:
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(f"{tracking.experiment_prefix}-{task}")
         self.mlflow = mlflow
-        self.run = mlflow.start_run(run_id=run_id)
-        self.run_id: str = self.run.info.run_id
+        self.run_id = mlflow.start_run(run_id=run_id).info.run_id
 
     def params(self, params: dict[str, Any]) -> None:
+        if self.mlflow is None:
+            return
         existing = self.mlflow.get_run(self.run_id).data.params
         fresh = {k: str(v)[:500] for k, v in params.items() if k not in existing}
         if fresh:
             self.mlflow.log_params(fresh)
 
     def tags(self, tags: dict[str, str]) -> None:
+        if self.mlflow is None:
+            return
         self.mlflow.set_tags(tags)
 
     def metrics(self, metrics: dict[str, float], step: int) -> None:
+        if self.mlflow is None:
+            return
         self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def artifact(self, path: Path) -> None:
+        if self.mlflow is None:
+            return
         self.mlflow.log_artifact(str(path))
 
     def end(self, status: str = "FINISHED") -> None:
+        if self.mlflow is None:
+            return
         self.mlflow.end_run(status=status)
 
 
@@ -405,6 +421,8 @@ class _Run:
                 {"params": head, "lr": config.head_learning_rate},
             ],
             weight_decay=config.weight_decay,
+            # one kernel per step instead of one per tensor: what HF Trainer defaults to on CUDA
+            fused=self.cuda,
         )
         self.scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
             self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps
@@ -500,7 +518,7 @@ class _Run:
         # uninterrupted one. Each process takes every num_processes-th batch (data parallel).
         for indices in self._batches(epoch)[int(state["step_in_epoch"]) :]:
             batch = {
-                key: value.to(self.accelerator.device)
+                key: self._to_device(value)
                 for key, value in self.collate([self.features[i] for i in indices]).items()
             }
             labels = batch.pop("labels")
@@ -518,7 +536,7 @@ class _Run:
             state["step"] += 1
             state["step_in_epoch"] += 1
             state["samples_seen"] += int(labels.shape[0]) * self.accelerator.num_processes
-            if state["step"] % 10 == 0:
+            if state["step"] % 10 == 0 and tracker.mlflow is not None:
                 tracker.metrics({"train_loss": float(loss.detach())}, int(state["step"]))
             if self.trainer.on_step is not None:
                 self.trainer.on_step(int(state["step"]), self.total_steps)
@@ -527,6 +545,12 @@ class _Run:
             if state["step"] >= self.total_steps:
                 break
         self._end_epoch(epoch, tracker)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Copy a batch tensor to the device; on a GPU through pinned memory, asynchronously."""
+        if not self.cuda:
+            return tensor
+        return tensor.pin_memory().to(self.accelerator.device, non_blocking=True)
 
     def _batches(self, epoch: int) -> list[list[int]]:
         """This process's batches of one epoch, in an order fixed by (seed, epoch)."""
@@ -604,6 +628,8 @@ class _Run:
             resumed_from_step=self.resumed_from,
             samples_seen=int(self.state["samples_seen"]),
             history=list(self.state["history"]),
+            device="cuda" if self.cuda else "cpu",
+            mixed_precision="bf16" if self.bf16 else "fp32",
         )
 
 

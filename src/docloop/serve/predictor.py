@@ -159,6 +159,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         limits: request caps.
         preprocess: settings for files sent as ``document`` (dpi, OCR language, caps).
         prediction_log: where prediction records go (None: not logged).
+        device: ``auto`` (a CUDA GPU when present, with bf16 autocast), ``cpu`` or ``cuda``.
     """
 
     def __init__(
@@ -171,8 +172,10 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         limits: ServeLimits | None = None,
         preprocess: PreprocessConfig | None = None,
         prediction_log: BackgroundWriter | None = None,
+        device: str = "auto",
     ) -> None:
         super().__init__(name, return_response_headers=True)
+        self.device = device
         if folders.classifier is None and folders.extractor is None:
             raise InvalidInput("no model to serve: give a classifier and/or an extractor")
         self.folders = folders
@@ -211,12 +214,12 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
     def load(self) -> bool:
         """Load the model folders (safetensors, no unpickling) and mark the model ready."""
         if self.folders.classifier is not None:
-            self.classifier = load_model(self.folders.classifier)
+            self.classifier = load_model(self.folders.classifier, self.device)
             self.model_versions["classify"] = self.version_override or card_version(
                 self.classifier.card
             )
         if self.folders.extractor is not None:
-            self.extractor = load_model(self.folders.extractor)
+            self.extractor = load_model(self.folders.extractor, self.device)
             self.model_versions["extract"] = self.version_override or card_version(
                 self.extractor.card
             )

@@ -69,6 +69,7 @@ class ServeOptions:
         preprocess: render/OCR settings for files sent as ``document``.
         prediction_log: the prediction-log directory (None: no log).
         prediction_log_format: ``jsonl`` or ``parquet``.
+        device: ``auto`` (a CUDA GPU when present), ``cpu`` or ``cuda``.
     """
 
     models: tuple[Path, ...]
@@ -81,6 +82,7 @@ class ServeOptions:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     prediction_log: Path | None = None
     prediction_log_format: LogFormat = "jsonl"
+    device: str = "auto"
 
 
 class BodySizeLimit:
@@ -260,6 +262,7 @@ def build_model(options: ServeOptions) -> DocloopModel:
         limits=options.limits,
         preprocess=options.preprocess,
         prediction_log=writer,
+        device=options.device,
     )
     model.load()
     return model
