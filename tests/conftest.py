@@ -9,5 +9,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from tests.object_stores import gcs_emulator, moto_server
+from tests.postgres import postgres_server, postgres_url, store_url
 
-__all__ = ["gcs_emulator", "moto_server"]
+__all__ = ["gcs_emulator", "moto_server", "postgres_server", "postgres_url", "store_url"]

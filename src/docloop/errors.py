@@ -41,3 +41,19 @@ class QuarantinedDocument(DocloopError):
 
 class NothingToProcess(DocloopError):
     """A run found no document it could read at all."""
+
+
+class StoreError(DocloopError):
+    """The SQL state store cannot be reached, migrated, read or written."""
+
+
+class StoreBusy(StoreError):
+    """Another writer held the lock this operation needs for longer than the lock timeout."""
+
+
+class RegistryError(DocloopError):
+    """A model-registry operation is not allowed (unknown version, wrong status, MLflow failed)."""
+
+
+class PromotionConflict(RegistryError):
+    """A promotion or rollback could not get the model's lock in time; retrying is safe."""
