@@ -16,6 +16,8 @@ def preprocess(
     dpi: int = 200,
     workers: int = 0,
     force_ocr: bool = False,
+    shard_index: int = 0,
+    num_shards: int = 1,
 ) -> NamedTuple("PreprocessOutputs", [("processed", int), ("quarantined", int)]):
     """Render, OCR and quarantine raw documents into page records.
 
@@ -35,6 +37,10 @@ def preprocess(
         dpi: Render resolution for PDF pages.
         workers: OCR processes; 0 means one per CPU core of the pod.
         force_ocr: OCR every page even when the PDF has a text layer.
+        shard_index: Which shard of the inputs this task processes (0-based); documents are
+            assigned by a hash of their id, so shards never overlap and re-runs keep them.
+        num_shards: How many shards the inputs are split into (fan out with ``dsl.ParallelFor``
+            over plan-shards, then merge with merge-pages).
 
     Returns:
         processed: Documents turned into page records in this run.
@@ -42,7 +48,9 @@ def preprocess(
     """
     from docloop.documents.preprocess import run_component
 
-    result = run_component(input_uri, pages.path, quarantine.path, dpi, workers, force_ocr)
+    result = run_component(
+        input_uri, pages.path, quarantine.path, dpi, workers, force_ocr, shard_index, num_shards
+    )
     pages.metadata.update(result.to_dict())
     outputs = NamedTuple("PreprocessOutputs", [("processed", int), ("quarantined", int)])  # noqa: UP014
     return outputs(result.processed, result.quarantined)

@@ -33,6 +33,7 @@ logger = logging.getLogger("docloop")
 
 EXIT_NOTHING_PROCESSED = 1
 EXIT_CONFIG_OR_STORAGE = 2
+EXIT_NOT_BLESSED = 3
 
 ConfigOption = Annotated[
     Path | None,
@@ -364,6 +365,91 @@ def serve(
     except (DocloopError, InvalidInput) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+
+
+@app.command()
+def evaluate(
+    candidate: Annotated[str, typer.Option(help="The candidate model folder (URI or path).")],
+    holdout: Annotated[
+        list[str],
+        typer.Option(
+            help="A dataset folder (its holdout.parquet) or a .parquet of examples; repeat for "
+            "more holdouts, optionally named NAME=URI (default names: frozen, holdout2, ...)."
+        ),
+    ],
+    output: Annotated[str, typer.Option(help="Where report.html, metrics.json, gate.json go.")],
+    incumbent: Annotated[
+        str | None,
+        typer.Option(help="The incumbent: a model folder or models:/<name>@champion."),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="YAML with gate keys (default: the config's gate section)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score a candidate (and the incumbent) on the same holdouts and apply the gate.
+
+    Exit code 0 when the candidate is blessed, 3 when it is not, 2 on bad input.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from docloop.config import GateConfig
+    from docloop.evaluate import resolve_model_uri, run_evaluation
+    from docloop.models.artifact import fetch_model_folder, read_card
+    from docloop.storage import Storage
+
+    settings = _config(config)
+    storage = Storage(settings.storage)
+    holdouts: dict[str, str] = {}
+    for index, entry in enumerate(holdout):
+        name, sep, uri = entry.partition("=")
+        if not sep or "://" in name or "/" in name:
+            name, uri = ("frozen" if index == 0 else f"holdout{index + 1}"), entry
+        holdouts[name] = uri
+    try:
+        gate = settings.gate
+        if policy is not None:
+            gate = GateConfig.model_validate(yaml.safe_load(policy.read_text(encoding="utf-8")))
+        task = read_card(fetch_model_folder(storage, candidate)).task
+        outcome = run_evaluation(
+            task,
+            candidate,
+            resolve_model_uri(incumbent, settings.tracking) if incumbent else None,
+            holdouts,
+            gate,
+            output,
+            storage,
+        )
+    except (DocloopError, ValidationError, yaml.YAMLError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    verdict = "[green]BLESSED[/green]" if outcome.blessed else "[red]NOT BLESSED[/red]"
+    console.print(f"{verdict} {outcome.gate.headline}")
+    for check in outcome.gate.checks:
+        if not check.passed and not check.skipped:
+            console.print(f"  [red]x[/red] {check.reason}")
+    typer.echo(f"report: {outcome.files['report.html']}")
+    if not outcome.blessed:
+        raise typer.Exit(EXIT_NOT_BLESSED)
+
+
+@app.command("compile")
+def compile_(
+    root: Annotated[
+        Path | None, typer.Option(help="The docloop checkout (default: cwd or a parent).")
+    ] = None,
+) -> None:
+    """Compile every component (component.yaml + README) and pipeline (pipelines/compiled/)."""
+    from docloop.kubeflow import compile_all, project_root
+
+    try:
+        written = compile_all(project_root(root))
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    typer.echo(f"compiled {len(written)} files")
 
 
 if __name__ == "__main__":

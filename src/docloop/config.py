@@ -192,6 +192,95 @@ class RegistryConfig(Section):
     extractor_name: str = Field(default="docloop-extractor")
 
 
+class FeedbackConfig(Section):
+    """The feedback API and the quality rules applied before feedback trains anything."""
+
+    max_payload_kb: int = Field(default=256, ge=1, description="Request bodies above: HTTP 413.")
+    max_batch: int = Field(default=500, ge=1, description="Events per bulk request.")
+    min_trust: float = Field(
+        default=0.6, ge=0, le=1, description="Reviewers below are quarantined from training."
+    )
+    min_reviews_for_trust: int = Field(
+        default=5, ge=1, description="Reviews before a trust score is believed (prior until then)."
+    )
+    label_issue_threshold: float = Field(
+        default=1.0,
+        gt=0,
+        description="Confident-learning margin: a correction is suspicious when the incumbent's "
+        "probability of the corrected label is below this multiple of the class's threshold.",
+    )
+
+
+class DriftConfig(Section):
+    """What the drift check measures and when a shift counts as drift."""
+
+    permutations: int = Field(default=500, ge=50, description="Permutations of the MMD test.")
+    alpha: float = Field(
+        default=0.01, gt=0, lt=0.5, description="Significance of each drift test (false alarms)."
+    )
+    max_embedding_rows: int = Field(
+        default=2000, ge=100, description="Documents per side the MMD test subsamples to."
+    )
+    label_shift_js: float = Field(
+        default=0.1, ge=0, le=1, description="Jensen-Shannon distance of label shares: drift."
+    )
+    ocr_shift_effect: float = Field(
+        default=0.5, ge=0, description="Standardised mean shift of an OCR statistic that is drift."
+    )
+    seed: int = 0
+
+
+class TriggerConfig(Section):
+    """When the drift check launches a retrain (every decision is recorded with its reasons)."""
+
+    min_new_samples: int = Field(
+        default=50, ge=1, description="Never retrain on fewer newly reviewed documents."
+    )
+    performance_floor: float = Field(
+        default=0.8, ge=0, le=1, description="Retrain when accuracy on feedback falls below."
+    )
+    max_drop: float = Field(
+        default=0.05, ge=0, le=1, description="... or falls this far below the champion's holdout."
+    )
+    retrain_on_drift: bool = Field(default=True, description="Input/label drift alone triggers.")
+    cooldown_hours: float = Field(default=24.0, ge=0, description="Quiet time after an attempt.")
+    max_retrains: int = Field(default=3, ge=1, description="Budget: attempts per window ...")
+    budget_window_days: float = Field(default=7.0, gt=0, description="... of this many days.")
+
+
+class RetrainConfig(Section):
+    """Targeted sampling of the retraining dataset."""
+
+    replay_ratio: float = Field(
+        default=0.3, ge=0, le=0.95, description="Share of the dataset replayed from old training."
+    )
+    confirmed_per_corrected: float = Field(
+        default=1.0, ge=0, description="Confirmed (non-corrected) samples per corrected sample."
+    )
+    balance_classes: bool = Field(default=True, description="Cap each class at the median count.")
+    min_docs_per_entity: int = Field(
+        default=5, ge=0, description="Keep at least this many documents for every entity type."
+    )
+    error_oversample: float = Field(
+        default=2.0, ge=1, description="Weight of documents with errors on weak entities."
+    )
+    weak_entity_f1: float = Field(
+        default=0.8, ge=0, le=1, description="Entities below this champion F1 are 'weak'."
+    )
+    feedback_holdout_fraction: float = Field(
+        default=0.2, ge=0, lt=1, description="Reviewed documents kept out as the feedback holdout."
+    )
+
+
+class AlertsConfig(Section):
+    """Where alerts go (a rejected candidate, a failed pipeline)."""
+
+    webhook_url: str | None = Field(
+        default=None, description="POSTed a JSON alert; unset: log + Prometheus counter only."
+    )
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
 class DocloopConfig(Section):
     """The whole configuration."""
 
@@ -206,6 +295,11 @@ class DocloopConfig(Section):
     store: StoreConfig = StoreConfig()
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    drift: DriftConfig = DriftConfig()
+    trigger: TriggerConfig = TriggerConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

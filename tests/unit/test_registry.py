@@ -74,7 +74,7 @@ class Setup:
             self.model_uri(name),
             self.runs[run],
             "sha256:dataset",
-            {"passed": True, "delta": 0.02},
+            {"blessed": True, "delta": 0.02},
             "abc123",
             **kwargs,
         )
@@ -125,10 +125,10 @@ def _statuses(setup: Setup) -> dict[str, str]:
 def test_register_is_idempotent(setup: Setup) -> None:
     uri = setup.model_uri("a")
     first = setup.registry.register(
-        MODEL, uri, setup.runs[0], "sha256:dataset", {"passed": True}, "abc123"
+        MODEL, uri, setup.runs[0], "sha256:dataset", {"blessed": True}, "abc123"
     )
     again = setup.registry.register(
-        MODEL, uri + "/", setup.runs[0], "sha256:dataset", {"passed": True}, "abc123"
+        MODEL, uri + "/", setup.runs[0], "sha256:dataset", {"blessed": True}, "abc123"
     )
     assert first.created
     assert not again.created
@@ -145,11 +145,11 @@ def test_register_is_idempotent(setup: Setup) -> None:
     assert version.tags[TAG_IDEMPOTENCY_KEY] == first.idempotency_key
     assert version.tags["docloop.dataset_digest"] == "sha256:dataset"
     assert version.tags["docloop.code_version"] == "abc123"
-    assert version.tags["docloop.gate.passed"] == "true"
+    assert version.tags["docloop.gate.blessed"] == "true"
     assert setup.aliases() == {CHALLENGER: "1"}
     record = setup.registry.get_version(MODEL, "1")
     assert (record.status, record.run_id, record.model_uri) == ("candidate", setup.runs[0], uri)
-    assert record.gate == {"passed": True}
+    assert record.gate == {"blessed": True}
 
 
 def test_new_inputs_make_a_new_version_and_move_the_challenger(setup: Setup) -> None:

@@ -14,11 +14,9 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from docloop.datasets.examples import (
-    SPLITS,
     DatasetManifest,
-    DocumentExample,
     build_examples,
-    split_of,
+    stratified_splits,
     write_dataset,
 )
 from docloop.documents.labels import LabelledEntity
@@ -82,7 +80,11 @@ def build_initial_dataset(
     val_fraction: float = 0.15,
     holdout_fraction: float = 0.2,
 ) -> DatasetManifest:
-    """Join page records and labels, split by document id, and write the dataset folder."""
+    """Join page records and labels, split by document id stratified by type, write the folder.
+
+    The holdout written here is the frozen one: later candidates are scored on exactly these
+    documents (its digest in the manifest versions it).
+    """
     storage = storage or Storage()
     if not 0 <= val_fraction < 1 or not 0 <= holdout_fraction < 1:
         raise InvalidInput("val_fraction and holdout_fraction must be in [0, 1)")
@@ -94,8 +96,11 @@ def build_initial_dataset(
     unlabelled = [e.doc_id for e in examples if e.doc_type is None]
     if unlabelled:
         logger.warning("%d processed documents have no label and are left out", len(unlabelled))
-    splits: dict[str, list[DocumentExample]] = {name: [] for name in SPLITS}
-    for example in examples:
-        if example.doc_type is not None:
-            splits[split_of(example.doc_id, seed, val_fraction, holdout_fraction)].append(example)
+    labelled = [e for e in examples if e.doc_type is not None]
+    if not labelled:
+        raise InvalidInput(
+            f"none of the documents under {pages_uri} has a label in {labels_uri}; check that the "
+            "labels' doc_id values are the preprocess document ids (sha256 of the file bytes)"
+        )
+    splits = stratified_splits(labelled, seed, val_fraction, holdout_fraction)
     return write_dataset(storage, output_uri, splits, seed)

@@ -15,8 +15,10 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -154,16 +156,34 @@ def examples_digest(examples: Iterable[DocumentExample]) -> str:
     return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
 
-def write_examples(storage: Storage, uri: str, examples: Sequence[DocumentExample]) -> None:
-    """Write examples as one Parquet file."""
+def examples_table(examples: Iterable[DocumentExample]) -> pa.Table:
+    """Examples as an Arrow table with :data:`EXAMPLE_ARROW_SCHEMA` (one row per example)."""
     columns: dict[str, list[object]] = {name: [] for name in EXAMPLE_ARROW_SCHEMA.names}
     for example in examples:
         row = example.model_dump()
         for name in EXAMPLE_ARROW_SCHEMA.names:
             columns[name].append(row[name])
+    return pa.Table.from_pydict(columns, schema=EXAMPLE_ARROW_SCHEMA)
+
+
+def write_table(storage: Storage, uri: str, table: pa.Table) -> None:
+    """Write an examples table (:data:`EXAMPLE_ARROW_SCHEMA`) as one Parquet file."""
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pydict(columns, schema=EXAMPLE_ARROW_SCHEMA), buffer)
+    pq.write_table(table, buffer)
     storage.write_bytes(uri, buffer.getvalue())
+
+
+def write_examples(storage: Storage, uri: str, examples: Sequence[DocumentExample]) -> None:
+    """Write examples as one Parquet file."""
+    write_table(storage, uri, examples_table(examples))
+
+
+def read_table(storage: Storage, uri: str) -> pa.Table:
+    """Read a Parquet file of examples as an Arrow table with :data:`EXAMPLE_ARROW_SCHEMA`."""
+    table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+    if table.schema != EXAMPLE_ARROW_SCHEMA:
+        table = table.select(EXAMPLE_ARROW_SCHEMA.names).cast(EXAMPLE_ARROW_SCHEMA)
+    return table
 
 
 def read_examples(storage: Storage, uri: str) -> list[DocumentExample]:
@@ -172,11 +192,69 @@ def read_examples(storage: Storage, uri: str) -> list[DocumentExample]:
     return [DocumentExample.model_validate(row) for row in table.to_pylist()]
 
 
+def table_digest(table: pa.Table) -> str:
+    """A content digest of an examples table, independent of row order.
+
+    The rows are sorted (by doc id, then by their serialised content for repeated ids) and the
+    table's Arrow IPC stream is hashed, so it changes whenever any label, word or box does. It is
+    the digest of datasets built from columns (retrain mode), where :func:`examples_digest` would
+    have to materialise every row as a Python object; the two are different functions, so compare
+    digests made by the same one.
+    """
+    table = table.select(EXAMPLE_ARROW_SCHEMA.names).cast(EXAMPLE_ARROW_SCHEMA)
+    if table.num_rows:
+        table = table.take(pc.sort_indices(table, sort_keys=[("doc_id", "ascending")]))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()
+
+
 SPLITS = ("train", "val", "holdout")
 
 
+SOURCES = ("corrected", "confirmed", "replay")
+"""Where a retrain example comes from: a corrected or a confirmed reviewed document, or replay."""
+
+
+class RetrainSampling(BaseModel):
+    """How a retrain-mode dataset was sampled (the knobs in force and what they gave).
+
+    Attributes:
+        previous_digest: digest of the dataset it replays from and copies the frozen holdout of.
+        settings: the ``retrain`` configuration used, plus ``val_fraction``.
+        weak_entities: entity types whose champion F1 was below ``weak_entity_f1``.
+        champion_entity_f1: the per-entity F1 the weak entities were read from.
+        replay_target: replay rows the ratio asked for in training; ``replay_rows`` what it got.
+        replay_rows: replay rows in the training split.
+        oversampled: training documents repeated because their correction touched weak entities.
+        floor_added: documents added per entity type to reach ``min_docs_per_entity``.
+        below_floor: entity types still under the floor in training (not enough documents).
+        skipped: reviewed documents left out, per reason.
+        notes: sentences on anything a person should know (shortfalls, fallbacks).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    previous_digest: str
+    settings: dict[str, float | int | bool]
+    weak_entities: list[str] = []
+    champion_entity_f1: dict[str, float] = {}
+    replay_target: int = 0
+    replay_rows: int = 0
+    oversampled: int = 0
+    floor_added: dict[str, int] = {}
+    below_floor: list[str] = []
+    skipped: dict[str, int] = {}
+    notes: list[str] = []
+
+
 class DatasetManifest(BaseModel):
-    """What a dataset folder holds: splits, label sets, counts and a digest per split."""
+    """What a dataset folder holds: splits, label sets, counts and a digest per split.
+
+    Retrain-mode datasets add a ``feedback_holdout`` split and fill the fields after ``seed``;
+    their defaults keep manifests written before them valid.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -187,6 +265,17 @@ class DatasetManifest(BaseModel):
     entity_counts: dict[str, dict[str, int]]
     digests: dict[str, str]
     seed: int
+    mode: Literal["initial", "retrain"] = "initial"
+    source_counts: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Examples per split and source (corrected, confirmed, replay); retrain only.",
+    )
+    digest_method: Literal["examples", "table"] = Field(
+        default="examples",
+        description="How ``digests`` were computed: ``examples_digest`` or ``table_digest``; the "
+        "frozen holdout's digest is always the one it was first written with.",
+    )
+    sampling: RetrainSampling | None = None
 
     @property
     def digest(self) -> str:
@@ -194,14 +283,58 @@ class DatasetManifest(BaseModel):
         return hashlib.sha256(json.dumps(self.digests, sort_keys=True).encode()).hexdigest()
 
 
+def split_draw(doc_id: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by the document id and the seed."""
+    return int(hashlib.sha256(f"{seed}:{doc_id}".encode()).hexdigest()[:12], 16) / 16**12
+
+
 def split_of(doc_id: str, seed: int, val_fraction: float, holdout_fraction: float) -> str:
     """Assign a document to a split from its id alone, so a document never crosses splits."""
-    draw = int(hashlib.sha256(f"{seed}:{doc_id}".encode()).hexdigest()[:12], 16) / 16**12
+    draw = split_draw(doc_id, seed)
     if draw < holdout_fraction:
         return "holdout"
     if draw < holdout_fraction + val_fraction:
         return "val"
     return "train"
+
+
+def _share(count: int, fraction: float) -> int:
+    """Documents of a class that a split with ``fraction`` gets: at least one when asked for."""
+    if fraction <= 0 or count < 3:
+        return 0
+    return max(1, round(count * fraction))
+
+
+def stratified_splits(
+    examples: Iterable[DocumentExample], seed: int, val_fraction: float, holdout_fraction: float
+) -> dict[str, list[DocumentExample]]:
+    """Split labelled documents by id, stratified by document type.
+
+    Within each type, documents are ordered by a draw fixed by (seed, document id); the first
+    ``holdout_fraction`` go to the holdout, the next ``val_fraction`` to validation, the rest to
+    training. Every type with at least 3 documents is in every split, a document is in exactly
+    one split, and the same documents and seed always give the same splits. Types with fewer
+    than 3 documents train only (a holdout of one is no evidence).
+    """
+    by_type: dict[str, list[DocumentExample]] = defaultdict(list)
+    for example in examples:
+        by_type[str(example.doc_type)].append(example)
+    splits: dict[str, list[DocumentExample]] = {name: [] for name in SPLITS}
+    for doc_type in sorted(by_type):
+        group = sorted(by_type[doc_type], key=lambda e: (split_draw(e.doc_id, seed), e.doc_id))
+        holdout = _share(len(group), holdout_fraction)
+        val = min(_share(len(group), val_fraction), len(group) - holdout - 1)
+        splits["holdout"].extend(group[:holdout])
+        splits["val"].extend(group[holdout : holdout + max(val, 0)])
+        splits["train"].extend(group[holdout + max(val, 0) :])
+        if holdout == 0:
+            logger.warning(
+                "document type %r has %d labelled documents: all go to training, none to the "
+                "holdout or validation (label at least 3)",
+                doc_type,
+                len(group),
+            )
+    return {name: sorted(docs, key=lambda e: e.doc_id) for name, docs in splits.items()}
 
 
 def write_dataset(

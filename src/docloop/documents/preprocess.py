@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import asdict, dataclass, field
@@ -52,7 +52,7 @@ from docloop.documents.schema import (
     records_to_table,
     table_to_records,
 )
-from docloop.errors import NothingToProcess, QuarantinedDocument, StorageError
+from docloop.errors import InvalidInput, NothingToProcess, QuarantinedDocument, StorageError
 from docloop.storage import Storage, is_local, join, local_path
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class PreprocessResult:
     quarantined: int = 0
     quarantined_pages: int = 0
     ignored: int = 0
+    other_shards: int = 0
     pages_ocr: int = 0
     pages_text_layer: int = 0
     seconds: float = 0.0
@@ -136,6 +137,34 @@ def settings_digest(config: PreprocessConfig) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This run's share of the inputs: documents whose id hashes to ``index`` modulo ``count``.
+
+    The key is the document id (the sha256 of its bytes), so a document lands in the same shard
+    whatever its name and however often the run is repeated, and copies of one document meet in
+    one shard (where they are recognised as duplicates). Inputs set aside before their bytes are
+    read (unsupported type, unsafe name, empty file) are keyed by their URI instead, so exactly
+    one shard reports each.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise InvalidInput(
+                f"shard {self.index} of {self.count} is not a shard: need count >= 1 and "
+                "0 <= index < count"
+            )
+
+    def owns(self, key: str) -> bool:
+        """Whether the document (or input URI) ``key`` belongs to this shard."""
+        if self.count == 1:
+            return True
+        return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % self.count == self.index
+
+
 def default_workers() -> int:
     """One worker per CPU core this process may use."""
     return len(os.sched_getaffinity(0))
@@ -159,7 +188,9 @@ class _Run:
         workers: int,
         progress: ProgressCallback | None,
         workdir: Path,
+        shard: Shard,
     ) -> None:
+        self.shard = shard
         self.input_uri = input_uri
         self.output_uri = output_uri
         self.config = config
@@ -213,15 +244,17 @@ class _Run:
             return uri[len(prefix) :]
         return PurePosixPath(uri).name
 
-    def intake(self, uri: str, size: int) -> None:
-        """Read, validate and plan one input; submit its pages to the workers."""
-        name = self.relative_name(uri)
+    def _settled_by_name(self, uri: str, name: str) -> bool:
+        """Handle inputs decided by their name alone (other shard, sidecar, unsupported)."""
         kind = classify_name(name)
-        if kind == "sidecar":
+        if kind == "document":
+            return False
+        if not self.shard.owns(uri):
+            self.result.other_shards += 1
+        elif kind == "sidecar":
             self.result.ignored += 1
             logger.info("ignoring %s (metadata, not a document)", uri)
-            return
-        if kind == "unsupported":
+        else:
             suffix = PurePosixPath(name).suffix or "(none)"
             self._quarantine(
                 QuarantineEntry(
@@ -232,6 +265,12 @@ class _Run:
                 )
             )
             self.result.quarantined += 1
+        return True
+
+    def intake(self, uri: str, size: int) -> None:
+        """Read, validate and plan one input; submit its pages to the workers."""
+        name = self.relative_name(uri)
+        if self._settled_by_name(uri, name):
             return
         doc_id: str | None = None
         try:
@@ -247,6 +286,9 @@ class _Run:
                     "unreadable_file", f"the file cannot be read: {exc}"
                 ) from exc
             doc_id = document_id(data)
+            if not self.shard.owns(doc_id):
+                self.result.other_shards += 1
+                return
             if doc_id in self.seen:
                 self.result.duplicates += 1
                 logger.info("%s has the same bytes as a document already in this run", uri)
@@ -258,6 +300,9 @@ class _Run:
             local.write_bytes(data)
             plan = inspect_document(uri, name, data, local, self.config, doc_id)
         except QuarantinedDocument as exc:
+            if doc_id is None and not self.shard.owns(uri):
+                self.result.other_shards += 1
+                return
             entry = QuarantineEntry(
                 source_uri=uri, code=exc.code, reason=exc.reason, doc_id=doc_id, page=exc.page
             )
@@ -447,6 +492,7 @@ def preprocess(
     *,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    shard: Shard | None = None,
 ) -> PreprocessResult:
     """Turn every document under ``input_uri`` into page records under ``output_uri``.
 
@@ -457,6 +503,7 @@ def preprocess(
         storage: the object store (a default ``Storage()`` when omitted).
         workers: worker processes for pages; defaults to ``config.workers`` or one per core.
         progress: called with (pages done, pages planned) as pages finish.
+        shard: process only this shard's documents (see :class:`Shard`); default: all.
 
     Returns:
         Counts and the quarantine entries; also written as ``summary.json`` and
@@ -476,7 +523,16 @@ def preprocess(
         raise NothingToProcess(f"no files under {input_uri}; check the input URI")
     worker_count = workers or config.workers or default_workers()
     with tempfile.TemporaryDirectory(prefix="docloop-preprocess-") as workdir:
-        run = _Run(input_uri, output_uri, config, storage, worker_count, progress, Path(workdir))
+        run = _Run(
+            input_uri,
+            output_uri,
+            config,
+            storage,
+            worker_count,
+            progress,
+            Path(workdir),
+            shard or Shard(),
+        )
         try:
             for info in inputs:
                 run.intake(info.uri, info.size)
@@ -488,12 +544,92 @@ def preprocess(
         run.write_reports()
     result = run.result
     logger.info("preprocess %s -> %s: %s", input_uri, output_uri, result.summary_line())
-    if result.processed + result.skipped + result.duplicates == 0:
+    usable = result.processed + result.skipped + result.duplicates
+    if shard is not None and shard.count > 1:
+        # one shard of bad documents is not a failed run: merge-pages decides for all shards
+        if usable == 0:
+            logger.warning("shard %d of %d has no usable document", shard.index, shard.count)
+    elif usable == 0:
         raise NothingToProcess(
             f"none of the {len(inputs)} files under {input_uri} could be processed; "
             f"see {join(output_uri, 'quarantine.jsonl')} for the reasons"
         )
     return result
+
+
+SUMMED_COUNTS = (
+    "processed",
+    "skipped",
+    "duplicates",
+    "quarantined",
+    "quarantined_pages",
+    "ignored",
+    "pages_ocr",
+    "pages_text_layer",
+)
+
+
+def merge_page_shards(
+    shard_uris: Sequence[str], output_uri: str, storage: Storage | None = None
+) -> PreprocessResult:
+    """Merge the outputs of sharded preprocess runs into one page-record folder.
+
+    Page records (``pages/``) and per-document manifests (``documents/``) are copied; page images
+    stay where their shard wrote them (records point at them by URI). Quarantine reports are
+    concatenated and the summaries' counts added up. Shards never hold the same document (see
+    :class:`Shard`); a document id found in two shards is an error, not silently merged.
+
+    Raises:
+        InvalidInput: no shards, a shard without ``summary.json``, or overlapping shards.
+    """
+    storage = storage or Storage()
+    if not shard_uris:
+        raise InvalidInput("no shard outputs to merge; pass the preprocess tasks' pages outputs")
+    merged = PreprocessResult(output_uri=output_uri, settings_digest="")
+    digests: set[str] = set()
+    owner: dict[tuple[str, str], str] = {}
+    for shard_uri in shard_uris:
+        summary_uri = join(shard_uri, "summary.json")
+        if not storage.exists(summary_uri):
+            raise InvalidInput(f"{shard_uri} is not a preprocess output: summary.json is missing")
+        summary = json.loads(storage.read_text(summary_uri))
+        digests.add(str(summary["settings_digest"]))
+        for name in SUMMED_COUNTS:
+            setattr(merged, name, getattr(merged, name) + int(summary.get(name, 0)))
+        merged.seconds = max(merged.seconds, float(summary.get("seconds", 0.0)))
+        for folder in ("pages", "documents"):
+            for info in storage.list(join(shard_uri, folder)):
+                name = PurePosixPath(info.uri).name
+                if (folder, name) in owner:
+                    raise InvalidInput(
+                        f"document {name.split('.')[0]} is in two shards "
+                        f"({owner[folder, name]} and {shard_uri}); run every shard with the same "
+                        "num_shards, and pass each shard once"
+                    )
+                owner[folder, name] = shard_uri
+                storage.write_bytes(join(output_uri, folder, name), storage.read_bytes(info.uri))
+        for line in storage.read_text(join(shard_uri, "quarantine.jsonl")).splitlines():
+            if line.strip():
+                merged.quarantine.append(QuarantineEntry.model_validate_json(line))
+    if len(digests) > 1:
+        raise InvalidInput(
+            f"the shards were processed with different settings ({sorted(digests)}); "
+            "re-run them with one configuration"
+        )
+    merged.settings_digest = digests.pop()
+    if merged.processed + merged.skipped + merged.duplicates == 0:
+        raise NothingToProcess(
+            f"none of the {len(shard_uris)} shards holds a usable document; see their "
+            "quarantine.jsonl for the reasons"
+        )
+    merged.quarantine.sort(key=lambda e: (e.source_uri, e.page if e.page is not None else -1))
+    storage.write_text(
+        join(output_uri, "quarantine.jsonl"),
+        "".join(entry.model_dump_json() + "\n" for entry in merged.quarantine),
+    )
+    storage.write_text(join(output_uri, "summary.json"), json.dumps(merged.to_dict(), indent=2))
+    logger.info("merged %d shards -> %s: %s", len(shard_uris), output_uri, merged.summary_line())
+    return merged
 
 
 def read_page_records(storage: Storage, output_uri: str) -> list[PageRecord]:
@@ -507,7 +643,14 @@ def read_page_records(storage: Storage, output_uri: str) -> list[PageRecord]:
 
 
 def run_component(
-    input_uri: str, output_dir: str, quarantine_path: str, dpi: int, workers: int, force_ocr: bool
+    input_uri: str,
+    output_dir: str,
+    quarantine_path: str,
+    dpi: int,
+    workers: int,
+    force_ocr: bool,
+    shard_index: int = 0,
+    num_shards: int = 1,
 ) -> PreprocessResult:
     """The preprocess KFP component's body: config + parameters -> a run -> output artifacts.
 
@@ -518,6 +661,8 @@ def run_component(
         dpi: render resolution, overriding the config.
         workers: OCR processes (0: config or one per core).
         force_ocr: OCR every page.
+        shard_index: which shard of the inputs this task processes.
+        num_shards: how many shards the inputs are split into.
 
     Returns:
         The run's result (its counts go into the artifact metadata).
@@ -527,7 +672,14 @@ def run_component(
     settings = load_config()
     config = settings.preprocess.model_copy(update={"dpi": dpi, "force_ocr": force_ocr})
     storage = Storage(settings.storage)
-    result = preprocess(input_uri, output_dir, config, storage, workers=workers or None)
+    result = preprocess(
+        input_uri,
+        output_dir,
+        config,
+        storage,
+        workers=workers or None,
+        shard=Shard(shard_index, num_shards),
+    )
     Path(quarantine_path).parent.mkdir(parents=True, exist_ok=True)
     Path(quarantine_path).write_text(
         storage.read_text(join(output_dir, "quarantine.jsonl")), encoding="utf-8"

@@ -341,8 +341,8 @@ class Registry:
             "docloop.gate": gate_text,
         }
         version_tags.update({k: v for k, v in optional.items() if v})
-        if gate_dict is not None and isinstance(gate_dict.get("passed"), bool):
-            version_tags["docloop.gate.passed"] = str(gate_dict["passed"]).lower()
+        if gate_dict is not None and isinstance(gate_dict.get("blessed"), bool):
+            version_tags["docloop.gate.blessed"] = str(gate_dict["blessed"]).lower()
         version_tags.update(dict(tags or {}))
 
         with self.store.write() as session:

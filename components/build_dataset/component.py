@@ -1,0 +1,59 @@
+"""build-dataset: labelled page records -> train / val / frozen holdout, split by document."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def build_dataset(
+    pages: Input[Dataset],
+    labels_uri: str,
+    dataset: Output[Dataset],
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    holdout_fraction: float = 0.2,
+) -> NamedTuple("DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]):
+    """Join page records with labels and split them by document, stratified by type.
+
+    A document lands in exactly one split; within each document type the split follows a draw
+    fixed by (seed, document id), so the same inputs always give the same splits. The holdout is
+    frozen and versioned: its digest is in the manifest, and later candidates are scored on
+    exactly these documents.
+
+    Args:
+        pages: Page records from preprocess (or merge-pages).
+        labels_uri: JSON lines with ``doc_id`` (sha256 of the file), ``doc_type`` and
+            ``entities`` (type, value, page, words with boxes) per document.
+        dataset: Output. ``train.parquet``, ``val.parquet``, ``holdout.parquet`` (one example per
+            document: words, boxes, pages, BIO tags, type) and ``manifest.json`` (label sets,
+            counts per split/class/entity, digest per split).
+        seed: Split seed.
+        val_fraction: Share of each type's documents for validation (early stopping).
+        holdout_fraction: Share of each type's documents for the frozen holdout (the gate).
+
+    Returns:
+        digest: Digest of the whole dataset (all splits).
+        holdout_digest: Digest of the frozen holdout.
+        train: Training documents.
+    """
+    from docloop.datasets.build import build_initial_dataset
+
+    manifest = build_initial_dataset(
+        pages.path,
+        labels_uri,
+        dataset.path,
+        seed=seed,
+        val_fraction=val_fraction,
+        holdout_fraction=holdout_fraction,
+    )
+    dataset.metadata.update(
+        {"digest": manifest.digest, "counts": manifest.counts, "doc_types": manifest.doc_types}
+    )
+    outputs = NamedTuple(  # noqa: UP014
+        "DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]
+    )
+    return outputs(manifest.digest, manifest.digests["holdout"], manifest.counts["train"])

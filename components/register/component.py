@@ -1,0 +1,50 @@
+"""register: a blessed model -> a new MLflow model version (alias challenger) + a store row."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model
+
+from components.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def register(
+    model: Input[Model],
+    gate: Input[Artifact],
+    dataset_digest: str,
+    pipeline_run: str = "",
+    promote: bool = False,
+) -> NamedTuple("RegisterOutputs", [("model_name", str), ("version", str), ("model_uri", str)]):
+    """Register a blessed model in the MLflow registry and the docloop state store.
+
+    Creates a model version whose source is the model folder, tagged with its lineage (MLflow
+    training run, dataset digest, gate result, code version, pipeline run), points the
+    ``challenger`` alias at it and adds a ``candidate`` row to the store. Idempotent: a retried
+    task finds the version it created (by an idempotency key derived from the model URI and the
+    training run) and creates nothing. Refuses a model whose gate did not bless it. With
+    ``promote`` (the bootstrap's first model) the version becomes the default at once: alias
+    ``champion``, the one ``default`` row, an audit entry, in one transaction. Compile with
+    caching off (``pipelines.platform.side_effect``).
+
+    Args:
+        model: The model from train-gpu.
+        gate: The ``gate`` output of evaluate for this model.
+        dataset_digest: Digest of the dataset it was trained on (build-dataset output).
+        pipeline_run: The KFP run that produced it (recorded in tags and the audit log).
+        promote: Make this version the default (and ``champion``) right away.
+
+    Returns:
+        model_name: The registered model name (``registry`` section of the config).
+        version: The MLflow model version.
+        model_uri: Where the model files are (what KServe's storage initializer downloads).
+    """
+    from docloop.store.registry import run_component
+
+    registration = run_component(
+        model.path, model.uri, gate.path, dataset_digest, pipeline_run, promote
+    )
+    outputs = NamedTuple(  # noqa: UP014
+        "RegisterOutputs", [("model_name", str), ("version", str), ("model_uri", str)]
+    )
+    return outputs(registration.model_name, registration.version, registration.model_uri)

@@ -1,0 +1,95 @@
+"""The bootstrap pipeline: raw labelled documents -> the first classifier and extractor (Model V1).
+
+preprocess (fanned over ``num_shards`` pods) -> merge-pages -> build-dataset -> train-gpu
+(classifier and extractor) -> evaluate (floors only: there is no incumbent) ->
+``dsl.If(blessed)`` -> register with ``promote=True`` (alias ``champion``, the default row, an
+audit entry). Each model is gated and registered on its own: a classifier that meets its floor is
+not held back by an extractor that does not.
+"""
+
+from kfp import dsl
+
+from components.build_dataset import build_dataset
+from components.evaluate import evaluate
+from components.merge_pages import merge_pages
+from components.plan_shards import plan_shards
+from components.preprocess import preprocess
+from components.register import register
+from components.train_gpu import train_gpu
+from components.train_gpu.component import with_gpu
+from pipelines.platform import on_platform, side_effect
+
+TASKS = ("classify", "extract")
+
+
+@dsl.pipeline(
+    name="docloop-bootstrap",
+    description="Labelled documents -> preprocess (sharded) -> dataset -> classifier and "
+    "extractor -> gate (floors) -> registered as champion.",
+)
+def bootstrap(
+    input_uri: str,
+    labels_uri: str,
+    num_shards: int = 2,
+    dpi: int = 200,
+    seed: int = 0,
+    max_steps: int = 0,
+    epochs: int = 0,
+    gpus: int = 1,
+) -> None:
+    """Train, gate and register the first classifier and extractor.
+
+    Args:
+        input_uri: Prefix with the raw PDFs and images (``file://``, ``s3://``, ``gs://``).
+        labels_uri: JSON lines with the gold document type and entities per document id.
+        num_shards: Preprocess pods to fan out over (documents are assigned by id hash).
+        dpi: Render resolution for PDF pages.
+        seed: Split, data-order and initialisation seed.
+        max_steps: Cap on optimisation steps per model; 0 keeps the configured limit.
+        epochs: Epochs per model; 0 keeps the configured number.
+        gpus: GPUs per training task (ignored by ``kfp.local``).
+    """
+    shards = plan_shards(num_shards=num_shards)
+    with dsl.ParallelFor(shards.output, name="preprocess-shards") as shard:
+        pages = on_platform(
+            preprocess(input_uri=input_uri, dpi=dpi, shard_index=shard, num_shards=num_shards)
+        )
+    merged = on_platform(merge_pages(shards=dsl.Collected(pages.outputs["pages"])))
+    dataset = on_platform(
+        build_dataset(pages=merged.outputs["pages"], labels_uri=labels_uri, seed=seed)
+    )
+    for task in TASKS:
+        trained = with_gpu(
+            on_platform(
+                train_gpu(
+                    task=task,
+                    dataset=dataset.outputs["dataset"],
+                    max_steps=max_steps,
+                    epochs=epochs,
+                    seed=seed,
+                ),
+                mlflow=True,
+            ),
+            gpus,
+        ).set_display_name(f"train-{task}")
+        gated = on_platform(
+            evaluate(
+                task=task,
+                candidate=trained.outputs["model"],
+                holdout=dataset.outputs["dataset"],
+            )
+        ).set_display_name(f"evaluate-{task}")
+        with dsl.If(gated.outputs["Output"] == True, name=f"{task}-blessed"):  # noqa: E712
+            side_effect(
+                on_platform(
+                    register(
+                        model=trained.outputs["model"],
+                        gate=gated.outputs["gate"],
+                        dataset_digest=dataset.outputs["digest"],
+                        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                        promote=True,
+                    ),
+                    mlflow=True,
+                    store=True,
+                )
+            ).set_display_name(f"register-{task}")

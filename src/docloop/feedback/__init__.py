@@ -1,0 +1,1 @@
+"""Feedback: reviewers' verdicts on predictions (API, records, quality rules)."""

@@ -1,0 +1,121 @@
+"""The records the feedback loop passes around: one shape for the API, the store and the stages.
+
+A prediction (``predictions`` table, written by the predictor's prediction log) names the served
+model, the request, the document id and what the model said. The document itself — its OCR words,
+boxes and pages, what a correction's word positions refer to and what retraining learns from —
+is kept as a one-row ``DocumentExample`` Parquet under :func:`served_documents_uri`. A reviewer's
+verdict (``feedback_events`` table) points at the prediction by request id and carries either a
+confirmation or a correction: a document type and/or entities given by their word positions in
+that document (indices into ``DocumentExample.words``, reading order).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from docloop.config import DocloopConfig
+from docloop.datasets.examples import DocumentExample, read_examples, write_examples
+from docloop.storage import Storage, join
+
+FeedbackKind = Literal["confirmation", "correction"]
+SERVED_DOCUMENTS = "served-documents"
+
+
+class CorrectedEntity(BaseModel):
+    """One entity as the reviewer says it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=64, description="Entity type, e.g. ``mrn``.")
+    word_indices: list[int] = Field(
+        min_length=1,
+        max_length=512,
+        description="Positions of the entity's words in the document (0-based, reading order).",
+    )
+    value: str | None = Field(
+        default=None, max_length=1024, description="The text, for humans; positions decide."
+    )
+
+
+class Correction(BaseModel):
+    """What was wrong: the document type, the entities, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_type: str | None = Field(default=None, max_length=64, description="The right type.")
+    entities: list[CorrectedEntity] | None = Field(
+        default=None,
+        max_length=256,
+        description="The complete, correct entity list of the document (replaces the "
+        "prediction's); ``[]`` says the document has none.",
+    )
+
+
+class FeedbackEvent(BaseModel):
+    """A reviewer's verdict on one predicted document (``POST /v1/feedback``)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    idempotency_key: str = Field(
+        min_length=8,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Unique per verdict; a retried submission with the same key is stored once.",
+    )
+    model_name: str = Field(min_length=1, max_length=128)
+    model_version: str = Field(min_length=1, max_length=128)
+    request_id: str = Field(min_length=1, max_length=128)
+    instance: int = Field(default=0, ge=0, description="Document position in its request.")
+    reviewer_id: str = Field(min_length=1, max_length=128)
+    kind: FeedbackKind
+    correction: Correction | None = Field(
+        default=None, description="Required for a correction, absent for a confirmation."
+    )
+
+
+class FeedbackRecord(BaseModel):
+    """An accepted feedback event as the stages read it back (with the prediction it judges)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    id: int
+    idempotency_key: str
+    model_name: str
+    model_version: str
+    request_id: str
+    instance: int = Field(default=0, description="Document position in its request.")
+    doc_id: str
+    reviewer_id: str
+    kind: FeedbackKind
+    correction: Correction | None
+    received_at: str
+    status: str
+    quarantine_reason: str | None = None
+    predicted_doc_type: str | None = None
+    predicted_probabilities: dict[str, float] = Field(default_factory=dict)
+    predicted_entities: list[dict[str, object]] = Field(default_factory=list)
+
+
+def served_documents_uri(config: DocloopConfig) -> str:
+    """Where the predictor keeps the documents it answered for (one Parquet per document id)."""
+    return join(config.data_root, SERVED_DOCUMENTS)
+
+
+def served_document_uri(config: DocloopConfig, doc_id: str) -> str:
+    """The Parquet file of one served document."""
+    return join(served_documents_uri(config), f"{doc_id}.parquet")
+
+
+def write_served_document(storage: Storage, config: DocloopConfig, example: DocumentExample) -> str:
+    """Keep a served document (unlabelled) unless it is already kept; return its URI."""
+    uri = served_document_uri(config, example.doc_id)
+    if not storage.exists(uri):
+        write_examples(storage, uri, [example])
+    return uri
+
+
+def read_served_document(storage: Storage, config: DocloopConfig, doc_id: str) -> DocumentExample:
+    """Read a served document back."""
+    return read_examples(storage, served_document_uri(config, doc_id))[0]
