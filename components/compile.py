@@ -24,6 +24,11 @@ COMPONENT_NAMES = (
     "train_gpu",
     "evaluate",
     "register",
+    "promote",
+    "reject_candidate",
+    "report_health",
+    "build_retrain_dataset",
+    "drift_check",
 )
 
 logger = logging.getLogger(__name__)
@@ -72,7 +77,7 @@ def readme(name: str) -> str:
         )
         lines.append(f"| `{key}` | {value.type} | {default} | {described.get(key, '')} |")
     lines += ["", "## Outputs", "", "| name | type | description |", "| --- | --- | --- |"]
-    for key, value in spec.outputs.items():
+    for key, value in (spec.outputs or {}).items():
         description = described.get(key, "").removeprefix("Output. ")
         lines.append(f"| `{key}` | {value.type} | {description} |")
     lines += [

@@ -8,7 +8,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from tests.loop import bootstrapped
 from tests.object_stores import gcs_emulator, moto_server
 from tests.postgres import postgres_server, postgres_url, store_url
 
-__all__ = ["gcs_emulator", "moto_server", "postgres_server", "postgres_url", "store_url"]
+__all__ = [
+    "bootstrapped",
+    "gcs_emulator",
+    "moto_server",
+    "postgres_server",
+    "postgres_url",
+    "store_url",
+]

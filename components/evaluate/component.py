@@ -38,7 +38,7 @@ def evaluate(
         incumbent_uri: The incumbent model: a model folder URI or ``models:/<name>@champion``;
             empty for a first model.
         feedback_holdout_uri: Optional second holdout (reviewed feedback) as a dataset folder or
-            ``.parquet`` of examples.
+            ``.parquet`` of examples; empty: the dataset's own ``feedback_holdout.parquet``, if any.
 
     Returns:
         Whether the candidate is blessed (may replace the incumbent); branch on it with

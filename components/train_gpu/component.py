@@ -36,7 +36,8 @@ def train_gpu(
         model: Output. The model: safetensors weights, tokenizer, encoder config and
             ``docloop-model.json`` (task, labels, metrics, lineage).
         metrics: Output. Validation metrics of the saved model, shown in the KFP UI.
-        init_from: URI of an incumbent model to warm-start from; empty for a fresh start.
+        init_from: URI of an incumbent model to warm-start from (a model folder or
+            ``models:/<name>@champion``); empty for a fresh start.
         max_steps: Stop after this many optimisation steps; 0 keeps the configured limit.
         epochs: Epochs; 0 keeps the configured number.
         seed: Random seed (data order, initialisation, dropout).
@@ -47,7 +48,9 @@ def train_gpu(
     """
     from docloop.models.launch import run_component
 
-    card = run_component(task, dataset.path, model.path, init_from, max_steps, epochs, seed)
+    card = run_component(
+        task, dataset.path, model.path, init_from, max_steps, epochs, seed, dataset_ref=dataset.uri
+    )
     model.metadata.update({"task": card.task, "labels": card.labels, **card.metrics})
     for name, value in card.metrics.items():
         metrics.log_metric(name, value)

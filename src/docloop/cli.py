@@ -34,6 +34,7 @@ logger = logging.getLogger("docloop")
 EXIT_NOTHING_PROCESSED = 1
 EXIT_CONFIG_OR_STORAGE = 2
 EXIT_NOT_BLESSED = 3
+EXIT_NO_RETRAIN = 4
 
 ConfigOption = Annotated[
     Path | None,
@@ -321,7 +322,12 @@ def serve(
     max_instances: Annotated[int, typer.Option(min=1, help="Documents per request.")] = 32,
     max_request_mb: Annotated[float, typer.Option(min=0.001, help="Request body cap.")] = 32.0,
     prediction_log: Annotated[
-        Path | None, typer.Option("--prediction-log", help="Directory of the prediction log.")
+        str | None,
+        typer.Option(
+            "--prediction-log",
+            help="Prediction log: a directory (JSONL/Parquet files) or a state-store URL "
+            "(sqlite:///..., postgresql+psycopg://...) for the feedback loop.",
+        ),
     ] = None,
     prediction_log_format: Annotated[
         str, typer.Option(help="jsonl (one file per day) or parquet.")
@@ -359,6 +365,7 @@ def serve(
         prediction_log=prediction_log,
         prediction_log_format="parquet" if prediction_log_format == "parquet" else "jsonl",
         device=device,
+        config=settings,
     )
     try:
         run_server(options)
@@ -433,6 +440,73 @@ def evaluate(
     typer.echo(f"report: {outcome.files['report.html']}")
     if not outcome.blessed:
         raise typer.Exit(EXIT_NOT_BLESSED)
+
+
+@app.command("feedback-api")
+def feedback_api(
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a pod).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 8081,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the feedback API (FastAPI + uvicorn) over the state store."""
+    from docloop.feedback.api import run_feedback_api
+
+    settings = _config(config)
+    try:
+        run_feedback_api(settings, host, port)
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+
+
+@app.command("drift-check")
+def drift_check(
+    output: Annotated[str, typer.Option(help="Where report.html, summary.md, decision.json go.")],
+    champion: Annotated[
+        str, typer.Option(help="The served classifier: registry URI or model folder.")
+    ] = "models:/docloop-classifier@champion",
+    reference: Annotated[
+        str | None,
+        typer.Option(help="The drift reference dataset (default: the champion's training data)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check the champion on feedback and drift since the last check; decide whether to retrain.
+
+    Exit code 0 when the policy says retrain, 4 when it does not, 2 on bad input.
+    """
+    from docloop.champions import resolve_champion
+    from docloop.config import store_url
+    from docloop.monitor.check import run_drift_check
+    from docloop.storage import Storage
+    from docloop.store import open_store
+
+    settings = _config(config)
+    try:
+        resolved = resolve_champion(settings, champion)
+        store = open_store(store_url(settings.store))
+        try:
+            result = run_drift_check(
+                settings,
+                store,
+                Storage(settings.storage),
+                resolved.model_uri,
+                reference or resolved.dataset_uri,
+                resolved.holdout_score,
+                output_uri=output,
+            )
+        finally:
+            store.close()
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    verdict = "[yellow]RETRAIN[/yellow]" if result.trigger else "[green]no retrain[/green]"
+    console.print(f"{verdict}: {result.decision.reasons[0]}")
+    for reason in result.decision.reasons[1:]:
+        console.print(f"  - {reason}")
+    typer.echo(f"report: {result.files.get('report.html', output)}")
+    if not result.trigger:
+        raise typer.Exit(EXIT_NO_RETRAIN)
 
 
 @app.command("compile")

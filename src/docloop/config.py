@@ -216,7 +216,11 @@ class DriftConfig(Section):
 
     permutations: int = Field(default=500, ge=50, description="Permutations of the MMD test.")
     alpha: float = Field(
-        default=0.01, gt=0, lt=0.5, description="Significance of each drift test (false alarms)."
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="False-alarm rate of the combined drift decision (each of the k tests runs "
+        "at alpha/k).",
     )
     max_embedding_rows: int = Field(
         default=2000, ge=100, description="Documents per side the MMD test subsamples to."
@@ -226,6 +230,12 @@ class DriftConfig(Section):
     )
     ocr_shift_effect: float = Field(
         default=0.5, ge=0, description="Standardised mean shift of an OCR statistic that is drift."
+    )
+    settle_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="The window ends this long before the check, so rows still being committed "
+        "fall into the next one.",
     )
     seed: int = 0
 
@@ -279,6 +289,10 @@ class AlertsConfig(Section):
         default=None, description="POSTed a JSON alert; unset: log + Prometheus counter only."
     )
     timeout_s: float = Field(default=5.0, gt=0)
+    pushgateway_url: str | None = Field(
+        default=None,
+        description="Prometheus Pushgateway for the docloop_alerts_total counter of batch jobs.",
+    )
 
 
 class DocloopConfig(Section):

@@ -41,6 +41,7 @@ GATE_FILE = "gate.json"
 REPORT_FILE = "report.html"
 METRICS_FILE = "metrics.json"
 HOLDOUT_FILE = "holdout.parquet"
+FEEDBACK_HOLDOUT_FILE = "feedback_holdout.parquet"
 POOLED = "pooled"
 
 StageProgress = Callable[[str, int, int], None]
@@ -170,7 +171,8 @@ def run_component(
         candidate_dir: The candidate model folder.
         holdout_dir: The dataset folder whose ``holdout.parquet`` is the frozen holdout.
         incumbent_uri: The incumbent (folder URI or ``models:/...``); empty for a first model.
-        feedback_holdout_uri: A second holdout (dataset folder or ``.parquet``); may be empty.
+        feedback_holdout_uri: A second holdout (dataset folder or ``.parquet``); empty: the
+            dataset's own ``feedback_holdout.parquet`` when it has one (retrain mode).
         gate_path: The file to write ``gate.json`` into.
 
     Returns:
@@ -186,8 +188,12 @@ def run_component(
     settings = load_config()
     storage = Storage(settings.storage)
     holdouts = {"frozen": holdout_dir}
+    bundled = join(holdout_dir, FEEDBACK_HOLDOUT_FILE)
     if feedback_holdout_uri:
         holdouts["feedback"] = feedback_holdout_uri
+    elif not holdout_dir.endswith(".parquet") and storage.exists(bundled):
+        # a retrain-mode dataset carries the reviewed documents it kept out of training
+        holdouts["feedback"] = bundled
     incumbent = resolve_model_uri(incumbent_uri, settings.tracking) if incumbent_uri else None
     outcome = run_evaluation(
         task,  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from docloop.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_NAMES = ("bootstrap",)
+PIPELINE_NAMES = ("bootstrap", "retrain", "drift_check")
 """Pipelines compiled to ``pipelines/compiled/<name>.yaml``; each module defines ``<name>``."""
 
 

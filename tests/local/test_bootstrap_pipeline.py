@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.compiled import without_sdk_version
+from tests.loop import BASE_DOCS, World
 
 pytestmark = pytest.mark.local
 
@@ -19,56 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPILED = ROOT / "pipelines" / "compiled" / "bootstrap.yaml"
 
 
-@pytest.fixture(scope="module")
-def bootstrap_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    import kfp.local
-
-    from docloop.documents.synth import generate_corpus
-    from pipelines.bootstrap import bootstrap
-
-    root = tmp_path_factory.mktemp("bootstrap")
-    generate_corpus(root / "corpus", 24, 5, "base", scanned_fraction=0.25)
-    env = {
-        "TMPDIR": str(root / "tmp"),
-        "DOCLOOP__TRAINING__MAX_LENGTH": "64",
-        "DOCLOOP__TRAINING__BATCH_SIZE": "4",
-        "DOCLOOP__TRACKING__MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "DOCLOOP__STORE__URL": f"sqlite:///{root / 'state.db'}",
-        # a few training steps cannot reach the production floors; the gate's floors are tested
-        # in tests/unit/test_gate.py
-        "DOCLOOP__GATE__CLASSIFY_FLOOR": "0.0",
-        "DOCLOOP__GATE__EXTRACT_FLOOR": "0.0",
-    }
-    (root / "tmp").mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        kfp.local.init(
-            runner=kfp.local.SubprocessRunner(use_venv=False),
-            pipeline_root=str(root / "pipeline-root"),
-        )
-        bootstrap(
-            input_uri=str(root / "corpus"),
-            labels_uri=str(root / "corpus" / "labels.jsonl"),
-            num_shards=2,
-            max_steps=3,
-        )
-    return {"root": root, **env}
-
-
-def test_bootstrap_ends_with_a_default_model_and_a_champion(
-    bootstrap_run: dict[str, object],
-) -> None:
+def test_bootstrap_ends_with_a_default_model_and_a_champion(bootstrapped: World) -> None:
     from mlflow import MlflowClient
 
     from docloop.config import RegistryConfig
     from docloop.store import open_store
     from docloop.store.registry import Registry
 
-    root = bootstrap_run["root"]
-    assert isinstance(root, Path)
-    store = open_store(str(bootstrap_run["DOCLOOP__STORE__URL"]))
-    tracking = str(bootstrap_run["DOCLOOP__TRACKING__MLFLOW_TRACKING_URI"])
+    store = open_store(bootstrapped.store_url)
+    tracking = bootstrapped.tracking_uri
     registry = Registry(store, tracking)
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     names = RegistryConfig()
@@ -81,9 +41,8 @@ def test_bootstrap_ends_with_a_default_model_and_a_champion(
         assert (model_dir / "docloop-model.json").is_file()
 
 
-def test_preprocess_fanned_out_over_two_shards(bootstrap_run: dict[str, object]) -> None:
-    root = bootstrap_run["root"]
-    assert isinstance(root, Path)
+def test_preprocess_fanned_out_over_two_shards(bootstrapped: World) -> None:
+    root = bootstrapped.root
     summaries = sorted(
         (root / "pipeline-root").glob(
             "docloop-bootstrap-*/for-loop-*/preprocess/pages/summary.json"
@@ -93,7 +52,7 @@ def test_preprocess_fanned_out_over_two_shards(bootstrap_run: dict[str, object])
     merged = next(
         (root / "pipeline-root").glob("docloop-bootstrap-*/merge-pages/pages/summary.json")
     )
-    assert yaml.safe_load(merged.read_text())["processed"] == 24
+    assert yaml.safe_load(merged.read_text())["processed"] == BASE_DOCS
 
 
 def test_compiled_bootstrap_is_current(tmp_path: Path) -> None:

@@ -143,6 +143,10 @@ def test_a_full_page_record_is_accepted() -> None:
             "instances[0]: give exactly one",
         ),
         ({"instances": [{"pages": [page(["a"])], "doc_id": 5}]}, "instances[0].doc_id"),
+        (
+            {"instances": [{"pages": [page(["a"])], "doc_id": "../../etc/x"}]},
+            "instances[0].doc_id: '../../etc/x' cannot name a document",
+        ),
         ({"instances": [{"document": ""}]}, "instances[0].document: the document is empty"),
         (
             {"instances": [{"document": "data:text/plain,hello"}]},

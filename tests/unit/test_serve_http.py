@@ -95,7 +95,8 @@ def check_answer(answer: dict[str, Any], predictor: Predictor) -> None:
     assert sum(doc_type["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert doc_type["confidence"] == max(doc_type["probabilities"].values())
     for entity in answer["entities"]:
-        assert set(entity) == {"type", "text", "page", "box", "confidence"}
+        assert set(entity) == {"type", "text", "page", "box", "confidence", "word_indices"}
+        assert all(0 <= index < answer["words"] for index in entity["word_indices"])
         assert entity["type"] in models.entity_types
         assert all(0 <= value <= 1000 for value in entity["box"])
         assert 0 <= entity["confidence"] <= 1

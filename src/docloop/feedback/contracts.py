@@ -64,12 +64,25 @@ class FeedbackEvent(BaseModel):
         pattern=r"^[A-Za-z0-9._:-]+$",
         description="Unique per verdict; a retried submission with the same key is stored once.",
     )
-    model_name: str = Field(min_length=1, max_length=128)
-    model_version: str = Field(min_length=1, max_length=128)
-    request_id: str = Field(min_length=1, max_length=128)
+    model_name: str = Field(
+        min_length=1, max_length=128, description="The answer's ``model_name`` (served name)."
+    )
+    model_version: str = Field(
+        min_length=1, max_length=128, description="The answer's ``model_version``."
+    )
+    request_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The predicted request's id (``x-request-id`` header / v2 response ``id``).",
+    )
     instance: int = Field(default=0, ge=0, description="Document position in its request.")
-    reviewer_id: str = Field(min_length=1, max_length=128)
-    kind: FeedbackKind
+    reviewer_id: str = Field(
+        min_length=1, max_length=128, description="Who reviewed the prediction."
+    )
+    kind: FeedbackKind = Field(
+        description="``confirmation``: the prediction was right; ``correction``: see "
+        "``correction``."
+    )
     correction: Correction | None = Field(
         default=None, description="Required for a correction, absent for a confirmation."
     )

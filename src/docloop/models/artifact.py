@@ -50,6 +50,9 @@ class ModelCard(BaseModel):
     use_layout: bool = True
     metrics: dict[str, float] = Field(default_factory=dict)
     dataset_digest: str = ""
+    dataset_uri: str = Field(
+        default="", description="Where the training dataset is (retraining replays from it)."
+    )
     init_from: str | None = None
     train_config: dict[str, Any] = Field(default_factory=dict)
     steps: int = 0

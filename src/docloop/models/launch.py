@@ -101,10 +101,17 @@ def run_component(
     max_steps: int,
     epochs: int,
     seed: int,
+    dataset_ref: str = "",
 ) -> ModelCard:
-    """The train-gpu KFP component's body: config + parameters -> a training run -> the card."""
+    """The train-gpu KFP component's body: config + parameters -> a training run -> the card.
+
+    ``init_from`` may be a registry URI (``models:/docloop-classifier@champion``); ``dataset_ref``
+    is the dataset artifact's URI, recorded in the card (the pod reads it from ``dataset_dir``)
+    so that a later retrain can replay it.
+    """
     from docloop.config import load_config
-    from docloop.models.artifact import read_card
+    from docloop.evaluate import resolve_model_uri
+    from docloop.models.artifact import CARD_FILE, read_card
 
     if task not in ("classify", "extract"):
         raise InvalidInput(f"task must be 'classify' or 'extract', not {task!r}")
@@ -121,6 +128,10 @@ def run_component(
         model_dir,
         training,
         settings,
-        init_from=init_from or None,
+        init_from=resolve_model_uri(init_from, settings.tracking) if init_from else None,
     )
-    return result.card if result is not None else read_card(Path(model_dir))
+    card = result.card if result is not None else read_card(Path(model_dir))
+    if dataset_ref and card.dataset_uri != dataset_ref:
+        card = card.model_copy(update={"dataset_uri": dataset_ref})
+        (Path(model_dir) / CARD_FILE).write_text(card.model_dump_json(indent=2), encoding="utf-8")
+    return card

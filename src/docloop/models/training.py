@@ -377,6 +377,7 @@ class _Run:
             max_pages=config.max_pages,
             use_layout=config.use_layout,
             dataset_digest=digest,
+            dataset_uri=trainer.dataset_uri,
             init_from=trainer.init_from,
             train_config=identity["config"],
             docloop_version=__version__,

@@ -4,7 +4,8 @@
 - ``inputs``: request payloads -> validated instances (pages or base64 files), HTTP 400 messages.
 - ``documents``: files -> pages with the preprocess component's own intake/render/OCR code.
 - ``batching``: the asyncio micro-batcher that groups documents of concurrent requests.
-- ``sink``: the prediction log (``PredictionSink``; JSONL and Parquet files).
+- ``sink``: the prediction log (``PredictionSink``: JSONL or Parquet files, or the state store's
+  ``predictions`` table) and the served documents kept for feedback and retraining.
 - ``metrics``: Prometheus metrics, served on KServe's ``/metrics``.
 - ``server``: ``docloop serve`` (a KServe ``ModelServer``, HTTP only, one worker).
 

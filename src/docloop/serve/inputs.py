@@ -11,9 +11,9 @@ An instance is a JSON object with exactly one of:
     a base64 PDF, PNG, JPEG or TIFF (a ``data:...;base64,`` prefix is accepted); the server runs
     the same intake, render and OCR code as the preprocess component.
 
-and optionally ``doc_id`` (the caller's id for the document; default: the sha256 of the file, or
-of the pages' words and boxes). Every validation error raises ``InvalidInput`` (HTTP 400) with a
-message that starts with the path of the offending field, e.g.
+and optionally ``doc_id`` (the caller's id for the document, 1-200 of ``A-Z a-z 0-9 . _ : -``;
+default: the sha256 of the file, or of the pages' words and boxes). Every validation error raises
+``InvalidInput`` (HTTP 400) with a message that starts with the path of the offending field, e.g.
 ``instances[0].pages[1].boxes[3]: coordinates must be within 0..1000``.
 """
 
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from docloop.datasets.examples import OUTSIDE, DocumentExample
 from docloop.serve.compat import InferRequest, InvalidInput
+from docloop.serve.sink import DOC_ID_RE
 
 V2_INPUT_NAME = "document_json"
 """The one BYTES input of an Open Inference Protocol request: a JSON string per instance."""
@@ -263,6 +264,12 @@ def parse_instance(raw: object, field: str, limits: ServeLimits) -> Instance:
     doc_id = raw.get("doc_id")
     if doc_id is not None and (not isinstance(doc_id, str) or not doc_id):
         raise InvalidInput(f"{field}.doc_id: expected a non-empty string")
+    if doc_id is not None and not DOC_ID_RE.fullmatch(doc_id):
+        raise InvalidInput(
+            f"{field}.doc_id: {doc_id[:60]!r} cannot name a document (it names the served "
+            "document's file and its prediction-log row); use 1-200 letters, digits, '.', '_', "
+            "':' or '-', starting with a letter or digit"
+        )
     if ("pages" in raw) == ("document" in raw):
         raise InvalidInput(f"{field}: give exactly one of 'pages' (OCR records) or 'document'")
     if "pages" in raw:

@@ -14,13 +14,19 @@ At most one model per task; a second one is an error at startup, not a silent ov
 Answers (one per instance, in order)::
 
     {"doc_id": "...", "doc_type": {"label", "confidence", "probabilities"},   # with a classifier
-     "entities": [{"type", "text", "page", "box", "confidence"}, ...],        # with an extractor
+     "entities": [{"type", "text", "page", "box", "confidence", "word_indices"}, ...],  # extractor
      "model_name", "model_version", "model_versions": {"classify": ..., "extract": ...},
      "request_id", "pages", "words", "mean_confidence", "ocr_pages", "quarantined_pages": [...]}
 
 V1 wraps them in ``{"predictions": [...]}``; v2 returns them as JSON strings in the BYTES output
 ``prediction_json``. A model's version is ``--model-version`` when given, else the MLflow run id
-on its card, else the card's ``created_at``.
+on its card, else the card's ``created_at``. An entity's ``word_indices`` are the positions of its
+words in the document's words (pages concatenated in reading order): what a reviewer's correction
+refers to (``docloop.feedback.contracts``).
+
+With a prediction log, every answered document is also handed to the log's writer thread, which
+keeps the document itself (words, boxes, pages; ``write_served_document``) for feedback and
+retraining, once per document id.
 """
 
 from __future__ import annotations
@@ -158,7 +164,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         batching: dynamic batching settings.
         limits: request caps.
         preprocess: settings for files sent as ``document`` (dpi, OCR language, caps).
-        prediction_log: where prediction records go (None: not logged).
+        prediction_log: where prediction records and served documents go (None: not logged).
         device: ``auto`` (a CUDA GPU when present, with bf16 autocast), ``cpu`` or ``cuda``.
     """
 
@@ -342,6 +348,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
                     "page": entity.page,
                     "box": entity.box,
                     "confidence": entity.confidence,
+                    "word_indices": list(entity.word_indices),
                 }
                 for entity in extraction.entities
             ]
@@ -383,6 +390,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             doc_type_confidence=doc_type["confidence"] if doc_type else None,
             probabilities=doc_type["probabilities"] if doc_type else {},
             entities=entities,
+            entity_types=list(self.extractor.card.entity_types) if self.extractor else [],
             entity_count=len(entities),
             mean_entity_confidence=round(sum(confidences) / len(confidences), 6)
             if confidences
@@ -439,7 +447,8 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
                 [
                     self._record(item, answer, protocol, latency_ms)
                     for item, answer in zip(prepared, answers, strict=True)
-                ]
+                ],
+                [item.example for item in prepared],
             )
         return answers
 

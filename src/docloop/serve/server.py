@@ -17,6 +17,11 @@ docloop also adds to KServe's FastAPI app, before it starts: a request-size cap 
 HTTP 400 before the body is read when Content-Length is too large, or as soon as a streamed body
 goes over) and a handler that turns request-schema errors (a v2 body without ``inputs``, say) into
 HTTP 400 naming the field, where FastAPI would answer 422.
+
+The prediction log (``--prediction-log``) is a directory (JSONL or Parquet files) or a SQLAlchemy
+URL (``sqlite:///...``, ``postgresql+psycopg://...``: the state store's ``predictions`` table,
+which the feedback API checks verdicts against). Either way, each served document is kept under
+``<data_root>/served-documents/`` by the log's writer thread.
 """
 
 from __future__ import annotations
@@ -33,13 +38,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from docloop.config import PreprocessConfig
+from docloop.config import DocloopConfig, PreprocessConfig, load_config
 from docloop.serve import metrics
 from docloop.serve.batching import BatchingConfig
 from docloop.serve.compat import InvalidInput, kserve, model_server
 from docloop.serve.inputs import ServeLimits
 from docloop.serve.predictor import DocloopModel, resolve_model_folders
-from docloop.serve.sink import BackgroundWriter, LogFormat, open_sink
+from docloop.serve.sink import (
+    BackgroundWriter,
+    LogFormat,
+    ServedDocuments,
+    SqlSink,
+    open_prediction_log,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +78,12 @@ class ServeOptions:
         batching: dynamic batching settings.
         limits: request caps.
         preprocess: render/OCR settings for files sent as ``document``.
-        prediction_log: the prediction-log directory (None: no log).
-        prediction_log_format: ``jsonl`` or ``parquet``.
+        prediction_log: the prediction log: a directory (a ``Path`` is always one) or a
+            SQLAlchemy URL of the state store (None: no log, and no served documents kept).
+        prediction_log_format: ``jsonl`` or ``parquet`` (for a directory).
         device: ``auto`` (a CUDA GPU when present), ``cpu`` or ``cuda``.
+        config: the configuration whose ``data_root``/``storage`` keep the served documents
+            (None: ``load_config()``, i.e. ``$DOCLOOP_CONFIG``, ``./docloop.yaml`` or defaults).
     """
 
     models: tuple[Path, ...]
@@ -80,9 +94,10 @@ class ServeOptions:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: ServeLimits = field(default_factory=ServeLimits)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    prediction_log: Path | None = None
+    prediction_log: str | Path | None = None
     prediction_log_format: LogFormat = "jsonl"
     device: str = "auto"
+    config: DocloopConfig | None = None
 
 
 class BodySizeLimit:
@@ -247,12 +262,15 @@ def build_model(options: ServeOptions) -> DocloopModel:
 
     Raises:
         InvalidInput: the model paths are not usable (see ``resolve_model_folders``).
+        StoreError: the prediction log is a database URL that cannot be opened.
     """
     writer: BackgroundWriter | None = None
     if options.prediction_log is not None:
+        config = options.config if options.config is not None else load_config()
         writer = BackgroundWriter(
-            open_sink(options.prediction_log, options.prediction_log_format),
+            open_prediction_log(options.prediction_log, options.prediction_log_format),
             on_drop=lambda count: metrics.PREDICTION_LOG_DROPPED.labels(options.name).inc(count),
+            documents=ServedDocuments.from_config(config),
         )
     model = DocloopModel(
         options.name,
@@ -268,11 +286,23 @@ def build_model(options: ServeOptions) -> DocloopModel:
     return model
 
 
+def _describe_log(writer: BackgroundWriter | None) -> str:
+    """Where the prediction log goes, for the startup line (a database password is masked)."""
+    if writer is None:
+        return "off"
+    sink = writer.sink
+    if isinstance(sink, SqlSink):
+        return f"{sink.store.url} (predictions table)"
+    directory = getattr(sink, "directory", None)
+    return str(directory) if directory is not None else type(sink).__name__
+
+
 def run_server(options: ServeOptions) -> None:
     """Load the model and serve it until SIGTERM/SIGINT (blocks).
 
     Raises:
         InvalidInput: the model paths are not usable.
+        StoreError: the prediction log is a database URL that cannot be opened.
     """
     # KServe 0.21 answers with ORJSONResponse, which FastAPI >= 0.120 deprecates on every call.
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
@@ -294,7 +324,7 @@ def run_server(options: ServeOptions) -> None:
         f"max {options.batching.max_batch_size} docs / {options.batching.max_wait_s * 1000:g} ms"
         if options.batching.enabled
         else "off",
-        options.prediction_log or "off",
+        _describe_log(model.prediction_log),
     )
     try:
         server.start([model])

@@ -1,0 +1,5 @@
+"""The promote component."""
+
+from components.promote.component import promote
+
+__all__ = ["promote"]

@@ -1,0 +1,318 @@
+"""The drift check's I/O: the window from the state store, the reference data, recording the result.
+
+Everything the statistics need is read here and handed on as plain records and arrays, so the
+statistics (``performance``, ``drift``, ``trigger``) stay pure.
+
+The watermark ``drift_check`` holds the end of the last conclusive window as an ISO-8601 UTC
+time; a window is ``[watermark, until)`` on ``predictions.created_at`` and
+``feedback_events.received_at``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from docloop.config import DocloopConfig
+from docloop.datasets.examples import DocumentExample, read_examples
+from docloop.errors import InvalidInput, StorageError, StoreError
+from docloop.feedback.contracts import FeedbackRecord, read_served_document, served_document_uri
+from docloop.feedback.records import StoredPrediction, accepted_feedback, predictions_since
+from docloop.storage import Storage, join
+from docloop.store.db import Store
+from docloop.store.tables import RetrainAttempt, Watermark, utcnow
+
+logger = logging.getLogger(__name__)
+
+WATERMARK: Final = "drift_check"
+REFERENCE_SPLIT: Final = "train.parquet"
+EMBEDDING_CACHE: Final = "monitor/reference-embeddings"
+
+
+@dataclass(frozen=True)
+class Window:
+    """What was served and reviewed in ``[start, end)``.
+
+    Attributes:
+        start: Inclusive start (the watermark), None for "since the beginning".
+        end: Exclusive end.
+        watermark: The watermark's stored value when the window was read (None: never set).
+        predictions: The logged predictions.
+        feedback: Accepted feedback with the predictions it judges.
+    """
+
+    start: datetime | None
+    end: datetime
+    watermark: str | None
+    predictions: list[StoredPrediction]
+    feedback: list[FeedbackRecord]
+
+
+def parse_watermark(value: str | None) -> datetime | None:
+    """The time a ``drift_check`` watermark holds.
+
+    Raises:
+        InvalidInput: The value is not an aware ISO-8601 time.
+    """
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"watermark {WATERMARK!r} holds {value!r}, not an ISO-8601 time; set it to one (e.g. "
+            "2026-01-01T00:00:00+00:00) or delete the row to check everything"
+        ) from exc
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"watermark {WATERMARK!r} holds the naive time {value!r}; add +00:00")
+    return parsed
+
+
+def read_window(store: Store, until: datetime, *, model_name: str | None = None) -> Window:
+    """Read predictions and accepted feedback since the ``drift_check`` watermark.
+
+    Raises:
+        InvalidInput: A malformed watermark.
+        StoreError: The database failed.
+    """
+    stored = store.get_watermark(WATERMARK)
+    start = parse_watermark(stored)
+    if start is not None and start >= until:
+        logger.warning("watermark %s is not before the window end %s", start, until)
+    predictions = predictions_since(store, start, until, model_name=model_name)
+    feedback = accepted_feedback(store, start, until, model_name=model_name)
+    logger.info(
+        "window [%s, %s): %d predictions, %d accepted feedback events",
+        start.isoformat() if start else "beginning",
+        until.isoformat(),
+        len(predictions),
+        len(feedback),
+    )
+    return Window(start, until, stored, predictions, feedback)
+
+
+def attempt_starts(store: Store, since: datetime) -> list[datetime]:
+    """Start times of retrain attempts that started at or after ``since`` (any outcome).
+
+    Raises:
+        StoreError: The database failed.
+    """
+    statement = select(RetrainAttempt.started_at).where(RetrainAttempt.started_at >= since)
+    with store.read() as session:
+        return sorted(session.scalars(statement))
+
+
+def record_check(
+    store: Store,
+    *,
+    expected_watermark: str | None,
+    new_watermark: str | None,
+    attempt: dict[str, Any] | None,
+    reasons: Sequence[str],
+    started_at: datetime,
+) -> int | None:
+    """Record a finished check in one transaction: a pending attempt and/or the new watermark.
+
+    The watermark row is re-read inside the write transaction (locked with ``FOR UPDATE`` on
+    PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers): if another check moved
+    it since this one read its window, nothing is written.
+
+    Args:
+        store: The state store.
+        expected_watermark: The watermark value the window was read with.
+        new_watermark: The value to store; None leaves the watermark as it is.
+        attempt: The ``trigger`` JSON of a new ``pending`` retrain attempt; None: no attempt.
+        reasons: The attempt's reasons.
+        started_at: The attempt's start time.
+
+    Returns:
+        The new attempt's id, or None.
+
+    Raises:
+        StoreError: The database failed, or another check moved the watermark meanwhile.
+    """
+    with store.write() as session:
+        current = session.scalar(
+            select(Watermark.value).where(Watermark.name == WATERMARK).with_for_update()
+        )
+        if current != expected_watermark:
+            raise StoreError(
+                f"watermark {WATERMARK!r} moved from {expected_watermark!r} to {current!r} while "
+                "this drift check ran (two checks at once?); nothing was recorded — run the check "
+                "again (the pipeline's recurring run should use max_concurrency=1)"
+            )
+        attempt_id: int | None = None
+        if attempt is not None:
+            row = RetrainAttempt(
+                trigger=attempt, started_at=started_at, outcome="pending", reasons=list(reasons)
+            )
+            session.add(row)
+            session.flush()
+            attempt_id = int(row.id)
+        if new_watermark is not None:
+            insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
+            now = utcnow()
+            statement = insert(Watermark).values(
+                name=WATERMARK, value=new_watermark, updated_at=now
+            )
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[Watermark.name],
+                    set_={"value": new_watermark, "updated_at": now},
+                )
+            )
+    return attempt_id
+
+
+# --- per-document OCR statistics ------------------------------------------------------------------
+
+
+def example_ocr_statistics(
+    examples: Sequence[DocumentExample],
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Mean OCR confidence, words per page and OCR'd-page share of each document."""
+    pages = np.array([max(example.page_count, 1) for example in examples], dtype=np.float64)
+    return {
+        "mean_confidence": np.array([e.mean_confidence for e in examples], dtype=np.float64),
+        "words_per_page": np.array([len(e.words) for e in examples], dtype=np.float64) / pages,
+        "ocr_page_share": np.array([e.ocr_pages for e in examples], dtype=np.float64) / pages,
+    }
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return float("nan")
+    return float(value)
+
+
+def prediction_ocr_statistics(
+    predictions: Sequence[StoredPrediction],
+) -> dict[str, npt.NDArray[np.float64]]:
+    """The same statistics from the prediction log's ``ocr`` column (NaN where not recorded)."""
+    pages = np.array([_number(p.ocr.get("pages")) for p in predictions], dtype=np.float64)
+    pages = np.where(pages > 0, pages, np.nan)
+    words = np.array([_number(p.ocr.get("words")) for p in predictions], dtype=np.float64)
+    ocr_pages = np.array([_number(p.ocr.get("ocr_pages")) for p in predictions], dtype=np.float64)
+    return {
+        "mean_confidence": np.array(
+            [_number(p.ocr.get("mean_confidence")) for p in predictions], dtype=np.float64
+        ),
+        "words_per_page": words / pages,
+        "ocr_page_share": ocr_pages / pages,
+    }
+
+
+def label_counts(labels: Iterable[str | None]) -> dict[str, int]:
+    """Documents per label (None left out)."""
+    return dict(sorted(Counter(label for label in labels if label is not None).items()))
+
+
+# --- reference data -------------------------------------------------------------------------------
+
+
+def reference_examples_uri(uri: str) -> str:
+    """The reference's Parquet: a dataset folder's ``train.parquet``, or a ``.parquet`` file."""
+    return uri if uri.endswith(".parquet") else join(uri, REFERENCE_SPLIT)
+
+
+def read_reference(storage: Storage, uri: str) -> list[DocumentExample]:
+    """The champion's training documents.
+
+    Raises:
+        InvalidInput: The file is missing or empty.
+        StorageError: It cannot be read.
+    """
+    parquet = reference_examples_uri(uri)
+    if not storage.exists(parquet):
+        raise InvalidInput(
+            f"reference {parquet} does not exist; pass the dataset folder the champion was "
+            f"trained on (build-dataset writes {REFERENCE_SPLIT} there) or a .parquet of examples"
+        )
+    examples = read_examples(storage, parquet)
+    if not examples:
+        raise InvalidInput(f"reference {parquet} holds no documents")
+    return examples
+
+
+def sample_indices(count: int, max_rows: int, seed: int) -> npt.NDArray[np.int64]:
+    """At most ``max_rows`` sorted indices out of ``count``, fixed by ``seed``."""
+    if count <= max_rows:
+        return np.arange(count, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(count, size=max_rows, replace=False)).astype(np.int64)
+
+
+def served_documents(
+    storage: Storage, config: DocloopConfig, doc_ids: Sequence[str]
+) -> tuple[list[DocumentExample], int]:
+    """The served documents of ``doc_ids`` that are kept; and how many were missing.
+
+    Raises:
+        StorageError: A kept document cannot be read.
+    """
+    found: list[DocumentExample] = []
+    missing = 0
+    for doc_id in doc_ids:
+        if not storage.exists(served_document_uri(config, doc_id)):
+            missing += 1
+            continue
+        found.append(read_served_document(storage, config, doc_id))
+    if missing:
+        logger.warning(
+            "%d of %d served documents are not kept under %s; the embedding test uses the rest",
+            missing,
+            len(doc_ids),
+            join(config.data_root, "served-documents"),
+        )
+    return found, missing
+
+
+def embedding_cache_uri(config: DocloopConfig, key: str) -> str:
+    """Where the reference embeddings for ``key`` are cached."""
+    return join(config.data_root, EMBEDDING_CACHE, f"{key}.npy")
+
+
+def embedding_cache_key(card_json: str, doc_ids: Sequence[str]) -> str:
+    """A key that changes with the model (its card) and the sampled reference documents."""
+    digest = hashlib.sha256(card_json.encode())
+    for doc_id in doc_ids:
+        digest.update(b"\0" + doc_id.encode())
+    return digest.hexdigest()[:32]
+
+
+def load_cached_embeddings(storage: Storage, uri: str) -> npt.NDArray[np.float32] | None:
+    """Cached embeddings, or None when absent or unreadable (a warning)."""
+    try:
+        if not storage.exists(uri):
+            return None
+        array = np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False)
+    except (StorageError, OSError, ValueError) as exc:
+        logger.warning("ignoring the embedding cache %s: %s", uri, exc)
+        return None
+    return np.asarray(array, dtype=np.float32)
+
+
+def save_cached_embeddings(storage: Storage, uri: str, embeddings: npt.NDArray[np.float32]) -> None:
+    """Cache embeddings (a failure only costs recomputation next time: a warning)."""
+    buffer = io.BytesIO()
+    np.save(buffer, embeddings, allow_pickle=False)
+    try:
+        storage.write_bytes(uri, buffer.getvalue(), content_type="application/octet-stream")
+    except StorageError as exc:
+        logger.warning("could not cache reference embeddings at %s: %s", uri, exc)
+
+
+def lookback_start(now: datetime, cooldown_hours: float, budget_window_days: float) -> datetime:
+    """How far back retrain attempts matter to the trigger's cooldown and budget."""
+    return now - max(timedelta(hours=cooldown_hours), timedelta(days=budget_window_days))
