@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_raw
 from PIL import Image, UnidentifiedImageError
 
 from docloop.config import PreprocessConfig
@@ -180,12 +179,21 @@ def inspect_document(
     return _inspect_image(doc_id, source_uri, data, config)
 
 
-def _pdf_has_zero_pages(local_path: Path) -> bool:
-    """PDFium refuses a PDF whose page tree is empty; poppler names that case precisely."""
+def _poppler_verdict(local_path: Path) -> str | None:
+    """Why poppler cannot open a PDF PDFium refused: ``empty_pdf``, ``encrypted_pdf`` or None.
+
+    PDFium's error code is its last error, which a failing open does not always reset (seen in
+    CI: a zero-page PDF reported as password-protected right after an encrypted one), so the
+    diagnosis asks poppler, which names both cases precisely.
+    """
     result = subprocess.run(
         ["pdfinfo", str(local_path)], capture_output=True, text=True, timeout=30, check=False
     )
-    return "Invalid page count 0" in result.stderr or "Pages:           0" in result.stdout
+    if "Invalid page count 0" in result.stderr or "Pages:           0" in result.stdout:
+        return "empty_pdf"
+    if "Incorrect password" in result.stderr:
+        return "encrypted_pdf"
+    return None
 
 
 def _inspect_pdf(
@@ -194,15 +202,16 @@ def _inspect_pdf(
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
-        if exc.err_code == pdfium_raw.FPDF_ERR_PASSWORD:
+        verdict = _poppler_verdict(local_path)
+        if verdict == "empty_pdf":
+            raise QuarantinedDocument(
+                "empty_pdf", "the PDF has no pages; re-export the document"
+            ) from exc
+        if verdict == "encrypted_pdf":
             raise QuarantinedDocument(
                 "encrypted_pdf",
                 "the PDF is encrypted with a password; ask the sender for an unprotected copy "
                 "(or remove the password) and upload it again",
-            ) from exc
-        if _pdf_has_zero_pages(local_path):
-            raise QuarantinedDocument(
-                "empty_pdf", "the PDF has no pages; re-export the document"
             ) from exc
         raise QuarantinedDocument(
             "corrupt_pdf",
