@@ -38,7 +38,10 @@ compile: $(STAMP)
 	$(VENV)/bin/docloop compile
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -c requirements.lock -e ".[bench]"
 	$(PY) -m bench.preprocess
+	$(PY) -m bench.drift --quick
+	$(PY) -m bench.build_dataset --quick
 
 lock: $(STAMP)
 	{ head -3 requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -v -E '^(torch|docloop)=='; } > requirements.lock.new
