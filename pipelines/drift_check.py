@@ -36,7 +36,9 @@ def drift_check(
         gpus: GPUs per training task.
     """
     check = on_platform(
-        drift_check_task(champion_uri=classifier_champion), mlflow=True, store=True
+        drift_check_task(champion_uri=classifier_champion, extractor_uri=extractor_champion),
+        mlflow=True,
+        store=True,
     ).set_caching_options(False)
     with dsl.If(check.outputs["Output"] == True, name="triggered"):  # noqa: E712
         retrain(

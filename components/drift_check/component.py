@@ -12,6 +12,7 @@ def drift_check(
     summary: Output[Markdown],
     metrics: Output[Metrics],
     champion_uri: str = "models:/docloop-classifier@champion",
+    extractor_uri: str = "models:/docloop-extractor@champion",
     reference_dataset_uri: str = "",
 ) -> bool:
     """Measure the champion on recent feedback, look for drift, and decide whether to retrain.
@@ -30,6 +31,8 @@ def drift_check(
         summary: Output. The decision and its reasons in Markdown (shown in the KFP UI).
         metrics: Output. The numbers behind the decision.
         champion_uri: The served classifier (registry URI or model folder).
+        extractor_uri: The served extractor; its registered holdout entity F1 is what the
+            ``entity_drop`` rule compares feedback with (unchecked when it has none).
         reference_dataset_uri: The drift reference; empty: the champion's training dataset.
 
     Returns:
@@ -37,16 +40,18 @@ def drift_check(
     """
     from pathlib import Path
 
-    from docloop.champions import resolve_champion
+    from docloop.champions import holdout_score_or_none, resolve_champion
     from docloop.config import load_config
     from docloop.monitor.check import run_component
 
-    champion = resolve_champion(load_config(), champion_uri)
+    config = load_config()
+    champion = resolve_champion(config, champion_uri)
     result = run_component(
         reference_dataset_uri or champion.dataset_uri,
         champion.model_uri,
         champion.holdout_score,
         str(Path(report.path).parent / "drift-check"),
+        champion_extract_score=holdout_score_or_none(config, extractor_uri),
     )
     Path(report.path).write_text(result.html, encoding="utf-8")
     Path(summary.path).write_text(result.markdown, encoding="utf-8")

@@ -80,3 +80,16 @@ def resolve_champion(config: DocloopConfig, uri: str, storage: Storage | None = 
     if score is None:
         logger.info("no registered holdout score for %s; performance-drop rule unchecked", uri)
     return Champion(uri=uri, model_uri=model_uri, card=card, holdout_score=score)
+
+
+def holdout_score_or_none(config: DocloopConfig, uri: str) -> float | None:
+    """The registered holdout score of ``uri``'s version; None when there is no such version."""
+    from mlflow.exceptions import MlflowException
+
+    from docloop.errors import DocloopError
+
+    try:
+        return _registered_gate_score(config, uri)
+    except (MlflowException, DocloopError) as exc:
+        logger.info("no holdout score for %s (%s); its drop rule is unchecked", uri, exc)
+        return None

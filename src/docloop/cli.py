@@ -475,7 +475,7 @@ def drift_check(
 
     Exit code 0 when the policy says retrain, 4 when it does not, 2 on bad input.
     """
-    from docloop.champions import resolve_champion
+    from docloop.champions import holdout_score_or_none, resolve_champion
     from docloop.config import store_url
     from docloop.monitor.check import run_drift_check
     from docloop.storage import Storage
@@ -494,6 +494,9 @@ def drift_check(
                 reference or resolved.dataset_uri,
                 resolved.holdout_score,
                 output_uri=output,
+                champion_extract_score=holdout_score_or_none(
+                    settings, f"models:/{settings.registry.extractor_name}@champion"
+                ),
             )
         finally:
             store.close()

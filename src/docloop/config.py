@@ -252,6 +252,9 @@ class TriggerConfig(Section):
     max_drop: float = Field(
         default=0.05, ge=0, le=1, description="... or falls this far below the champion's holdout."
     )
+    entity_floor: float = Field(
+        default=0.5, ge=0, le=1, description="Retrain when entity F1 on feedback falls below."
+    )
     retrain_on_drift: bool = Field(default=True, description="Input/label drift alone triggers.")
     cooldown_hours: float = Field(default=24.0, ge=0, description="Quiet time after an attempt.")
     max_retrains: int = Field(default=3, ge=1, description="Budget: attempts per window ...")

@@ -9,7 +9,8 @@ import pytest
 
 from docloop.config import TriggerConfig
 from docloop.errors import InvalidInput
-from docloop.monitor.performance import RateEstimate
+from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
+from docloop.monitor.performance import PerformanceReport, RateEstimate, feedback_performance
 from docloop.monitor.trigger import TriggerDecision, decide_trigger
 
 pytestmark = pytest.mark.unit
@@ -18,6 +19,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = TriggerConfig(
     min_new_samples=50,
     performance_floor=0.8,
+    entity_floor=0.8,
     max_drop=0.05,
     retrain_on_drift=True,
     cooldown_hours=24,
@@ -51,7 +53,7 @@ def test_a_healthy_window_does_not_trigger_and_says_why() -> None:
     decision = decide()
     assert not decision.trigger and decision.conclusive
     assert decision.headline == "No retrain: performance and drift are within the policy."
-    assert len(decision.reasons) == 1 + 6  # the verdict, then one sentence per rule
+    assert len(decision.reasons) == 1 + 8  # the verdict, then one sentence per rule
     assert "0.950 (95% CI 0.888-0.978, 95/100), at or above the floor 0.800" in decision.reasons[4]
     assert "a drop of +0.010, within the allowed 0.050" in rule(decision, "max_drop").reason
     assert decision.signals == [] and decision.blockers == []
@@ -136,3 +138,160 @@ def test_the_decision_serialises_with_its_policy() -> None:
     decision = decide(accuracy=RateEstimate.of(70, 100))
     again = TriggerDecision.model_validate_json(decision.model_dump_json())
     assert again == decision and again.policy == POLICY
+
+
+# --- the extractor's rules ------------------------------------------------------------------------
+
+
+def verdict(
+    index: int, predicted: list[dict[str, object]], true: list[CorrectedEntity] | None
+) -> FeedbackRecord:
+    """A verdict on one prediction: a confirmation, or an entity correction to ``true``."""
+    return FeedbackRecord(
+        id=index + 1,
+        idempotency_key=f"key-{index:05d}",
+        model_name="docloop",
+        model_version="1",
+        request_id=f"req-{index}",
+        instance=0,
+        doc_id=f"doc-{index}",
+        reviewer_id="alice",
+        kind="confirmation" if true is None else "correction",
+        correction=None if true is None else Correction(entities=true),
+        received_at="2026-01-01T00:00:00+00:00",
+        status="accepted",
+        predicted_doc_type="invoice",
+        predicted_entities=predicted,
+    )
+
+
+def entity(kind: str, position: int) -> dict[str, object]:
+    return {"type": kind, "text": "x", "word_indices": [position], "confidence": 0.9}
+
+
+def entity_feedback(
+    documents: int, *, wrong_mrn: int = 0, wrong_date: int = 0, rare_wrong: bool = False
+) -> PerformanceReport:
+    """Verdicts on ``documents`` predictions, each with an ``mrn`` and a ``date``.
+
+    The first ``wrong_mrn`` (``wrong_date``) documents are corrections that move that entity to
+    another word; ``rare_wrong`` adds one wrong ``npi`` entity (a rare type) to the first document.
+    """
+    records = []
+    for i in range(documents):
+        predicted = [entity("mrn", 5), entity("date", 9)]
+        true = [
+            CorrectedEntity(type="mrn", word_indices=[6 if i < wrong_mrn else 5]),
+            CorrectedEntity(type="date", word_indices=[8 if i < wrong_date else 9]),
+        ]
+        if rare_wrong and i == 0:
+            predicted.append(entity("npi", 2))
+            true.append(CorrectedEntity(type="npi", word_indices=[3]))
+        wrong = i < max(wrong_mrn, wrong_date) or (rare_wrong and i == 0)
+        records.append(verdict(i, predicted, true if wrong else None))
+    return feedback_performance(records, bootstrap_samples=200)
+
+
+def test_a_healthy_extractor_does_not_trigger_and_says_why() -> None:
+    performance = entity_feedback(100, wrong_mrn=5, wrong_date=2)
+    decision = decide(performance=performance, champion_extract_score=0.97)
+    assert not decision.trigger and decision.conclusive
+    floor = rule(decision, "entity_floor")
+    assert not floor.active and floor.kind == "signal"
+    assert floor.reason.startswith(
+        "Entity F1 (micro) on 100 reviewed documents with entity verdicts is 0.965 (95% CI "
+    )
+    assert "precision 193/200, recall 193/200), at or above the floor 0.800" in floor.reason
+    assert "every entity type is at or above it (lowest: mrn 0.950 (95% CI" in floor.reason
+    assert "100 true, 100 predicted)" in floor.reason
+    drop = rule(decision, "entity_drop")
+    assert not drop.active
+    assert "vs 0.970 on the champion extractor's holdout: a drop of +0.005, within" in drop.reason
+
+
+def test_micro_entity_f1_below_the_floor_triggers() -> None:
+    performance = entity_feedback(100, wrong_mrn=30, wrong_date=30)
+    decision = decide(performance=performance)
+    assert decision.trigger and decision.conclusive
+    assert decision.headline == "Retrain: entity_floor fired and no guard blocks."
+    floor = rule(decision, "entity_floor")
+    assert "is 0.700 (95% CI" in floor.reason and "below the floor 0.800" in floor.reason
+    assert "per-entity F1 below the floor: date 0.700 (95% CI" in floor.reason
+    assert ", mrn 0.700 (95% CI" in floor.reason
+
+
+def test_one_entity_type_below_the_floor_triggers_when_the_micro_f1_holds() -> None:
+    performance = entity_feedback(100, wrong_mrn=25)
+    assert performance.entity_f1 == pytest.approx(0.875)
+    decision = decide(performance=performance)
+    floor = rule(decision, "entity_floor")
+    assert decision.trigger and floor.active
+    assert "0.875 (95% CI" in floor.reason and "at or above the floor 0.800" in floor.reason
+    assert "per-entity F1 below the floor: mrn 0.750 (95% CI" in floor.reason
+    assert "date" not in floor.reason.split("below the floor:")[1]
+
+
+def test_rare_entity_types_are_named_but_not_judged() -> None:
+    performance = entity_feedback(100, rare_wrong=True)
+    assert performance.per_entity["npi"].f1 == 0.0
+    decision = decide(performance=performance, min_entity_support=5)
+    floor = rule(decision, "entity_floor")
+    assert not decision.trigger and not floor.active
+    assert "not judged per entity (fewer than 5 true entities): npi." in floor.reason
+    assert decide(performance=performance).trigger  # with the default of 1 it is judged
+
+
+def test_an_entity_f1_drop_beyond_max_drop_below_the_champion_extractor_triggers() -> None:
+    performance = entity_feedback(100, wrong_mrn=10, wrong_date=10)
+    decision = decide(performance=performance, champion_extract_score=0.97)
+    assert decision.trigger
+    assert [r.rule for r in decision.signals] == ["entity_drop"]
+    drop = rule(decision, "entity_drop").reason
+    assert "is 0.900 (95% CI" in drop and "vs 0.970 on the champion extractor's holdout" in drop
+    assert "a drop of +0.070, more than the allowed 0.050." in drop
+
+
+def test_the_extractor_rules_are_unchecked_without_entity_feedback_or_champion_score() -> None:
+    decision = decide()
+    assert "No entity feedback in the window: the extractor's floor is unchecked." in (
+        decision.reasons
+    )
+    assert (
+        "champion extractor's holdout entity F1 is unknown" in rule(decision, "entity_drop").reason
+    )
+    no_entities = feedback_performance([verdict(i, [], None) for i in range(60)])
+    decision = decide(performance=no_entities, champion_extract_score=0.9)
+    assert decision.conclusive and not decision.trigger
+    assert "the extractor's drop rule is unchecked" in rule(decision, "entity_drop").reason
+
+
+def test_thin_entity_evidence_is_not_judged_and_keeps_the_window() -> None:
+    performance = entity_feedback(30, wrong_mrn=30, wrong_date=30)  # F1 0.0 on 30 documents
+    decision = decide(performance=performance, champion_extract_score=0.97)
+    assert not decision.trigger and not decision.conclusive
+    floor = rule(decision, "entity_floor")
+    assert not floor.active
+    assert floor.reason.startswith(
+        "30 reviewed documents with entity verdicts are fewer than the minimum of 50: "
+        "the extractor's floor is not judged (entity F1 0.000"
+    )
+    assert "the extractor's drop rule is not judged" in rule(decision, "entity_drop").reason
+    assert decision.headline == (
+        "No retrain: no signal fired, but 30 reviewed documents with entity verdicts are too few "
+        "(minimum 50) to judge the extractor."
+    )
+    held = decide(
+        performance=performance, champion_extract_score=0.97, drift_detected=True
+    )  # another signal still fires
+    assert held.trigger and held.conclusive
+
+
+def test_extractor_signals_respect_the_guards() -> None:
+    performance = entity_feedback(100, wrong_mrn=30, wrong_date=30)
+    decision = decide(
+        performance=performance, attempts=[NOW - timedelta(hours=5)], champion_extract_score=0.95
+    )
+    assert not decision.trigger and not decision.conclusive
+    assert (
+        decision.headline == "No retrain yet: entity_floor, entity_drop fired but cooldown blocks."
+    )

@@ -9,7 +9,8 @@
    OCR statistics, and embeddings of the served documents from the champion's encoder
    (``monitor.embeddings``; the reference side is cached per model and reference sample);
 4. applies the trigger policy (``monitor.trigger``) with the retrain attempts of the cooldown and
-   budget windows;
+   budget windows: the classifier's accuracy and key metric, drift, and the extractor's entity F1
+   (against the floor, and against the champion extractor's holdout entity F1 when given);
 5. writes ``report.html``, ``summary.md``, ``metrics.json``, ``check.json`` and, last,
    ``decision.json`` under the output URI;
 6. only then, in one store transaction: inserts a ``pending`` ``retrain_attempts`` row when the
@@ -82,6 +83,9 @@ class DriftCheckResult(BaseModel):
     reference_uri: str
     metric: str = Field(description="The key metric compared with the champion's holdout score.")
     champion_score: float | None
+    champion_extract_score: float | None = Field(
+        default=None, description="The champion extractor's holdout entity F1 (None: unknown)."
+    )
     metrics: dict[str, float]
     attempt_id: int | None = Field(description="The pending retrain attempt's id, if recorded.")
     watermark_advanced: bool
@@ -182,6 +186,7 @@ def run_drift_check(
     model_name: str | None = None,
     batch_size: int = 32,
     settle_s: float | None = None,
+    champion_extract_score: float | None = None,
 ) -> DriftCheckResult:
     """Check the window since the last check, decide whether to retrain, and record it.
 
@@ -201,6 +206,9 @@ def run_drift_check(
         model_name: Only predictions and feedback of this served model name.
         batch_size: Documents per embedding forward pass.
         settle_s: The window ends this many seconds before ``now``; None: ``drift.settle_s``.
+        champion_extract_score: The champion extractor's ``gate.extract_metric`` (micro entity
+            F1) on its holdout; None, NaN or negative: unknown (the extractor's drop rule is
+            unchecked; its floor still applies).
 
     Returns:
         The result; ``result.trigger`` says whether to retrain.
@@ -246,6 +254,7 @@ def run_drift_check(
     )
     metric = config.gate.classify_metric
     champion_score = _score(champion_holdout_score)
+    extract_score = _score(champion_extract_score)
     attempts = sources.attempt_starts(
         store,
         sources.lookback_start(
@@ -263,6 +272,9 @@ def run_drift_check(
         drift_detected=drift.detected,
         drift_reasons=[test.reason for test in drift.drifted],
         attempts=attempts,
+        performance=performance,
+        champion_extract_score=extract_score,
+        min_entity_support=config.gate.min_support,
     )
     advance = decision.conclusive
     metrics: dict[str, float] = {
@@ -274,6 +286,7 @@ def run_drift_check(
         "signals": float(len(decision.signals)),
         "blockers": float(len(decision.blockers)),
         **({"champion_holdout_score": champion_score} if champion_score is not None else {}),
+        **({"champion_extract_holdout_score": extract_score} if extract_score is not None else {}),
         **performance.flat(),
         **drift.flat(),
     }
@@ -307,6 +320,7 @@ def run_drift_check(
         reference_uri=reference_dataset_uri,
         metric=metric,
         champion_score=champion_score,
+        champion_extract_score=extract_score,
         metrics=metrics,
         attempt_id=None,
         watermark_advanced=advance,
@@ -339,7 +353,13 @@ def run_drift_check(
 def _attempt_trigger(result: DriftCheckResult) -> dict[str, Any]:
     """The ``trigger`` JSON of a retrain attempt: what fired, on which window, the key numbers."""
     decision = result.decision
-    keys = ("feedback.accuracy", f"feedback.{result.metric}", "drift.detected", "new_samples")
+    keys = (
+        "feedback.accuracy",
+        f"feedback.{result.metric}",
+        "feedback.entity_f1",
+        "drift.detected",
+        "new_samples",
+    )
     return {
         "source": "drift_check",
         "signals": [rule.rule for rule in decision.signals],
@@ -349,6 +369,7 @@ def _attempt_trigger(result: DriftCheckResult) -> dict[str, Any]:
         "reference": result.reference_uri,
         "metric": result.metric,
         "champion_score": result.champion_score,
+        "champion_extract_score": result.champion_extract_score,
         "metrics": {key: result.metrics[key] for key in keys if key in result.metrics},
         "drifted_tests": [test.name for test in result.drift.drifted],
     }
@@ -385,6 +406,7 @@ def run_component(
     champion_classifier_uri: str,
     champion_holdout_score: float | None,
     output_dir: str,
+    champion_extract_score: float | None = None,
 ) -> DriftCheckResult:
     """The drift-check KFP component's body: configuration + parameters -> the check.
 
@@ -398,6 +420,8 @@ def run_component(
         champion_classifier_uri: The champion classifier (``models:/<name>@champion`` or a folder).
         champion_holdout_score: Its key metric on the holdout; None or negative: unknown.
         output_dir: Where the files go (a local path or a storage URI).
+        champion_extract_score: The champion extractor's entity F1 on its holdout; None or
+            negative: unknown (the extractor's drop rule is unchecked).
 
     Returns:
         The result.
@@ -420,6 +444,7 @@ def run_component(
             reference_dataset_uri,
             champion_holdout_score,
             output_uri=output_dir,
+            champion_extract_score=champion_extract_score,
         )
     finally:
         store.close()

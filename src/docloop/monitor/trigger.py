@@ -16,15 +16,29 @@ Signals — any one asks for a retrain:
    below its score on the holdout (what the gate measured when it was blessed).
 6. drift: the drift tests detected drift (with their effect-size and significance conditions) and
    ``retrain_on_drift`` is on.
+7. ``entity_floor`` (the extractor): the micro entity F1 on the reviewed documents, or the F1 of
+   any entity type with at least ``min_entity_support`` true entities among them, is below
+   ``entity_floor``.
+8. ``entity_drop`` (the extractor): the micro entity F1 on the reviewed documents is more than
+   ``max_drop`` below the champion extractor's holdout entity F1 (the gate's ``f1``), when that is
+   known.
+
+The extractor's floor is ``entity_floor`` (entity F1 runs lower than accuracy); its drop rule
+reuses ``max_drop``. Their
+evidence is the number of reviewed documents scored for entities
+(``PerformanceReport.entity_documents``): below ``min_new_samples`` they are reported as not
+judged and do not fire. Without entity feedback (no report, or no entity true or predicted on the
+reviewed documents) they are reported as unchecked.
 
 The decision is ``trigger = any signal and no guard``. Performance rules compare point estimates
-(their Wilson intervals are in the sentences); the ``min_new_samples`` guard is what keeps them off
-tiny samples.
+(their Wilson or bootstrap intervals are in the sentences); the ``min_new_samples`` guard and the
+extractor's evidence minimum are what keep them off tiny samples.
 
 ``conclusive`` says whether the window's evidence was used up: True when the trigger fires, or when
 there were enough samples and no signal (the window was healthy). It is False when the evidence
-was too thin or a signal was held back by the cooldown or the budget; the drift check then keeps
-its watermark, so the evidence carries over to the next check instead of being dropped.
+was too thin (too few reviewed documents, or entity feedback on too few of them to judge the
+extractor) or a signal was held back by the cooldown or the budget; the drift check then keeps its
+watermark, so the evidence carries over to the next check instead of being dropped.
 """
 
 from __future__ import annotations
@@ -37,10 +51,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from docloop.config import TriggerConfig
 from docloop.errors import InvalidInput
-from docloop.monitor.performance import RateEstimate
+from docloop.monitor.performance import LabelPerformance, PerformanceReport, RateEstimate
 
 RuleName = Literal[
-    "min_new_samples", "cooldown", "budget", "performance_floor", "max_drop", "drift"
+    "min_new_samples",
+    "cooldown",
+    "budget",
+    "performance_floor",
+    "max_drop",
+    "drift",
+    "entity_floor",
+    "entity_drop",
 ]
 
 
@@ -214,11 +235,171 @@ def drift_rule(policy: TriggerConfig, detected: bool, reasons: Sequence[str]) ->
     )
 
 
+def _entity_evidence(
+    policy: TriggerConfig, performance: PerformanceReport | None, rule: str
+) -> tuple[PerformanceReport, float] | str:
+    """The report and its micro entity F1 when the extractor can be judged, else why not.
+
+    Args:
+        policy: The trigger configuration (``min_new_samples``).
+        performance: The feedback performance report.
+        rule: The rule's name in the sentence.
+
+    Returns:
+        ``(performance, entity_f1)``, or a sentence: no entity feedback (unchecked), or entity
+        feedback on fewer than ``min_new_samples`` documents (not judged).
+    """
+    if performance is None or performance.entity_f1 is None:
+        return f"No entity feedback in the window: {rule} is unchecked."
+    documents = performance.entity_documents
+    if documents < policy.min_new_samples:
+        return (
+            f"{documents} reviewed documents with entity verdicts are fewer than the minimum of "
+            f"{policy.min_new_samples}: {rule} is not judged (entity F1 "
+            f"{_describe_micro(performance)})."
+        )
+    return performance, performance.entity_f1
+
+
+def entity_evidence_thin(policy: TriggerConfig, performance: PerformanceReport | None) -> bool:
+    """Whether there is entity feedback, but on too few documents to judge the extractor."""
+    return (
+        performance is not None
+        and performance.entity_f1 is not None
+        and performance.entity_documents < policy.min_new_samples
+    )
+
+
+def _interval(lower: float | None, upper: float | None, confidence: float) -> str:
+    if lower is None or upper is None:
+        return ""
+    return f"{confidence * 100:g}% CI {lower:.3f}-{upper:.3f}, "
+
+
+def _describe_micro(performance: PerformanceReport) -> str:
+    """``0.912 (95% CI 0.887-0.935, precision 410/449, recall 410/452)``."""
+    precision, recall = performance.entity_precision, performance.entity_recall
+    interval = _interval(
+        performance.entity_f1_lower, performance.entity_f1_upper, performance.confidence
+    )
+    return (
+        f"{performance.entity_f1 or 0.0:.3f} ({interval}"
+        f"precision {precision.successes}/{precision.trials}, "
+        f"recall {recall.successes}/{recall.trials})"
+    )
+
+
+def _describe_entity(name: str, scores: LabelPerformance, confidence: float) -> str:
+    """``date 0.612 (95% CI 0.500-0.710, 40 true, 38 predicted)``."""
+    interval = _interval(scores.f1_lower, scores.f1_upper, confidence)
+    return (
+        f"{name} {scores.f1 or 0.0:.3f} ({interval}{scores.support} true, "
+        f"{scores.predicted} predicted)"
+    )
+
+
+def entity_floor_rule(
+    policy: TriggerConfig, performance: PerformanceReport | None, min_entity_support: int = 1
+) -> RuleOutcome:
+    """Signal 7: micro or per-entity F1 on reviewed documents below ``entity_floor``.
+
+    Args:
+        policy: The trigger configuration (``entity_floor``, ``min_new_samples``).
+        performance: The feedback performance report (None: no feedback scored).
+        min_entity_support: Entity types with fewer true entities on the reviewed documents are
+            named but not judged (their F1 rests on too few entities).
+
+    Returns:
+        The outcome; it fires when the micro F1 or any judged entity type's F1 is below the floor.
+    """
+    evidence = _entity_evidence(policy, performance, "the extractor's floor")
+    if isinstance(evidence, str):
+        return RuleOutcome(rule="entity_floor", kind="signal", active=False, reason=evidence)
+    performance, micro = evidence
+    floor = policy.entity_floor
+    f1 = {name: s.f1 for name, s in performance.per_entity.items() if s.f1 is not None}
+    judged = sorted(
+        (name for name in f1 if performance.per_entity[name].support >= min_entity_support),
+        key=lambda name: (f1[name], name),
+    )
+    unjudged = sorted(name for name in f1 if name not in judged)
+    below = [name for name in judged if f1[name] < floor]
+    micro_below = micro < floor
+    fires = micro_below or bool(below)
+    reason = (
+        f"Entity F1 (micro) on {performance.entity_documents} reviewed documents with entity "
+        f"verdicts is {_describe_micro(performance)}, "
+        f"{'below' if micro_below else 'at or above'} the floor {floor:.3f}"
+    )
+    confidence = performance.confidence
+    if below:
+        reason += "; per-entity F1 below the floor: " + ", ".join(
+            _describe_entity(name, performance.per_entity[name], confidence) for name in below
+        )
+    elif judged:
+        lowest = judged[0]
+        reason += (
+            f"; every entity type is at or above it (lowest: "
+            f"{_describe_entity(lowest, performance.per_entity[lowest], confidence)})"
+        )
+    if unjudged:
+        reason += (
+            f"; not judged per entity (fewer than {min_entity_support} true entities): "
+            + ", ".join(unjudged)
+        )
+    return RuleOutcome(rule="entity_floor", kind="signal", active=fires, reason=reason + ".")
+
+
+def entity_drop_rule(
+    policy: TriggerConfig,
+    performance: PerformanceReport | None,
+    champion_extract_score: float | None,
+) -> RuleOutcome:
+    """Signal 8: micro entity F1 on reviewed documents more than ``max_drop`` below the holdout's.
+
+    Args:
+        policy: The trigger configuration (``max_drop``, ``min_new_samples``).
+        performance: The feedback performance report (None: no feedback scored).
+        champion_extract_score: The champion extractor's entity F1 on its holdout (None: unknown).
+
+    Returns:
+        The outcome; unchecked when either score is unknown.
+    """
+    if champion_extract_score is None:
+        return RuleOutcome(
+            rule="entity_drop",
+            kind="signal",
+            active=False,
+            reason=(
+                "The extractor's drop rule is unchecked: the champion extractor's holdout entity "
+                "F1 is unknown."
+            ),
+        )
+    evidence = _entity_evidence(policy, performance, "the extractor's drop rule")
+    if isinstance(evidence, str):
+        return RuleOutcome(rule="entity_drop", kind="signal", active=False, reason=evidence)
+    performance, micro = evidence
+    drop = champion_extract_score - micro
+    fires = drop > policy.max_drop
+    return RuleOutcome(
+        rule="entity_drop",
+        kind="signal",
+        active=fires,
+        reason=(
+            f"Entity F1 (micro) on {performance.entity_documents} reviewed documents with entity "
+            f"verdicts is {_describe_micro(performance)} vs {champion_extract_score:.3f} on the "
+            f"champion extractor's holdout: a drop of {drop:+.3f}, "
+            f"{'more than' if fires else 'within'} the allowed {policy.max_drop:.3f}."
+        ),
+    )
+
+
 def _headline(
     policy: TriggerConfig,
     new_samples: int,
     signals: Sequence[RuleOutcome],
     blockers: Sequence[RuleOutcome],
+    entity_documents: int | None = None,
 ) -> str:
     fired = ", ".join(rule.rule for rule in signals)
     if signals and not blockers:
@@ -230,6 +411,11 @@ def _headline(
         return (
             f"No retrain: no signal fired, and {new_samples} reviewed documents are too few "
             f"(minimum {policy.min_new_samples}) to judge performance."
+        )
+    if entity_documents is not None:
+        return (
+            f"No retrain: no signal fired, but {entity_documents} reviewed documents with entity "
+            f"verdicts are too few (minimum {policy.min_new_samples}) to judge the extractor."
         )
     return "No retrain: performance and drift are within the policy."
 
@@ -246,6 +432,9 @@ def decide_trigger(
     drift_detected: bool,
     drift_reasons: Sequence[str] = (),
     attempts: Sequence[datetime] = (),
+    performance: PerformanceReport | None = None,
+    champion_extract_score: float | None = None,
+    min_entity_support: int = 1,
 ) -> TriggerDecision:
     """Apply the trigger policy.
 
@@ -260,6 +449,12 @@ def decide_trigger(
         drift_detected: The drift tests' combined decision.
         drift_reasons: The drift tests' sentences for the tests that found drift.
         attempts: Start times (aware) of earlier retrain attempts; any outcome counts.
+        performance: The feedback performance report whose entity scores judge the extractor
+            (None: the extractor's rules are unchecked).
+        champion_extract_score: The champion extractor's micro entity F1 on its holdout (None:
+            unknown, the extractor's drop rule is unchecked).
+        min_entity_support: True entities an entity type needs on the reviewed documents for its
+            own F1 to be held to the floor.
 
     Returns:
         The decision.
@@ -276,16 +471,26 @@ def decide_trigger(
         floor_rule(policy, accuracy),
         drop_rule(policy, metric, feedback_score, champion_score),
         drift_rule(policy, drift_detected, drift_reasons),
+        entity_floor_rule(policy, performance, min_entity_support),
+        entity_drop_rule(policy, performance, champion_extract_score),
     ]
     signals = [rule for rule in rules if rule.kind == "signal" and rule.active]
     blockers = [rule for rule in rules if rule.kind == "guard" and rule.active]
     trigger = bool(signals) and not blockers
     enough = new_samples >= policy.min_new_samples
+    thin = entity_evidence_thin(policy, performance)
+    headline = _headline(
+        policy,
+        new_samples,
+        signals,
+        blockers,
+        performance.entity_documents if thin and performance is not None else None,
+    )
     return TriggerDecision(
         trigger=trigger,
-        reasons=[_headline(policy, new_samples, signals, blockers), *(r.reason for r in rules)],
+        reasons=[headline, *(r.reason for r in rules)],
         rules=rules,
-        conclusive=trigger or (enough and not signals),
+        conclusive=trigger or (enough and not thin and not signals),
         decided_at=now,
         new_samples=new_samples,
         policy=policy,
