@@ -76,3 +76,23 @@ def write_tiny_dataset(folder: Path, train: int = 24, val: int = 8, seed: int = 
     }
     write_dataset(Storage(), str(folder), splits, seed)
     return folder
+
+
+def tiny_encoder(folder: Path) -> Path:
+    """A one-layer, 32-wide BERT with the packaged tokenizer: real artifacts, trained in ~1 s."""
+    from transformers import BertConfig, BertModel
+
+    from docloop.models.encoder import load_tokenizer, resolve_encoder
+
+    tokenizer = load_tokenizer(resolve_encoder(None))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder

@@ -39,7 +39,7 @@ from docloop.models.metrics import (
 )
 from docloop.models.report import confusion_matrices, flat_metrics, render_report
 from docloop.storage import Storage
-from tests.datasets import make_example, write_tiny_dataset
+from tests.datasets import make_example, tiny_encoder, write_tiny_dataset
 
 pytestmark = pytest.mark.unit
 
@@ -191,26 +191,6 @@ class Trained:
     v1: Path  # classifier
     v2: Path  # classifier warm-started from v1
     extractor: Path
-
-
-def tiny_encoder(folder: Path) -> Path:
-    """A one-layer, 32-wide BERT with the packaged tokenizer: real artifacts, trained in ~1 s."""
-    from transformers import BertConfig, BertModel
-
-    from docloop.models.encoder import load_tokenizer, resolve_encoder
-
-    tokenizer = load_tokenizer(resolve_encoder(None))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from docloop.monitor.trigger import TriggerDecision, decide_trigger
 from docloop.storage import Storage
 from docloop.store.db import Store, open_store
 from docloop.store.tables import FeedbackEvent, Prediction, RetrainAttempt
-from tests.datasets import make_example, write_tiny_dataset
+from tests.datasets import make_example, tiny_encoder, write_tiny_dataset
 from tests.unit.test_monitor_performance import record
 
 pytestmark = pytest.mark.unit
@@ -54,26 +54,6 @@ class Champion:
     dataset: Path
     folder: Path
     model: LoadedModel
-
-
-def tiny_encoder(folder: Path) -> Path:
-    """A one-layer, 32-wide BERT with the packaged tokenizer (as in test_evaluation)."""
-    from transformers import BertConfig, BertModel
-
-    from docloop.models.encoder import load_tokenizer, resolve_encoder
-
-    tokenizer = load_tokenizer(resolve_encoder(None))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(str(folder))
-    tokenizer.save_pretrained(str(folder))
-    return folder
 
 
 @pytest.fixture(scope="module")
