@@ -209,6 +209,11 @@ class FeedbackConfig(Section):
         description="Confident-learning margin: a correction is suspicious when the incumbent's "
         "probability of the corrected label is below this multiple of the class's threshold.",
     )
+    auditors: list[str] = Field(
+        default_factory=list,
+        description="Reviewer ids whose verdicts are audits (gold labels): an audit settles every "
+        "disagreement on its document and scores the other reviewers' trust.",
+    )
 
 
 class DriftConfig(Section):
@@ -230,6 +235,11 @@ class DriftConfig(Section):
     )
     ocr_shift_effect: float = Field(
         default=0.5, ge=0, description="Standardised mean shift of an OCR statistic that is drift."
+    )
+    champion_only: bool = Field(
+        default=True,
+        description="Judge only what the champion classifier served (and the verdicts on it): "
+        "right after a promotion or during a canary a window holds several versions.",
     )
     settle_s: float = Field(
         default=60.0,

@@ -15,6 +15,7 @@ from docloop.feedback.quality import (
     PRIOR_TRUST,
     QualityReport,
     assess_feedback,
+    audited_labels,
     doc_type_label_issues,
     persist_statuses,
     reviewer_trust,
@@ -173,6 +174,37 @@ def test_audited_documents_supersede_contradictions_and_protect_matches() -> Non
     report = assess_feedback([wrong, right], CONFIG, {"d1": Correction(doc_type="invoice")})
     assert by_id(report) == {1: ("superseded", "contradicts_audit"), 2: ("accepted", "clean")}
     assert "audited label" in report.events[0].reason
+
+
+def test_auditors_verdicts_are_the_audits() -> None:
+    """feedback.auditors: the latest verdict of an auditor on a document is its gold label."""
+    records = [
+        rec(1, "d1", "alice", to_type="lab_report"),  # contradicts the audit below
+        rec(2, "d1", "auditor", to_type="referral_letter", minutes=1),  # replaced by 3
+        rec(3, "d1", "auditor", minutes=50),  # confirms the prediction: invoice + NAME
+        rec(4, "d2", "auditor", to_entities=[("mrn", [6])]),
+        rec(5, "d2", "bob"),  # keeps patient_name, which the audit removed
+        rec(6, "d3", "bob"),  # not audited
+    ]
+    audits = audited_labels(records, ["auditor"])
+    assert set(audits) == {"d1", "d2"}
+    assert audits["d1"].doc_type == "invoice"
+    assert [(e.type, e.word_indices) for e in audits["d1"].entities or []] == sorted(
+        (k, list(i)) for k, i in NAME
+    )
+    assert audits["d2"].doc_type == "invoice"
+    assert [(e.type, e.word_indices) for e in audits["d2"].entities or []] == [("mrn", [6])]
+    assert audited_labels(records, []) == {}
+
+    report = assess_feedback(records, CONFIG, audits)
+    statuses = by_id(report)
+    assert statuses[1] == ("superseded", "contradicts_audit")
+    assert statuses[2] == ("superseded", "replaced_by_reviewer")
+    assert statuses[3][0] == statuses[4][0] == "accepted"  # the audits themselves train
+    assert statuses[5] == ("superseded", "contradicts_audit")
+    assert statuses[6][0] == "accepted"
+    assert report.reviewers["auditor"].audited == 2
+    assert report.reviewers["bob"].audited == 1 and report.reviewers["alice"].audited == 1
 
 
 # ---------------------------------------------------------------------- confident learning
@@ -352,5 +384,4 @@ def test_statuses_are_persisted_in_one_transaction(tmp_path: Path) -> None:
     store.close()
     assert rows[3] == ("accepted", None)
     assert rows[2][0] == "quarantined" and rows[2][1].startswith("empty_correction: ")
-    # the schema knows accepted/quarantined only: superseded is stored as a tagged quarantine
-    assert rows[1][0] == "quarantined" and rows[1][1].startswith("superseded: replaced_by")
+    assert rows[1][0] == "superseded" and rows[1][1].startswith("replaced_by")

@@ -22,7 +22,7 @@ from docloop.config import DocloopConfig, DriftConfig, TrackingConfig, TrainingC
 from docloop.errors import StoreError
 from docloop.feedback.contracts import Correction, write_served_document
 from docloop.feedback.contracts import FeedbackEvent as FeedbackBody
-from docloop.models.artifact import LoadedModel, load_model
+from docloop.models.artifact import LoadedModel, card_version, load_model
 from docloop.monitor import check, sources
 from docloop.monitor.check import (
     CHECK_FILE,
@@ -39,7 +39,7 @@ from docloop.monitor.report import ReportInputs, render_html, render_markdown
 from docloop.monitor.trigger import TriggerDecision, decide_trigger
 from docloop.storage import Storage
 from docloop.store.db import Store, open_store
-from docloop.store.tables import FeedbackEvent, Prediction, RetrainAttempt
+from docloop.store.tables import DriftCheck, FeedbackEvent, Prediction, RetrainAttempt
 from tests.datasets import make_example, tiny_encoder, write_tiny_dataset
 from tests.unit.test_monitor_performance import record
 
@@ -82,7 +82,13 @@ def settings(tmp_path: Path) -> DocloopConfig:
 
 
 def seed_store(
-    store: Store, config: DocloopConfig, *, corrections: int, reviews: int = 30, at: datetime = NOW
+    store: Store,
+    config: DocloopConfig,
+    *,
+    corrections: int,
+    reviews: int = 30,
+    at: datetime = NOW,
+    version: str = "classify=1",
 ) -> None:
     """DOCS predictions (2 h before ``at``), ``reviews`` verdicts of which ``corrections`` fix the
     type (1 h before ``at``), every served document kept."""
@@ -101,7 +107,7 @@ def seed_store(
                     request_id=f"req-{at.timestamp():.0f}-{i}",
                     instance=0,
                     model_name="docloop",
-                    model_version="classify=1",
+                    model_version=version,
                     doc_id=example.doc_id,
                     outputs={
                         "doc_type": predicted,
@@ -126,7 +132,7 @@ def seed_store(
             body = FeedbackBody(
                 idempotency_key=f"verdict-{at.timestamp():.0f}-{i:04d}",
                 model_name="docloop",
-                model_version="classify=1",
+                model_version=version,
                 request_id=f"req-{at.timestamp():.0f}-{i}",
                 reviewer_id="alice",
                 kind="correction" if fix else "confirmation",
@@ -150,6 +156,39 @@ def seed_store(
                     status="accepted",
                 )
             )
+
+
+def checks(store: Store) -> list[DriftCheck]:
+    return list(reversed(sources.recent_checks(store)))
+
+
+@pytest.mark.parametrize("champion_only", [True, False])
+def test_only_the_champions_predictions_and_verdicts_are_judged(
+    champion: Champion, tmp_path: Path, champion_only: bool
+) -> None:
+    """A window right after a promotion: the old version's bad verdicts do not count."""
+    config = settings(tmp_path)
+    config = config.model_copy(
+        update={"drift": config.drift.model_copy(update={"champion_only": champion_only})}
+    )
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    served = f"classify={card_version(champion.model.card)},extract=7"
+    try:
+        seed_store(store, config, corrections=20, version="classify=old,extract=7")
+        seed_store(store, config, corrections=0, at=NOW - timedelta(minutes=5), version=served)
+        result = run_drift_check(
+            config, store, Storage(), champion.model, str(champion.dataset), None, NOW
+        )
+        if champion_only:
+            assert result.predictions == DOCS and result.performance.documents == 30
+            assert result.performance.accuracy.value == 1.0 and not result.trigger
+            assert result.metrics["other_versions_left_out"] == DOCS + 30
+        else:
+            assert result.predictions == 2 * DOCS and result.performance.documents == 60
+            assert result.performance.accuracy.value == pytest.approx(40 / 60)
+            assert result.metrics["other_versions_left_out"] == 0
+    finally:
+        store.close()
 
 
 def attempts(store: Store) -> list[RetrainAttempt]:
@@ -220,6 +259,21 @@ def test_a_failing_window_triggers_records_an_attempt_and_advances_the_watermark
         assert "started 1.0 h ago" in later.decision.reasons[2]
         assert len(attempts(store)) == 1
         assert store.get_watermark(sources.WATERMARK) == result.window_end.isoformat()
+
+        # both checks are rows of drift_checks: the trigger with its attempt, then the decline
+        first, second = checks(store)
+        assert (first.trigger, first.attempt_id, first.conclusive) == (True, attempt.id, True)
+        assert first.signals == [rule.rule for rule in result.decision.signals]
+        assert first.signals[0] == "performance_floor" and first.reasons == result.decision.reasons
+        assert first.report_uri == str(output / REPORT_FILE)
+        assert first.metrics["feedback.accuracy"] == pytest.approx(0.5)
+        assert first.window_end == result.window_end and first.window_start is None
+        assert (second.trigger, second.attempt_id, second.watermark_advanced) == (
+            False,
+            None,
+            False,
+        )
+        assert "cooldown" in second.blockers and second.headline == later.decision.headline
     finally:
         store.close()
 
@@ -236,6 +290,9 @@ def test_a_healthy_window_declines_without_an_attempt_row(
         )
         assert not result.trigger and result.decision.conclusive and result.watermark_advanced
         assert result.attempt_id is None and attempts(store) == []
+        (declined,) = checks(store)  # a "no" is recorded too, and is not a retrain attempt
+        assert not declined.trigger and declined.conclusive and declined.signals == []
+        assert declined.reasons == result.decision.reasons and declined.report_uri is None
         assert store.get_watermark(sources.WATERMARK) == result.window_end.isoformat()
         assert "holdout score is unknown" in result.decision.reasons[5]
         assert result.champion_uri == str(champion.folder)
@@ -256,8 +313,9 @@ def test_nothing_is_recorded_when_another_check_moved_the_watermark(tmp_path: Pa
                 attempt={"source": "drift_check"},
                 reasons=["x"],
                 started_at=NOW,
+                check={},
             )
-        assert attempts(store) == []
+        assert attempts(store) == [] and checks(store) == []
         assert store.get_watermark(sources.WATERMARK) == "2026-01-02T00:00:00+00:00"
     finally:
         store.close()

@@ -124,10 +124,77 @@ def test_upgrade_is_idempotent_and_downgrade_reverses_it(store_url: str) -> None
 
 
 def test_open_without_migrating_refuses_an_old_schema(store_url: str) -> None:
-    with pytest.raises(StoreError, match=r"needs 0001; run docloop\.store\.upgrade"):
+    with pytest.raises(StoreError, match=rf"needs {head_revision()}; run docloop\.store\.upgrade"):
         open_store(store_url, migrate=False)
     open_store(store_url).close()
     open_store(store_url, migrate=False).close()
+
+
+def test_revision_0002_moves_prefixed_superseded_rows_to_their_own_status(store_url: str) -> None:
+    """Revision 0001 stored ``superseded`` as ``quarantined`` + ``superseded:`` prefix."""
+    engine = create_store_engine(store_url)
+    events = FeedbackEvent.__table__
+    row = {
+        "model_name": "docloop",
+        "model_version": "1",
+        "request_id": "req-1",
+        "doc_id": "doc-1",
+        "reviewer_id": "alice",
+        "kind": "confirmation",
+        "payload": {},
+        "received_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as connection:
+            connection.execute(
+                events.insert(),
+                [
+                    {
+                        **row,
+                        "idempotency_key": "old-superseded",
+                        "status": "quarantined",
+                        "quarantine_reason": "superseded: conflict_lost: outvoted",
+                    },
+                    {
+                        **row,
+                        "idempotency_key": "old-quarantined",
+                        "status": "quarantined",
+                        "quarantine_reason": "low_trust: below 0.6",
+                    },
+                ],
+            )
+        upgrade(engine)
+        with engine.begin() as connection:
+            stored = dict(
+                connection.execute(
+                    sa.select(events.c.idempotency_key, events.c.status).order_by(events.c.id)
+                ).all()
+            )
+            reasons = connection.scalars(
+                sa.select(events.c.quarantine_reason).order_by(events.c.id)
+            ).all()
+            assert stored == {"old-superseded": "superseded", "old-quarantined": "quarantined"}
+            assert reasons == ["conflict_lost: outvoted", "low_trust: below 0.6"]
+            with pytest.raises(IntegrityError):  # a superseded verdict needs its reason
+                with connection.begin_nested():
+                    connection.execute(
+                        events.insert(),
+                        {**row, "idempotency_key": "no-reason", "status": "superseded"},
+                    )
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0001")
+        with engine.begin() as connection:
+            assert connection.execute(
+                sa.select(events.c.status, events.c.quarantine_reason).order_by(events.c.id)
+            ).all() == [
+                ("quarantined", "superseded: conflict_lost: outvoted"),
+                ("quarantined", "low_trust: below 0.6"),
+            ]
+    finally:
+        engine.dispose()
 
 
 # -- constraints enforced by the database -------------------------------------------------------

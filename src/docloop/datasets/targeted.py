@@ -86,6 +86,7 @@ from docloop.feedback.contracts import FeedbackRecord, read_served_document
 from docloop.feedback.quality import (
     Verdict,
     assess_feedback,
+    audited_labels,
     persist_statuses,
     predicted_spans,
     verdict_of,
@@ -1406,7 +1407,8 @@ def run_component(
                 + (f"since {window.isoformat()}" if window else "in the store")
                 + "; collect reviewer verdicts through the feedback API before retraining"
             )
-        report = assess_feedback(records, config.feedback)
+        audits = audited_labels(records, config.feedback.auditors)
+        report = assess_feedback(records, config.feedback, audits)
         persist_statuses(store, report)
     finally:
         store.close()

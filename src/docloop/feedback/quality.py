@@ -61,7 +61,6 @@ from sqlalchemy import update
 from docloop.config import FeedbackConfig
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
 from docloop.store.db import Store
-from docloop.store.tables import FEEDBACK_STATUSES
 from docloop.store.tables import FeedbackEvent as FeedbackEventRow
 
 logger = logging.getLogger(__name__)
@@ -272,6 +271,42 @@ def gold_verdict(gold: Correction) -> Verdict:
     """The verdict of an audited label (parts left ``None`` were not audited)."""
     entities = corrected_spans(gold.entities) if gold.entities is not None else None
     return Verdict(gold.doc_type, entities)
+
+
+def audited_labels(
+    records: Sequence[FeedbackRecord], auditors: Sequence[str]
+) -> dict[str, Correction]:
+    """Audits by document id: the latest verdict of any of ``auditors`` on each document.
+
+    An auditor's confirmation audits the prediction as it stands (its type, and its entities
+    where the prediction carries word positions); a correction audits the parts it names plus
+    the predicted type it leaves alone. The auditors' own events stay in ``records``: they agree
+    with the audit by construction, so :func:`assess_feedback` accepts them and scores everyone
+    else against them.
+
+    Args:
+        records: feedback events of one batch (any order).
+        auditors: reviewer ids whose verdicts are audits (``feedback.auditors``).
+
+    Returns:
+        One audited label per audited document.
+    """
+    chosen = set(auditors)
+    audits: dict[str, Correction] = {}
+    for record in sorted(records, key=_order_key):
+        if record.reviewer_id not in chosen:
+            continue
+        verdict = verdict_of(record)
+        entities = (
+            None
+            if verdict.entities is None
+            else [
+                CorrectedEntity(type=kind, word_indices=list(indices))
+                for kind, indices in sorted(verdict.entities)
+            ]
+        )
+        audits[record.doc_id] = Correction(doc_type=verdict.doc_type, entities=entities)
+    return audits
 
 
 def corrects_doc_type(record: FeedbackRecord) -> bool:
@@ -814,10 +849,8 @@ def _resolve_conflicts(
 def persist_statuses(store: Store, report: QualityReport) -> int:
     """Write every event's status and reason to ``feedback_events`` in one transaction.
 
-    ``accepted`` clears ``quarantine_reason``. ``superseded`` is written as such where the table
-    allows it; where its CHECK constraint knows only ``accepted``/``quarantined`` (schema
-    revision 0001) it is written as ``quarantined`` with the reason prefixed ``superseded:`` — out
-    of training either way, and the reason still says which.
+    ``accepted`` clears ``quarantine_reason``; ``quarantined`` and ``superseded`` store
+    ``<code>: <sentence>`` (out of training either way, and the reason says why).
 
     Args:
         store: the state store.
@@ -826,15 +859,16 @@ def persist_statuses(store: Store, report: QualityReport) -> int:
     Returns:
         The number of events written.
     """
-    rows: list[dict[str, object]] = []
-    for event in report.events:
-        status: str = event.status
-        reason: str | None = f"{event.code}: {event.reason}"
-        if event.status == "accepted":
-            reason = None
-        elif event.status not in FEEDBACK_STATUSES:
-            status, reason = "quarantined", f"{event.status}: {reason}"
-        rows.append({"id": event.id, "status": status, "quarantine_reason": reason})
+    rows = [
+        {
+            "id": event.id,
+            "status": event.status,
+            "quarantine_reason": None
+            if event.status == "accepted"
+            else f"{event.code}: {event.reason}",
+        }
+        for event in report.events
+    ]
     if not rows:
         return 0
     with store.write() as session:

@@ -67,6 +67,11 @@ class ModelCard(BaseModel):
         return sorted({label[2:] for label in self.labels if label != "O"})
 
 
+def card_version(card: ModelCard) -> str:
+    """The version a served model reports: its MLflow run id, else when its card was written."""
+    return card.mlflow_run_id or card.created_at
+
+
 def build_network(card: ModelCard, encoder: Any) -> nn.Module:
     """The network a card describes, around ``encoder``."""
     if card.task == "classify":

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from docloop.config import DocloopConfig
 from docloop.datasets.examples import DocumentExample
 from docloop.errors import InvalidInput
-from docloop.models.artifact import LoadedModel
+from docloop.models.artifact import LoadedModel, card_version
 from docloop.monitor import sources
 from docloop.monitor.drift import DriftReport, DriftSample, detect_drift
 from docloop.monitor.embeddings import embed_documents
@@ -226,14 +226,17 @@ def run_drift_check(
         storage.ensure_writable(output_uri)
 
     window = sources.read_window(store, until, model_name=model_name)
-    performance = feedback_performance(window.feedback, seed=config.drift.seed)
     reference = sources.read_reference(storage, reference_dataset_uri)
-    current_ocr = sources.prediction_ocr_statistics(window.predictions)
     reference_ocr = sources.example_ocr_statistics(reference)
-    doc_ids = list(dict.fromkeys(prediction.doc_id for prediction in window.predictions))
 
     with tempfile.TemporaryDirectory(prefix="docloop-drift-") as cache:
         model, champion_uri = _load_champion(champion_classifier, config, storage, Path(cache))
+        other_versions = 0
+        if config.drift.champion_only:
+            window, other_versions = sources.champion_window(window, card_version(model.card))
+        performance = feedback_performance(window.feedback, seed=config.drift.seed)
+        current_ocr = sources.prediction_ocr_statistics(window.predictions)
+        doc_ids = list(dict.fromkeys(prediction.doc_id for prediction in window.predictions))
         reference_embeddings = _reference_embeddings(model, reference, config, storage, batch_size)
         current_embeddings, missing = _current_embeddings(
             model, doc_ids, config, storage, batch_size
@@ -282,6 +285,7 @@ def run_drift_check(
         "conclusive": float(decision.conclusive),
         "watermark_advanced": float(advance),
         "predictions": float(len(window.predictions)),
+        "other_versions_left_out": float(other_versions),
         "new_samples": float(decision.new_samples),
         "signals": float(len(decision.signals)),
         "blockers": float(len(decision.blockers)),
@@ -331,16 +335,15 @@ def run_drift_check(
     if output_uri is not None:
         _write_outputs(storage, result)
 
-    attempt_id: int | None = None
-    if decision.trigger or advance:
-        attempt_id = sources.record_check(
-            store,
-            expected_watermark=window.watermark,
-            new_watermark=until.isoformat() if advance else None,
-            attempt=_attempt_trigger(result) if decision.trigger else None,
-            reasons=decision.reasons,
-            started_at=now,
-        )
+    attempt_id = sources.record_check(
+        store,
+        expected_watermark=window.watermark,
+        new_watermark=until.isoformat() if advance else None,
+        attempt=_attempt_trigger(result) if decision.trigger else None,
+        reasons=decision.reasons,
+        started_at=now,
+        check=_check_row(result, model_name),
+    )
     logger.info(
         "drift check: %s%s%s",
         decision.headline,
@@ -372,6 +375,27 @@ def _attempt_trigger(result: DriftCheckResult) -> dict[str, Any]:
         "champion_extract_score": result.champion_extract_score,
         "metrics": {key: result.metrics[key] for key in keys if key in result.metrics},
         "drifted_tests": [test.name for test in result.drift.drifted],
+    }
+
+
+def _check_row(result: DriftCheckResult, model_name: str | None) -> dict[str, Any]:
+    """The ``drift_checks`` columns of a finished check (declined ones included)."""
+    decision = result.decision
+    return {
+        "window_start": result.window_start,
+        "window_end": result.window_end,
+        "model_name": model_name,
+        "champion": result.champion_uri,
+        "trigger": decision.trigger,
+        "conclusive": decision.conclusive,
+        "watermark_advanced": result.watermark_advanced,
+        "headline": decision.headline,
+        "reasons": list(decision.reasons),
+        "signals": [rule.rule for rule in decision.signals],
+        "blockers": [rule.rule for rule in decision.blockers],
+        # JSONB refuses NaN: an undefined number is stored as null
+        "metrics": {k: v if math.isfinite(v) else None for k, v in result.metrics.items()},
+        "report_uri": result.files.get(REPORT_FILE),
     }
 
 

@@ -31,7 +31,7 @@ from docloop.feedback.contracts import FeedbackRecord, read_served_document, ser
 from docloop.feedback.records import StoredPrediction, accepted_feedback, predictions_since
 from docloop.storage import Storage, join
 from docloop.store.db import Store
-from docloop.store.tables import RetrainAttempt, Watermark, utcnow
+from docloop.store.tables import DriftCheck, RetrainAttempt, Watermark, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,52 @@ def read_window(store: Store, until: datetime, *, model_name: str | None = None)
     return Window(start, until, stored, predictions, feedback)
 
 
+def served_task_version(model_version: str, task: str) -> str:
+    """The version of ``task`` in a served ``model_version`` (``classify=a,extract=b`` or ``a``)."""
+    if "=" not in model_version:
+        return model_version
+    for part in model_version.split(","):
+        name, _, version = part.partition("=")
+        if name.strip() == task:
+            return version.strip()
+    return ""
+
+
+def champion_window(window: Window, version: str, task: str = "classify") -> tuple[Window, int]:
+    """Only what ``task``'s champion ``version`` served, and the verdicts on it.
+
+    Right after a promotion, or while a canary takes part of the traffic, one window holds
+    several versions' predictions; the check judges the champion alone. When nothing in the
+    window names ``version`` (a predictor started with ``--model-version`` names its own
+    versions) the window is kept whole, with a warning.
+
+    Returns:
+        The filtered window and how many predictions and verdicts it left out.
+    """
+    predictions = [
+        p
+        for p in window.predictions
+        if p.model_versions.get(task, served_task_version(p.model_version, task)) == version
+    ]
+    feedback = [f for f in window.feedback if served_task_version(f.model_version, task) == version]
+    if not predictions and not feedback and (window.predictions or window.feedback):
+        logger.warning(
+            "no prediction in the window was served by the champion's %s version %s (served: %s); "
+            "checking the whole window",
+            task,
+            version,
+            ", ".join(sorted({p.model_version for p in window.predictions})[:5]) or "-",
+        )
+        return window, 0
+    left_out = len(window.predictions) - len(predictions) + len(window.feedback) - len(feedback)
+    if left_out:
+        logger.info("left out %d rows served by other versions than %s", left_out, version)
+    return (
+        Window(window.start, window.end, window.watermark, predictions, feedback),
+        left_out,
+    )
+
+
 def attempt_starts(store: Store, since: datetime) -> list[datetime]:
     """Start times of retrain attempts that started at or after ``since`` (any outcome).
 
@@ -121,8 +167,12 @@ def record_check(
     attempt: dict[str, Any] | None,
     reasons: Sequence[str],
     started_at: datetime,
+    check: dict[str, Any],
 ) -> int | None:
-    """Record a finished check in one transaction: a pending attempt and/or the new watermark.
+    """Record a finished check in one transaction: its row, a pending attempt, the new watermark.
+
+    Every check is a ``drift_checks`` row, declines included (they are not retrain attempts, so
+    they never count against the cooldown or the budget).
 
     The watermark row is re-read inside the write transaction (locked with ``FOR UPDATE`` on
     PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers): if another check moved
@@ -134,7 +184,8 @@ def record_check(
         new_watermark: The value to store; None leaves the watermark as it is.
         attempt: The ``trigger`` JSON of a new ``pending`` retrain attempt; None: no attempt.
         reasons: The attempt's reasons.
-        started_at: The attempt's start time.
+        started_at: The attempt's start time (also the check's time).
+        check: The ``drift_checks`` columns other than ``checked_at`` and ``attempt_id``.
 
     Returns:
         The new attempt's id, or None.
@@ -160,6 +211,7 @@ def record_check(
             session.add(row)
             session.flush()
             attempt_id = int(row.id)
+        session.add(DriftCheck(**check, checked_at=started_at, attempt_id=attempt_id))
         if new_watermark is not None:
             insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
             now = utcnow()
@@ -316,3 +368,16 @@ def save_cached_embeddings(storage: Storage, uri: str, embeddings: npt.NDArray[n
 def lookback_start(now: datetime, cooldown_hours: float, budget_window_days: float) -> datetime:
     """How far back retrain attempts matter to the trigger's cooldown and budget."""
     return now - max(timedelta(hours=cooldown_hours), timedelta(days=budget_window_days))
+
+
+def recent_checks(store: Store, limit: int = 20) -> list[DriftCheck]:
+    """The newest ``limit`` drift checks, newest first (detached rows, safe to read after).
+
+    Raises:
+        StoreError: The database failed.
+    """
+    statement = select(DriftCheck).order_by(DriftCheck.id.desc()).limit(limit)
+    with store.read() as session:
+        rows = list(session.scalars(statement))
+        session.expunge_all()
+    return rows

@@ -47,7 +47,14 @@ from typing import Any, Literal
 
 from docloop.config import PreprocessConfig
 from docloop.datasets.examples import DocumentExample
-from docloop.models.artifact import CARD_FILE, LoadedModel, ModelCard, load_model, read_card
+from docloop.models.artifact import (
+    CARD_FILE,
+    LoadedModel,
+    ModelCard,
+    card_version,
+    load_model,
+    read_card,
+)
 from docloop.models.inference import ExtractionResult, TypePrediction, classify, extract
 from docloop.serve import metrics
 from docloop.serve.batching import BatchingConfig, DirectRunner, MicroBatcher, Runner
@@ -130,11 +137,6 @@ def resolve_model_folders(paths: Sequence[Path]) -> ModelFolders:
                 raise InvalidInput(f"{sub} holds a {card.task} model, expected {task}")
             _assign(folders, card, sub)
     return ModelFolders(folders.get("classify"), folders.get("extract"))
-
-
-def card_version(card: ModelCard) -> str:
-    """A model's version from its card: the MLflow run id, else when it was written."""
-    return card.mlflow_run_id or card.created_at
 
 
 @dataclass

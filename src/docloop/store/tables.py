@@ -24,10 +24,12 @@ from typing import Any, Final
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -52,7 +54,7 @@ NAMING_CONVENTION: Final = {
 MODEL_STATUSES: Final = ("candidate", "canary", "default", "retired", "rejected")
 AUDIT_ACTIONS: Final = ("promote", "rollback", "register", "reject", "mark")
 FEEDBACK_KINDS: Final = ("confirmation", "correction")
-FEEDBACK_STATUSES: Final = ("accepted", "quarantined")
+FEEDBACK_STATUSES: Final = ("accepted", "quarantined", "superseded")
 RETRAIN_OUTCOMES: Final = ("pending", "promoted", "rejected", "rolled_back", "failed")
 
 # Short names keep identifiers under PostgreSQL's 63-character limit.
@@ -127,7 +129,7 @@ class FeedbackEvent(Base):
         CheckConstraint(one_of("kind", FEEDBACK_KINDS), name="kind"),
         CheckConstraint(one_of("status", FEEDBACK_STATUSES), name="status"),
         CheckConstraint(
-            "status <> 'quarantined' OR quarantine_reason IS NOT NULL", name="quarantine_reason"
+            "status = 'accepted' OR quarantine_reason IS NOT NULL", name="quarantine_reason"
         ),
         Index(None, "model_name", "received_at"),
         Index(None, "doc_id"),
@@ -270,3 +272,30 @@ class Watermark(Base):
     name: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class DriftCheck(Base):
+    """One finished drift check, triggered or declined: its window, decision and key numbers."""
+
+    __tablename__ = "drift_checks"
+    __table_args__ = (Index(None, "checked_at"),)
+
+    id: Mapped[int] = mapped_column(id_type(), primary_key=True, autoincrement=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    model_name: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    champion: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[bool] = mapped_column(Boolean)
+    conclusive: Mapped[bool] = mapped_column(Boolean)
+    watermark_advanced: Mapped[bool] = mapped_column(Boolean)
+    headline: Mapped[str] = mapped_column(Text)
+    reasons: Mapped[list[str]] = mapped_column(json_type())
+    signals: Mapped[list[str]] = mapped_column(json_type())
+    blockers: Mapped[list[str]] = mapped_column(json_type())
+    metrics: Mapped[dict[str, Any]] = mapped_column(json_type())
+    report_uri: Mapped[str | None] = mapped_column(Text)
+    attempt_id: Mapped[int | None] = mapped_column(
+        id_type(),
+        ForeignKey("retrain_attempts.id", name="fk_drift_checks_attempt_id_retrain_attempts"),
+    )
