@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -308,6 +308,69 @@ class AlertsConfig(Section):
     )
 
 
+class CanaryConfig(Section):
+    """Canary analysis: how long, how much evidence, and what counts as worse than the champion."""
+
+    traffic_percent: int = Field(
+        default=10, ge=1, le=99, description="Share of live traffic the canary gets."
+    )
+    min_requests: int = Field(
+        default=50, ge=1, description="Requests per variant before error rate and latency count."
+    )
+    min_feedback: int = Field(
+        default=20, ge=0, description="Reviewed predictions per variant before accuracy counts."
+    )
+    max_duration_s: float = Field(
+        default=3600.0, gt=0, description="The analysis ends by then, with or without evidence."
+    )
+    poll_s: float = Field(default=30.0, gt=0, description="Seconds between looks at the numbers.")
+    max_error_rate_increase: float = Field(
+        default=0.02, ge=0, le=1, description="Canary error rate above champion's by more: worse."
+    )
+    max_p95_latency_ratio: float = Field(
+        default=1.5, ge=1, description="Canary p95 latency above this multiple of the champion's."
+    )
+    max_accuracy_drop: float = Field(
+        default=0.05, ge=0, le=1, description="Canary live accuracy below the champion's by more."
+    )
+    on_insufficient_evidence: Literal["rollback", "promote"] = Field(
+        default="rollback",
+        description="What happens when the window ends before the minimum samples arrived.",
+    )
+
+
+class DeployConfig(Section):
+    """Where and how the champion and its canary are served."""
+
+    target: Literal["local", "kserve"] = Field(
+        default="local",
+        description="local: KServe ModelServer processes on 127.0.0.1; kserve: an "
+        "InferenceService on the cluster of the current kubeconfig / service account.",
+    )
+    service_name: str = Field(default="docloop", min_length=1, max_length=45)
+    namespace: str = Field(default="docloop", min_length=1, max_length=63)
+    mode: Literal["knative", "standard"] = Field(
+        default="knative",
+        description="KServe deployment mode: knative (canaryTrafficPercent on revisions) or "
+        "standard (spec.canary[], KServe >= 0.21).",
+    )
+    image: str = Field(
+        default="ghcr.io/docloop/docloop-serve:0.1.0",
+        description="The predictor image (images/serve), tag = docloop version.",
+    )
+    service_account: str = Field(default="docloop-predictor")
+    cpu: str = Field(default="1", description="CPU request and limit of the predictor.")
+    memory: str = Field(default="4Gi", description="Memory request and limit of the predictor.")
+    gpus: int = Field(default=0, ge=0, description="nvidia.com/gpu per predictor pod.")
+    ready_timeout_s: float = Field(
+        default=600.0, gt=0, description="A rollout not ready by then is rolled back."
+    )
+    local_port: int = Field(
+        default=8080, ge=1, le=65535, description="local target: the traffic router's port."
+    )
+    canary: CanaryConfig = CanaryConfig()
+
+
 class DocloopConfig(Section):
     """The whole configuration."""
 
@@ -327,6 +390,7 @@ class DocloopConfig(Section):
     trigger: TriggerConfig = TriggerConfig()
     retrain: RetrainConfig = RetrainConfig()
     alerts: AlertsConfig = AlertsConfig()
+    deploy: DeployConfig = DeployConfig()
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

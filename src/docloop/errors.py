@@ -57,3 +57,11 @@ class RegistryError(DocloopError):
 
 class PromotionConflict(RegistryError):
     """A promotion or rollback could not get the model's lock in time; retrying is safe."""
+
+
+class DeployFailed(DocloopError):
+    """A rollout could not be applied, did not become ready, or could not be undone."""
+
+
+class RolloutNotReady(DeployFailed):
+    """The new generation of a served model was not ready before the timeout."""

@@ -176,12 +176,12 @@ def test_revision_0002_moves_prefixed_superseded_rows_to_their_own_status(store_
             ).all()
             assert stored == {"old-superseded": "superseded", "old-quarantined": "quarantined"}
             assert reasons == ["conflict_lost: outvoted", "low_trust: below 0.6"]
-            with pytest.raises(IntegrityError):  # a superseded verdict needs its reason
-                with connection.begin_nested():
-                    connection.execute(
-                        events.insert(),
-                        {**row, "idempotency_key": "no-reason", "status": "superseded"},
-                    )
+            # a superseded verdict needs its reason
+            with pytest.raises(IntegrityError), connection.begin_nested():
+                connection.execute(
+                    events.insert(),
+                    {**row, "idempotency_key": "no-reason", "status": "superseded"},
+                )
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection

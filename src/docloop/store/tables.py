@@ -56,6 +56,7 @@ AUDIT_ACTIONS: Final = ("promote", "rollback", "register", "reject", "mark")
 FEEDBACK_KINDS: Final = ("confirmation", "correction")
 FEEDBACK_STATUSES: Final = ("accepted", "quarantined", "superseded")
 RETRAIN_OUTCOMES: Final = ("pending", "promoted", "rejected", "rolled_back", "failed")
+DEPLOYMENT_STATUSES: Final = ("pending", "canary", "promoted", "rolled_back", "failed")
 
 # Short names keep identifiers under PostgreSQL's 63-character limit.
 NAME_LEN: Final = 200
@@ -299,3 +300,31 @@ class DriftCheck(Base):
         id_type(),
         ForeignKey("retrain_attempts.id", name="fk_drift_checks_attempt_id_retrain_attempts"),
     )
+
+
+class Deployment(Base):
+    """One rollout of a set of model versions to a serving target, and how to undo it."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        CheckConstraint(one_of("status", DEPLOYMENT_STATUSES), name="status"),
+        Index(None, "service", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(id_type(), primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    service: Mapped[str] = mapped_column(String(NAME_LEN))
+    namespace: Mapped[str] = mapped_column(String(NAME_LEN))
+    target: Mapped[str] = mapped_column(String(STATUS_LEN))
+    mode: Mapped[str] = mapped_column(String(STATUS_LEN))
+    versions: Mapped[dict[str, str]] = mapped_column(json_type())
+    storage_uris: Mapped[dict[str, str]] = mapped_column(json_type())
+    previous: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+    canary_percent: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(STATUS_LEN), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+    service_status: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+    pipeline_run: Mapped[str | None] = mapped_column(String(NAME_LEN))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,1 @@
+"""Serving rollouts: the InferenceService, canaries on KServe or locally, analysis, rollback."""

@@ -1,0 +1,272 @@
+"""deploy-kserve's cluster path against a fake Kubernetes API server.
+
+There is no Kubernetes cluster or Docker engine on these machines. The rollout code runs for real
+— the real ``kubernetes.client.CustomObjectsApi`` over HTTP, objects built with the KServe SDK's
+own models — against ``tests/kube_apiserver.py``, an API server on 127.0.0.1 with the real REST
+paths for ``serving.kserve.io/v1beta1`` InferenceServices, ``resourceVersion`` conflicts and
+generations, that applies KServe's documented traffic semantics (latest / previous rolled-out
+revisions, the canary split, rollback by 0 %, Standard mode's ``spec.canary[]``). The live numbers
+the canary analysis reads are given per variant (the store-backed source is tested with the
+loop); everything else is the code a pipeline runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from docloop.config import CanaryConfig, DeployConfig
+from docloop.deploy.analysis import VariantStats
+from docloop.deploy.inference_service import (
+    DEPLOYMENT_MODE,
+    VERSION_LABEL,
+    PredictorRelease,
+    build_inference_service,
+    serialize,
+)
+from docloop.deploy.kserve_target import KServeTarget
+from docloop.deploy.rollout import RolloutResult, StatsSource, run_rollout
+from docloop.errors import DeployFailed, RolloutNotReady
+from docloop.store.db import Store, open_store
+from docloop.store.tables import Deployment
+from tests.kube_apiserver import FakeKubeApiServer
+
+pytestmark = pytest.mark.contract
+
+NS, NAME = "docloop", "docloop"
+V1 = PredictorRelease(
+    {"classify": "s3://models/classify/1", "extract": "s3://models/extract/1"},
+    {"classify": "1", "extract": "1"},
+    variant="v1",
+)
+V2 = PredictorRelease(
+    {"classify": "s3://models/classify/2", "extract": "s3://models/extract/1"},
+    {"classify": "2", "extract": "1"},
+    variant="v2",
+)
+
+
+def settings(mode: str = "knative", **canary: object) -> DeployConfig:
+    policy = CanaryConfig(min_requests=10, min_feedback=5, max_duration_s=60, poll_s=1, **canary)
+    return DeployConfig(
+        target="kserve",
+        mode=mode,
+        ready_timeout_s=5,
+        canary=policy,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[FakeKubeApiServer]:
+    with FakeKubeApiServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    yield opened
+    opened.close()
+
+
+class Clock:
+    """Virtual seconds: the analysis loop's sleeps advance it instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def live(canary_accuracy: float, *, looks: list[dict[str, int]] | None = None,
+         server: FakeKubeApiServer | None = None) -> StatsSource:  # fmt: skip
+    """Both variants answered 40 requests; the canary's reviewed accuracy is given."""
+
+    def collect(since: datetime, release: PredictorRelease, variant: str) -> VariantStats:
+        if looks is not None and server is not None and variant == release.label:
+            looks.append(server.traffic_by_storage_uri(NS, NAME))
+        accuracy = canary_accuracy if variant == release.label else 0.9
+        return VariantStats(
+            variant=variant,
+            requests=40,
+            latencies_ms=[100.0 + i for i in range(40)],
+            reviewed=20,
+            correct=round(20 * accuracy),
+        )
+
+    return collect
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.promoted = 0
+        self.rolled_back: list[list[str]] = []
+
+    def promote(self) -> None:
+        self.promoted += 1
+
+    def rollback(self, reasons: object) -> None:
+        self.rolled_back.append(list(reasons))  # type: ignore[call-overload]
+
+
+def rollout(
+    server: FakeKubeApiServer,
+    store: Store,
+    config: DeployConfig,
+    release: PredictorRelease,
+    stats: StatsSource,
+    outcomes: Outcomes,
+) -> RolloutResult:
+    clock = Clock()
+    target = KServeTarget(config, server.custom_objects_api(), sleep=lambda s: None)
+    return run_rollout(
+        target, store, config, release, V1.label, stats,
+        on_promote=outcomes.promote, on_rollback=outcomes.rollback,
+        clock=clock, sleep=clock.sleep,
+    )  # fmt: skip
+
+
+def rows(store: Store) -> list[tuple[str, str]]:
+    with store.read() as session:
+        return [(r.versions["classify"], r.status) for r in session.query(Deployment).order_by(
+            Deployment.id)]  # fmt: skip
+
+
+def test_the_inference_service_is_built_from_the_sdk_models() -> None:
+    config = settings("standard")
+    body = serialize(build_inference_service(V1, config))
+    assert body["apiVersion"] == "serving.kserve.io/v1beta1" and body["kind"] == "InferenceService"
+    assert body["metadata"]["annotations"] == {DEPLOYMENT_MODE: "Standard"}
+    predictor = body["spec"]["predictor"]
+    assert predictor["storageUris"] == [
+        {"uri": "s3://models/classify/1", "mountPath": "/mnt/models/classifier"},
+        {"uri": "s3://models/extract/1", "mountPath": "/mnt/models/extractor"},
+    ]
+    (container,) = predictor["containers"]
+    assert container["image"] == config.image and container["args"][:2] == [
+        "--model",
+        "/mnt/models",
+    ]
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert predictor["serviceAccountName"] == "docloop-predictor"
+    assert predictor["labels"] == {VERSION_LABEL: "classify-1.extract-1"}
+    with pytest.raises(Exception, match="storage initializer"):
+        PredictorRelease({"classify": "file:///tmp/m"}, {"classify": "1"})
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+def test_first_deploy_then_canary_then_promote(
+    server: FakeKubeApiServer,
+    store: Store,
+    mode: str,
+) -> None:
+    config = settings(mode)
+    outcomes = Outcomes()
+    first = rollout(server, store, config, V1, live(0.9), outcomes)
+    assert (first.status, first.changed, outcomes.promoted) == ("promoted", True, 1)
+    assert server.traffic_by_storage_uri(NS, NAME) == {"s3://models/classify/1": 100}
+
+    looks: list[dict[str, int]] = []
+    result = rollout(server, store, config, V2, live(0.9, looks=looks,
+                     server=server), outcomes)  # fmt: skip
+    assert result.status == "promoted" and outcomes.promoted == 2 and not outcomes.rolled_back
+    assert result.verdict is not None and result.verdict.decision == "promote"
+    # during the analysis the split was 90/10; after the promotion v2 has everything
+    assert looks[0] == {"s3://models/classify/1": 90, "s3://models/classify/2": 10}
+    assert server.traffic_by_storage_uri(NS, NAME) == {"s3://models/classify/2": 100}
+    spec = server.get(NS, NAME)["spec"]  # type: ignore[index]
+    assert "canaryTrafficPercent" not in spec["predictor"] and "canary" not in spec
+    assert spec["predictor"]["labels"][VERSION_LABEL] == V2.label
+    assert rows(store) == [("1", "promoted"), ("2", "promoted")]
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+def test_a_worse_canary_is_rolled_back_to_the_recorded_predictor(
+    server: FakeKubeApiServer,
+    store: Store,
+    mode: str,
+) -> None:
+    config = settings(mode)
+    outcomes = Outcomes()
+    rollout(server, store, config, V1, live(0.9), outcomes)
+    before = server.get(NS, NAME)["spec"]["predictor"]  # type: ignore[index]
+
+    result = rollout(server, store, config, V2, live(0.5), outcomes)
+    assert result.status == "rolled_back" and outcomes.promoted == 1
+    assert "live accuracy 0.500" in outcomes.rolled_back[0][0]
+    assert server.traffic_by_storage_uri(NS, NAME) == {"s3://models/classify/1": 100}
+    spec = server.get(NS, NAME)["spec"]  # type: ignore[index]
+    assert spec["predictor"] == before and "canary" not in spec
+    if mode == "knative":  # 0 % first, then the previous spec back as the stable one
+        percents = [
+            r.body["spec"]["predictor"].get("canaryTrafficPercent")
+            for r in server.requests
+            if r.method == "PUT" and isinstance(r.body, dict)
+        ]
+        assert percents[-3:] == [10, 0, None]
+    assert rows(store)[-1] == ("2", "rolled_back")
+
+
+def test_a_canary_that_is_never_ready_is_rolled_back(
+    server: FakeKubeApiServer,
+    store: Store,
+) -> None:
+    config = settings()
+    outcomes = Outcomes()
+    rollout(server, store, config, V1, live(0.9), outcomes)
+    server.fail_readiness(NS, NAME)  # the canary's generation
+    server.set_ready_delay(0)
+    config = config.model_copy(update={"ready_timeout_s": 1.0})
+    with pytest.raises(RolloutNotReady, match="was not ready within 1 s"):
+        rollout(server, store, config, V2, live(0.9), outcomes)
+    assert server.traffic_by_storage_uri(NS, NAME) == {"s3://models/classify/1": 100}
+    assert "canary not ready" in outcomes.rolled_back[0][0]
+    assert rows(store)[-1] == ("2", "failed")
+
+
+def test_a_stale_resource_version_is_retried_on_a_fresh_read(
+    server: FakeKubeApiServer,
+    store: Store,
+) -> None:
+    config = settings()
+    outcomes = Outcomes()
+    rollout(server, store, config, V1, live(0.9), outcomes)
+    server.conflict_next_write(2)
+    result = rollout(server, store, config, V2, live(0.9), outcomes)
+    assert result.status == "promoted"
+    statuses = [r.status for r in server.requests if r.method == "PUT"]
+    assert statuses[:3] == [409, 409, 200]
+
+
+def test_conflicts_that_never_stop_fail_with_a_reason(
+    server: FakeKubeApiServer,
+    store: Store,
+) -> None:
+    config = settings()
+    outcomes = Outcomes()
+    rollout(server, store, config, V1, live(0.9), outcomes)
+    server.conflict_next_write(50)
+    with pytest.raises(DeployFailed, match="another deploy running"):
+        rollout(server, store, config, V2, live(0.9), outcomes)
+
+
+def test_a_rerun_with_the_same_versions_changes_nothing(
+    server: FakeKubeApiServer,
+    store: Store,
+) -> None:
+    config = settings()
+    outcomes = Outcomes()
+    rollout(server, store, config, V1, live(0.9), outcomes)
+    rollout(server, store, config, V2, live(0.9), outcomes)
+    server.clear_requests()
+    again = rollout(server, store, config, V2, live(0.9), outcomes)
+    assert (again.status, again.changed) == ("promoted", False)
+    assert [r.method for r in server.requests if r.method != "GET"] == []
+    assert rows(store) == [("1", "promoted"), ("2", "promoted")]
