@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from docloop.config import CanaryConfig
 
 Decision = Literal["promote", "rollback", "wait"]
+_EPSILON = 1e-9  # a drop of exactly the limit passes (17/20 vs 18/20 is 0.05, not 0.0500...1)
 
 
 class VariantStats(BaseModel):
@@ -123,7 +124,7 @@ def _error_check(champion: VariantStats, canary: VariantStats, policy: CanaryCon
             f"min_requests {policy.min_requests}",
         )  # fmt: skip
     increase = canary.error_rate - champion.error_rate
-    passed = increase <= limit
+    passed = increase <= limit + _EPSILON
     return CanaryCheck(
         name=name, champion=champion.error_rate, canary=canary.error_rate, limit=limit,
         passed=passed,
@@ -149,7 +150,7 @@ def _latency_check(
             f"timed answers, below min_requests {policy.min_requests}",
         )  # fmt: skip
     ratio = canary.p95_ms / champion.p95_ms if champion.p95_ms > 0 else math.inf
-    passed = ratio <= limit
+    passed = ratio <= limit + _EPSILON
     return CanaryCheck(
         name=name, champion=champion.p95_ms, canary=canary.p95_ms, limit=limit, passed=passed,
         reason=f"p95 latency {_fmt(canary.p95_ms, ' ms')} vs champion "
@@ -174,7 +175,7 @@ def _accuracy_check(
         )  # fmt: skip
     assert champion.accuracy is not None and canary.accuracy is not None  # reviewed > 0
     drop = champion.accuracy - canary.accuracy
-    passed = drop <= limit
+    passed = drop <= limit + _EPSILON
     return CanaryCheck(
         name=name, champion=champion.accuracy, canary=canary.accuracy, limit=limit, passed=passed,
         reason=f"live accuracy {canary.accuracy:.3f} ({canary.reviewed} reviewed) vs champion "
