@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast lint format compile bench lock clean
+.PHONY: install demo test test-fast lint format compile bench lock clean images
 
 install: $(STAMP)
 
@@ -42,6 +42,18 @@ bench: $(STAMP)
 	$(PY) -m bench.preprocess
 	$(PY) -m bench.drift --quick
 	$(PY) -m bench.build_dataset --quick
+
+# Container images (images/<name>/Dockerfile), tagged $(REGISTRY)/docloop-<name>:<package version>:
+# the tags components/images.py compiles into the pipelines. DOCLOOP_IMAGE_REGISTRY (or REGISTRY=)
+# names a mirror. Needs a Docker engine; no venv.
+REGISTRY ?= $(or $(DOCLOOP_IMAGE_REGISTRY),ghcr.io/docloop)
+VERSION := $(shell grep -m1 '^version = ' pyproject.toml | cut -d'"' -f2)
+
+images:
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine answers ('docker info' failed): start one (or point DOCKER_HOST at one) and run 'make images' again" >&2; exit 1; }
+	docker build --build-arg VERSION=$(VERSION) -f images/base/Dockerfile -t $(REGISTRY)/docloop-base:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) -f images/train/Dockerfile -t $(REGISTRY)/docloop-train:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) -f images/serve/Dockerfile -t $(REGISTRY)/docloop-serve:$(VERSION) .
 
 lock: $(STAMP)
 	{ head -3 requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -v -E '^(torch|docloop)=='; } > requirements.lock.new

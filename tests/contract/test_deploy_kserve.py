@@ -29,7 +29,7 @@ from docloop.deploy.inference_service import (
 )
 from docloop.deploy.kserve_target import KServeTarget
 from docloop.deploy.rollout import RolloutResult, StatsSource, run_rollout
-from docloop.errors import DeployFailed, RolloutNotReady
+from docloop.errors import DeployFailed, InvalidInput, RolloutNotReady
 from docloop.store.db import Store, open_store
 from docloop.store.tables import Deployment
 from tests.kube_apiserver import FakeKubeApiServer
@@ -157,8 +157,10 @@ def test_the_inference_service_is_built_from_the_sdk_models() -> None:
     assert container["resources"]["requests"] == container["resources"]["limits"]
     assert predictor["serviceAccountName"] == "docloop-predictor"
     assert predictor["labels"] == {VERSION_LABEL: "classify-1.extract-1"}
-    with pytest.raises(Exception, match="storage initializer"):
-        PredictorRelease({"classify": "file:///tmp/m"}, {"classify": "1"})
+    with pytest.raises(InvalidInput, match="storage initializer"):
+        build_inference_service(
+            PredictorRelease({"classify": "file:///m"}, {"classify": "1"}), config
+        )
 
 
 @pytest.mark.parametrize("mode", ["knative", "standard"])

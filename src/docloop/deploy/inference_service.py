@@ -51,6 +51,13 @@ class PredictorRelease:
             raise InvalidInput(
                 f"a release serves tasks {sorted(TASK_FOLDERS)}; got {sorted(self.storage_uris)}"
             )
+
+    def check_downloadable(self) -> None:
+        """Refuse model URIs KServe's storage initializer cannot fetch (e.g. ``file://``).
+
+        Raises:
+            InvalidInput: A model lives where a cluster cannot read it.
+        """
         for task, uri in self.storage_uris.items():
             if not uri.startswith(SUPPORTED_SCHEMES):
                 raise InvalidInput(
@@ -69,6 +76,7 @@ class PredictorRelease:
 
 def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
     """The predictor of ``release``: the serve image, both models, resources, service account."""
+    release.check_downloadable()
     from kserve import V1beta1PredictorSpec
     from kserve.models import V1beta1StorageUri
     from kubernetes.client import (
