@@ -150,10 +150,7 @@ def test_the_inference_service_is_built_from_the_sdk_models() -> None:
         {"uri": "s3://models/extract/1", "mountPath": "/mnt/models/extractor"},
     ]
     (container,) = predictor["containers"]
-    assert container["image"] == config.image and container["args"][:2] == [
-        "--model",
-        "/mnt/models",
-    ]
+    assert container["image"] == config.image and container["args"][0] == "--model=/mnt/models"
     assert container["resources"]["requests"] == container["resources"]["limits"]
     assert predictor["serviceAccountName"] == "docloop-predictor"
     assert predictor["labels"] == {VERSION_LABEL: "classify-1.extract-1"}
@@ -272,3 +269,21 @@ def test_a_rerun_with_the_same_versions_changes_nothing(
     assert (again.status, again.changed) == ("promoted", False)
     assert [r.method for r in server.requests if r.method != "GET"] == []
     assert rows(store) == [("1", "promoted"), ("2", "promoted")]
+
+
+def test_the_predictor_container_matches_the_serving_runtime_of_the_manifests() -> None:
+    """deploy-kserve's custom container and manifests/base's ServingRuntime are one shape."""
+    import yaml
+
+    runtime = yaml.safe_load(
+        (Path(__file__).parents[2] / "manifests/base/servingruntime.yaml").read_text()
+    )
+    (expected,) = runtime["spec"]["containers"]
+    body = serialize(build_inference_service(V1, settings()))
+    (container,) = body["spec"]["predictor"]["containers"]
+    for key in ("image", "env", "envFrom", "ports", "resources", "securityContext", "volumeMounts"):
+        assert container[key] == expected[key], key
+    assert [a for a in container["args"] if not a.startswith("--name=")] == [
+        a for a in expected["args"] if not a.startswith("--name=")
+    ]
+    assert body["spec"]["predictor"]["volumes"] == runtime["spec"]["volumes"]

@@ -75,32 +75,69 @@ class PredictorRelease:
 
 
 def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
-    """The predictor of ``release``: the serve image, both models, resources, service account."""
+    """The predictor of ``release``: the serve image, both models, resources, service account.
+
+    The container matches the ``docloop-predictor`` ServingRuntime of ``manifests/base`` (a test
+    compares them): the config from the ``docloop-config`` ConfigMap, the prediction log in the
+    state store named by the ``docloop-store`` Secret, object-store credentials from
+    ``docloop-storage``, non-root with a read-only root filesystem and writable ``emptyDir``s.
+    """
     release.check_downloadable()
     from kserve import V1beta1PredictorSpec
     from kserve.models import V1beta1StorageUri
-    from kubernetes.client import (
-        V1Container,
-        V1ContainerPort,
-        V1EnvVar,
-        V1HTTPGetAction,
-        V1Probe,
-        V1ResourceRequirements,
-    )
+    from kubernetes import client as k8s
 
     resources: dict[str, str] = {"cpu": config.cpu, "memory": config.memory}
     if config.gpus:
         resources["nvidia.com/gpu"] = str(config.gpus)
-    container = V1Container(
+    container = k8s.V1Container(
         name=CONTAINER,
         image=config.image,
-        args=["--model", MOUNT_ROOT, "--port", "8080", "--name", config.service_name],
-        ports=[V1ContainerPort(container_port=8080, protocol="TCP")],
-        env=[V1EnvVar(name="DOCLOOP_MODEL_VERSIONS", value=release.label)],
-        resources=V1ResourceRequirements(requests=dict(resources), limits=dict(resources)),
-        readiness_probe=V1Probe(
-            http_get=V1HTTPGetAction(path=f"/v1/models/{config.service_name}", port=8080)
+        args=[
+            f"--model={MOUNT_ROOT}",
+            "--port=8080",
+            f"--name={config.service_name}",
+            "--prediction-log=$(DOCLOOP_STORE_URL)",
+        ],
+        env=[
+            k8s.V1EnvVar(
+                name="DOCLOOP_CONFIG_YAML",
+                value_from=k8s.V1EnvVarSource(
+                    config_map_key_ref=k8s.V1ConfigMapKeySelector(
+                        name="docloop-config", key="docloop.yaml"
+                    )
+                ),
+            ),
+            k8s.V1EnvVar(
+                name="DOCLOOP_STORE_URL",
+                value_from=k8s.V1EnvVarSource(
+                    secret_key_ref=k8s.V1SecretKeySelector(
+                        name="docloop-store", key="DOCLOOP_STORE_URL"
+                    )
+                ),
+            ),
+            k8s.V1EnvVar(name="HOME", value="/home/docloop"),
+        ],
+        env_from=[
+            k8s.V1EnvFromSource(
+                secret_ref=k8s.V1SecretEnvSource(name="docloop-storage", optional=True)
+            )
+        ],
+        ports=[k8s.V1ContainerPort(name="http1", container_port=8080, protocol="TCP")],
+        resources=k8s.V1ResourceRequirements(requests=dict(resources), limits=dict(resources)),
+        security_context=k8s.V1SecurityContext(
+            run_as_non_root=True,
+            run_as_user=10001,
+            run_as_group=10001,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k8s.V1Capabilities(drop=["ALL"]),
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
         ),
+        volume_mounts=[
+            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+            k8s.V1VolumeMount(name="home", mount_path="/home/docloop"),
+        ],
     )
     return V1beta1PredictorSpec(
         name=release.variant or None,
@@ -108,6 +145,10 @@ def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
         storage_uris=[
             V1beta1StorageUri(uri=uri, mount_path=f"{MOUNT_ROOT}/{TASK_FOLDERS[task]}")
             for task, uri in sorted(release.storage_uris.items())
+        ],
+        volumes=[
+            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")),
+            k8s.V1Volume(name="home", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")),
         ],
         service_account_name=config.service_account,
         labels={VERSION_LABEL: release.label},
