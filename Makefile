@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast lint format compile bench lock clean images
+.PHONY: install demo test test-fast e2e lint format compile bench lock clean images
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	DOCLOOP_REQUIRE_POSTGRES=$${DOCLOOP_REQUIRE_POSTGRES:-$(REQUIRE_POSTGRES)} $(PY) -m pytest -q -m "not slow"
+
+# Needs a cluster with KServe and KFP (see tests/e2e/test_canary_e2e.py for the variables).
+e2e: $(STAMP)
+	$(PY) -m pytest -q -m e2e tests/e2e
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests components pipelines bench

@@ -29,6 +29,8 @@ COMPONENT_NAMES = (
     "report_health",
     "build_retrain_dataset",
     "drift_check",
+    "deploy_kserve",
+    "rollback",
 )
 
 logger = logging.getLogger(__name__)

@@ -1,18 +1,24 @@
-"""The retrain pipeline: reviewed feedback -> targeted dataset -> candidates gated vs the champions.
+"""The retrain pipeline: reviewed feedback -> targeted dataset -> candidates -> canary -> champion.
 
 build-retrain-dataset (quality rules, targeted sampling, replay, the frozen holdout copied and a
-feedback holdout kept out) -> per model: train-gpu (warm start from the champion) -> evaluate vs
-the champion on the frozen and the feedback holdouts -> ``dsl.If(blessed)``: register (alias
-``challenger``) -> promote (alias ``champion``; deploy-kserve's canary takes this over) ;
-``dsl.Else``: the alternate path, reject-candidate (keep the champion, record the gate's reasons,
-alert). The whole run sits in a ``dsl.ExitHandler`` whose exit task records the run's health.
+feedback holdout kept out) -> per model, the nested pipeline ``train_and_gate``: train-gpu (warm
+start from the champion) -> evaluate vs the champion on the frozen and the feedback holdouts ->
+``dsl.If(blessed)``: register (alias ``challenger``) ; ``dsl.Else``: the alternate path,
+reject-candidate (keep the champion, record the gate's reasons, alert). After both models:
+deploy-kserve serves this run's challengers as a canary next to the champions, analyses it live
+and promotes (alias ``champion``) or rolls back; with no challenger it does nothing. The whole
+run sits in a ``dsl.ExitHandler`` whose exit task records the run's health.
+
+Why a nested pipeline per model: deploy must wait for both registrations, and a task may not
+depend on a task inside a ``dsl.If`` it is not itself in; it may depend on a pipeline task.
 """
 
 from kfp import dsl
+from kfp.dsl import Dataset
 
 from components.build_retrain_dataset import build_retrain_dataset
+from components.deploy_kserve import deploy_kserve
 from components.evaluate import evaluate
-from components.promote import promote
 from components.register import register
 from components.reject_candidate import reject_candidate
 from components.report_health import report_health
@@ -27,9 +33,78 @@ CHAMPIONS = {
 
 
 @dsl.pipeline(
+    name="docloop-train-and-gate",
+    description="One model: train (warm start) -> gate vs the champion -> register | reject.",
+)
+def train_and_gate(
+    task: str,
+    dataset: Dataset,
+    dataset_digest: str,
+    champion: str,
+    pipeline_run: str,
+    seed: int = 0,
+    max_steps: int = 0,
+    epochs: int = 0,
+    gpus: int = 1,
+) -> None:
+    """Train one model on the retrain dataset, gate it, register it or record the rejection.
+
+    Args:
+        task: ``classify`` or ``extract``.
+        dataset: The retrain dataset (with the frozen and the feedback holdouts).
+        dataset_digest: Its digest (lineage of the registered version).
+        champion: The model to warm-start from and beat.
+        pipeline_run: The retrain run (the deploy step finds this run's challengers by it).
+        seed: Data-order and initialisation seed.
+        max_steps: Cap on optimisation steps; 0 keeps the configured limit.
+        epochs: Epochs; 0 keeps the configured number.
+        gpus: GPUs for the training task (ignored by ``kfp.local``).
+    """
+    trained = with_gpu(
+        on_platform(
+            train_gpu(
+                task=task,
+                dataset=dataset,
+                init_from=champion,
+                max_steps=max_steps,
+                epochs=epochs,
+                seed=seed,
+            ),
+            mlflow=True,
+        ),
+        gpus,
+    )
+    gated = on_platform(
+        evaluate(task=task, candidate=trained.outputs["model"], holdout=dataset,
+                 incumbent_uri=champion),
+        mlflow=True,
+    )  # fmt: skip
+    with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712
+        side_effect(
+            on_platform(
+                register(
+                    model=trained.outputs["model"],
+                    gate=gated.outputs["gate"],
+                    dataset_digest=dataset_digest,
+                    pipeline_run=pipeline_run,
+                ),
+                mlflow=True,
+                store=True,
+            )
+        )
+    with dsl.Else(name="rejected"):
+        side_effect(
+            on_platform(
+                reject_candidate(task=task, gate=gated.outputs["gate"], pipeline_run=pipeline_run),
+                store=True,
+            )
+        )
+
+
+@dsl.pipeline(
     name="docloop-retrain",
     description="Reviewed feedback -> targeted dataset -> candidates gated against the champions "
-    "-> promoted, or rejected with reasons and an alert.",
+    "-> canary -> promoted or rolled back; rejected candidates recorded with reasons and alerted.",
 )
 def retrain(
     classifier_champion: str = CHAMPIONS["classify"],
@@ -39,7 +114,7 @@ def retrain(
     epochs: int = 0,
     gpus: int = 1,
 ) -> None:
-    """Retrain both models on reviewed feedback and gate them against the champions.
+    """Retrain both models on reviewed feedback, gate them, canary the blessed ones.
 
     Args:
         classifier_champion: The classifier to warm-start from and beat (registry URI or folder).
@@ -57,60 +132,23 @@ def retrain(
             mlflow=True,
             store=True,
         )
-        for task, champion in (("classify", classifier_champion), ("extract", extractor_champion)):
-            trained = with_gpu(
-                on_platform(
-                    train_gpu(
-                        task=task,
-                        dataset=dataset.outputs["dataset"],
-                        init_from=champion,
-                        max_steps=max_steps,
-                        epochs=epochs,
-                        seed=seed,
-                    ),
-                    mlflow=True,
-                ),
-                gpus,
-            ).set_display_name(f"train-{task}")
-            gated = on_platform(
-                evaluate(
-                    task=task,
-                    candidate=trained.outputs["model"],
-                    holdout=dataset.outputs["dataset"],
-                    incumbent_uri=champion,
-                ),
-                mlflow=True,
-            ).set_display_name(f"evaluate-{task}")
-            with dsl.If(gated.outputs["Output"] == True, name=f"{task}-blessed"):  # noqa: E712
-                registered = side_effect(
-                    on_platform(
-                        register(
-                            model=trained.outputs["model"],
-                            gate=gated.outputs["gate"],
-                            dataset_digest=dataset.outputs["digest"],
-                            pipeline_run=run,
-                        ),
-                        mlflow=True,
-                        store=True,
-                    )
-                ).set_display_name(f"register-{task}")
-                side_effect(
-                    on_platform(
-                        promote(
-                            task=task,
-                            model_name=registered.outputs["model_name"],
-                            version=registered.outputs["version"],
-                            gate=gated.outputs["gate"],
-                            pipeline_run=run,
-                        ),
-                        mlflow=True,
-                        store=True,
-                    )
-                ).set_display_name(f"promote-{task}")
-            with dsl.Else(name=f"{task}-rejected"):
-                side_effect(
-                    on_platform(
-                        reject_candidate(task=task, gate=gated.outputs["gate"], pipeline_run=run),
-                        store=True,
-                    )
-                ).set_display_name(f"reject-{task}")
+        models = [
+            train_and_gate(
+                task=task,
+                dataset=dataset.outputs["dataset"],
+                dataset_digest=dataset.outputs["digest"],
+                champion=champion,
+                pipeline_run=run,
+                seed=seed,
+                max_steps=max_steps,
+                epochs=epochs,
+                gpus=gpus,
+            ).set_display_name(f"train-and-gate-{task}")
+            for task, champion in (
+                ("classify", classifier_champion),
+                ("extract", extractor_champion),
+            )
+        ]
+        side_effect(on_platform(deploy_kserve(pipeline_run=run), mlflow=True, store=True)).after(
+            *models
+        ).set_display_name("canary-and-promote")

@@ -20,7 +20,7 @@ def promote(
     alias ``previous-champion``); promoting the current default again changes nothing, so a
     retried task is safe. Records the outcome and the gate's metric deltas in the retrain
     attempt. Compile with caching off (``pipelines.platform.side_effect``). The retrain pipeline
-    uses it until deploy-kserve's canary analysis takes over the promotion.
+    promotes through deploy-kserve's canary analysis instead; use this to promote without one.
 
     Args:
         task: ``classify`` or ``extract`` (how the attempt record names the model).

@@ -35,6 +35,7 @@ EXIT_NOTHING_PROCESSED = 1
 EXIT_CONFIG_OR_STORAGE = 2
 EXIT_NOT_BLESSED = 3
 EXIT_NO_RETRAIN = 4
+EXIT_ROLLED_BACK = 5
 
 ConfigOption = Annotated[
     Path | None,
@@ -633,6 +634,114 @@ def schedule(
         f"pipeline_id={result.upload.pipeline_id} version_id={result.upload.version_id} "
         f"({result.action})"
     )
+
+
+@app.command()
+def deploy(
+    classifier_version: Annotated[
+        str | None, typer.Option(help="Registered classifier version (default: challenger).")
+    ] = None,
+    extractor_version: Annotated[
+        str | None, typer.Option(help="Registered extractor version (default: challenger).")
+    ] = None,
+    pipeline_run: Annotated[
+        str, typer.Option(help="Only this run's challengers (and recorded with the rollout).")
+    ] = "",
+    ensure_serving: Annotated[
+        bool, typer.Option("--ensure-serving", help="Serve the champions if nothing serves yet.")
+    ] = False,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="local target: stop its ModelServer processes.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Canary the new versions, analyse them live, then promote or roll back (deploy section).
+
+    Exit code 0 promoted (or nothing new), 5 rolled back, 2 on bad input or a failed rollout.
+    """
+    from docloop.deploy.run import make_target, run_deploy
+    from docloop.store.registry import Registry
+
+    settings = _config(config)
+    if stop:
+        target = make_target(settings)
+        stopper = getattr(target, "stop_all", None)
+        if stopper is None:
+            console.print("[red]error:[/red] --stop only applies to deploy.target: local")
+            raise typer.Exit(EXIT_CONFIG_OR_STORAGE)
+        stopper()
+        typer.echo("stopped")
+        return
+    versions = {
+        task: version
+        for task, version in (("classify", classifier_version), ("extract", extractor_version))
+        if version
+    }
+    try:
+        registry = Registry.from_config(settings)
+        try:
+            plan, result = run_deploy(
+                settings,
+                registry,
+                versions=versions,
+                pipeline_run=pipeline_run,
+                ensure_serving=ensure_serving,
+            )
+        finally:
+            registry.close()
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    colour = {"promoted": "green", "unchanged": "green"}.get(result.status, "yellow")
+    console.print(f"[{colour}]{result.status}[/{colour}] {plan.release.label}")
+    if result.verdict is not None:
+        for reason in result.verdict.reasons:
+            console.print(f"  - {reason}")
+    versions_text = ",".join(f"{k}={v}" for k, v in plan.release.versions.items())
+    typer.echo(f"status={result.status} versions={versions_text} deployment={result.deployment_id}")
+    if result.status == "rolled_back":
+        raise typer.Exit(EXIT_ROLLED_BACK)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why (audit log and alert).")] = "rolled back by hand",
+    config: ConfigOption = None,
+) -> None:
+    """Undo the last promoted deployment: the previous predictor and champions come back."""
+    from docloop.deploy.run import run_rollback
+    from docloop.store.registry import Registry
+
+    settings = _config(config)
+    try:
+        registry = Registry.from_config(settings)
+        try:
+            undone = run_rollback(settings, registry, reason=reason)
+        finally:
+            registry.close()
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    if undone is None:
+        typer.echo("nothing to roll back")
+        return
+    typer.echo(f"rolled back deployment {undone.id} ({undone.versions})")
+
+
+@app.command()
+def status(
+    limit: Annotated[int, typer.Option(min=1, help="Rows per table.")] = 5,
+    config: ConfigOption = None,
+) -> None:
+    """The loop's story in the state store: versions, promotions, deployments, checks, retrains."""
+    from docloop.status import render_status
+
+    settings = _config(config)
+    try:
+        render_status(settings, Console(), limit)
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
 
 
 if __name__ == "__main__":

@@ -26,7 +26,14 @@ from docloop.store.tables import RetrainAttempt
 
 logger = logging.getLogger(__name__)
 
-OUTCOME_RANK = {"pending": 0, "declined": 0, "rejected": 1, "failed": 2, "promoted": 3}
+OUTCOME_RANK = {
+    "pending": 0,
+    "declined": 0,
+    "rejected": 1,
+    "rolled_back": 2,
+    "failed": 3,
+    "promoted": 4,
+}
 """When models of one attempt end differently, the attempt shows the highest-ranked outcome."""
 
 ALERT_REGISTRY = CollectorRegistry()

@@ -41,9 +41,20 @@ logger = logging.getLogger(__name__)
 class TargetState(Protocol):
     """What a target reports about its service (``ServiceState`` or the local equivalent)."""
 
-    stable_label: str | None
-    canary_label: str | None
-    canary_percent: int
+    @property
+    def stable_label(self) -> str | None:
+        """The versions serving the stable traffic."""
+        ...
+
+    @property
+    def canary_label(self) -> str | None:
+        """The versions of the canary, if one is in place."""
+        ...
+
+    @property
+    def canary_percent(self) -> int:
+        """The canary's share of traffic."""
+        ...
 
     def as_json(self) -> dict[str, Any]:
         """The state as JSON."""
@@ -87,15 +98,15 @@ class RolloutResult:
     """How a rollout ended.
 
     Attributes:
-        deployment_id: The ``deployments`` row.
-        status: ``promoted`` or ``rolled_back`` (``failed`` raises instead).
+        deployment_id: The ``deployments`` row (None: nothing was deployed).
+        status: ``promoted``, ``rolled_back`` or ``unchanged`` (``failed`` raises instead).
         changed: False when a re-run found the rollout already done.
         verdict: The last canary analysis (None: first deploy or a re-run).
         steps: Every look the analysis took.
         state: The target's state at the end.
     """
 
-    deployment_id: int
+    deployment_id: int | None
     status: str
     changed: bool
     verdict: CanaryVerdict | None

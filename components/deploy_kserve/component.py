@@ -1,0 +1,69 @@
+"""deploy-kserve: roll the new versions out as a canary, analyse it, promote or roll back."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Markdown, Output
+
+from components.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def deploy_kserve(
+    service: Output[Artifact],
+    analysis: Output[Markdown],
+    pipeline_run: str = "",
+    classifier_version: str = "",
+    extractor_version: str = "",
+    ensure_serving: bool = False,
+) -> str:
+    """Serve the new versions as a canary, compare them with the champion live, then decide.
+
+    Per model: the version given, else the ``challenger`` this pipeline run registered, else the
+    champion. On ``deploy.target: kserve`` the docloop InferenceService (KServe SDK models; both
+    models mounted by the storage initializer from their registry URIs) gets the new predictor as
+    a canary (Knative ``canaryTrafficPercent`` or Standard ``spec.canary[]``) and the step waits
+    for that generation to be ready; on ``local`` the same happens with KServe ModelServer
+    processes on 127.0.0.1 behind a traffic-splitting router. Canary analysis (``deploy.canary``:
+    error rate, p95 latency and live accuracy from reviewed predictions, minimum samples,
+    maximum duration) then promotes (all traffic; alias ``champion``, default row, audit) or rolls
+    back to the recorded previous predictor, rejects the versions and alerts. A re-run with the
+    same versions changes nothing. Compile with caching off.
+
+    Args:
+        service: Output. The InferenceService: name, namespace, URL, revisions and traffic in its
+            metadata, ``deployment.json`` in its folder.
+        analysis: Output. The decision, every check and the looks taken, in Markdown.
+        pipeline_run: The KFP run: picks this run's challengers and is recorded everywhere.
+        classifier_version: Registered classifier version to deploy; empty: as above.
+        extractor_version: Registered extractor version to deploy; empty: as above.
+        ensure_serving: With no new version, still deploy the champions where nothing serves
+            yet (the bootstrap); otherwise nothing new means nothing to do (``unchanged``).
+
+    Returns:
+        ``promoted``, ``rolled_back`` or ``unchanged``; a canary that never became ready fails
+        the step.
+    """
+    import shutil
+    from pathlib import Path
+
+    from docloop.deploy.run import ANALYSIS_FILE, STATUS_FILE, run_component
+
+    folder = Path(service.path)
+    status = run_component(
+        str(folder), pipeline_run, classifier_version, extractor_version, ensure_serving
+    )
+    shutil.copyfile(folder / ANALYSIS_FILE, analysis.path)
+    state = status.get("service") or {}
+    service.metadata.update(
+        {
+            "status": status["status"],
+            "versions": status["versions"],
+            "name": state.get("name"),
+            "namespace": state.get("namespace"),
+            "url": state.get("url"),
+            "latest_rolledout_revision": state.get("latest_rolledout_revision"),
+            "previous_rolledout_revision": state.get("previous_rolledout_revision"),
+            "traffic": state.get("traffic"),
+            "file": STATUS_FILE,
+        }
+    )
+    return str(status["status"])

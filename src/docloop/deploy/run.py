@@ -1,0 +1,377 @@
+"""The deploy and rollback steps as a pipeline (or a person) runs them: registry → rollout.
+
+:func:`plan_release` decides what to serve: per task the version named explicitly, else the
+``challenger`` this pipeline run registered (a ``candidate``), else the champion (the store's
+``default``); the champion release is what serves now. :func:`run_deploy` rolls it out on the
+configured target with :func:`~docloop.deploy.rollout.run_rollout` and, through its callbacks,
+promotes the new versions in the registry (alias ``champion``, default row, audit) or rejects
+them and alerts. :func:`run_rollback` undoes the last promoted deployment of the service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import select
+
+from docloop.config import DocloopConfig, store_url
+from docloop.deploy.analysis import VariantStats, render_markdown
+from docloop.deploy.inference_service import PredictorRelease
+from docloop.deploy.rollout import (
+    RolloutResult,
+    StatsSource,
+    Target,
+    previous_deployment,
+    run_rollout,
+    store_stats,
+)
+from docloop.errors import DeployFailed, InvalidInput
+from docloop.outcomes import record_outcome, send_alert
+from docloop.storage import Storage, join
+from docloop.store.db import Store
+from docloop.store.registry import TAG_PREFIX, Registry, model_name_for
+from docloop.store.tables import Deployment, utcnow
+
+logger = logging.getLogger(__name__)
+
+TASKS: Final = ("classify", "extract")
+STATUS_FILE: Final = "deployment.json"
+ANALYSIS_FILE: Final = "analysis.md"
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What a deploy serves, what serves now, and which versions it changes.
+
+    Attributes:
+        release: The versions to serve.
+        champion: What serves now (the defaults); None before any model is the default.
+        changed: task → version that differs from the champion.
+        served: variant label → the classifier version its predictions report (card run id).
+    """
+
+    release: PredictorRelease
+    champion: PredictorRelease | None
+    changed: dict[str, str]
+    served: dict[str, str]
+
+
+def _challenger(registry: Registry, model_name: str, pipeline_run: str) -> str | None:
+    """This run's ``challenger`` of ``model_name`` if it is still a candidate."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = registry.client.get_model_version_by_alias(model_name, "challenger")
+    except MlflowException:
+        return None
+    if pipeline_run and (version.tags or {}).get(f"{TAG_PREFIX}pipeline_run") != pipeline_run:
+        return None
+    record = registry.get_version(model_name, str(version.version))
+    return record.version if record.status == "candidate" else None
+
+
+def plan_release(
+    registry: Registry,
+    config: DocloopConfig,
+    versions: Mapping[str, str] | None = None,
+    pipeline_run: str = "",
+) -> ReleasePlan:
+    """Choose per task: the version given, else this run's challenger, else the champion.
+
+    Raises:
+        InvalidInput: A task has neither a version to deploy nor a champion.
+        RegistryError: A named version is unknown.
+    """
+    versions = versions or {}
+    storage: dict[str, str] = {}
+    chosen: dict[str, str] = {}
+    champion_storage: dict[str, str] = {}
+    champion_versions: dict[str, str] = {}
+    run_ids: dict[str, str | None] = {}
+    for task in TASKS:
+        name = model_name_for(task, config)
+        default = registry.default_version(name)
+        if default is not None:
+            champion_storage[task] = default.model_uri
+            champion_versions[task] = default.version
+            run_ids[f"champion:{task}"] = default.run_id
+        version = versions.get(task) or _challenger(registry, name, pipeline_run)
+        if version is None and default is None:
+            raise InvalidInput(
+                f"no {name} version to deploy: none was given, this run registered none and "
+                "there is no champion; run the bootstrap pipeline first"
+            )
+        record = registry.get_version(name, version) if version else default
+        assert record is not None
+        storage[task] = record.model_uri
+        chosen[task] = record.version
+        run_ids[task] = record.run_id
+    release = PredictorRelease(storage, chosen)
+    champion = (
+        PredictorRelease(champion_storage, champion_versions)
+        if set(champion_versions) == set(TASKS)
+        else None
+    )
+    changed = {t: v for t, v in chosen.items() if champion_versions.get(t) != v}
+    served = {release.label: str(run_ids.get("classify") or "")}
+    if champion is not None:
+        served[champion.label] = str(run_ids.get("champion:classify") or "")
+    return ReleasePlan(release, champion, changed, served)
+
+
+def make_target(config: DocloopConfig) -> Target:
+    """The configured target: the cluster's InferenceService or local ModelServer processes."""
+    if config.deploy.target == "kserve":
+        from docloop.deploy.kserve_target import KServeTarget
+
+        return KServeTarget(config.deploy)
+    from docloop.deploy.local_target import LocalTarget
+
+    return LocalTarget(config, prediction_log=store_url(config.store))
+
+
+def _stats(store: Store, plan: ReleasePlan, target: Target) -> StatsSource:
+    """Store-backed numbers, with failed requests where the target counts them (local router)."""
+    base = store_stats(store, plan.served)
+    errors_of = getattr(target, "variant_errors", None)
+    if errors_of is None:
+        return base
+
+    def collect(since: datetime, release: PredictorRelease, variant: str) -> VariantStats:
+        stats = base(since, release, variant)
+        requests, errors = errors_of(variant)
+        return stats.model_copy(
+            update={"requests": max(requests, stats.requests), "errors": errors}
+        )
+
+    return collect
+
+
+def run_deploy(
+    config: DocloopConfig,
+    registry: Registry,
+    *,
+    versions: Mapping[str, str] | None = None,
+    pipeline_run: str = "",
+    target: Target | None = None,
+    ensure_serving: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[ReleasePlan, RolloutResult]:
+    """Roll out what :func:`plan_release` chooses; promote or reject it in the registry.
+
+    With nothing new to serve (no challenger, no version given) nothing happens — status
+    ``unchanged`` — unless ``ensure_serving``, which deploys the champion where nothing serves
+    yet (the bootstrap's first deployment).
+
+    Raises:
+        DeployFailed: The target refused or never became ready (the canary was rolled back).
+        InvalidInput: Nothing to deploy.
+    """
+    plan = plan_release(registry, config, versions, pipeline_run)
+    if not plan.changed and not ensure_serving:
+        logger.info("nothing new to deploy: the champions %s stay as they are", plan.release.label)
+        return plan, RolloutResult(None, "unchanged", False, None)
+    target = target or make_target(config)
+    store = registry.store
+    logger.info(
+        "deploying %s (changes %s) to %s/%s on %s",
+        plan.release.label,
+        plan.changed or "nothing",
+        config.deploy.namespace,
+        config.deploy.service_name,
+        config.deploy.target,
+    )
+
+    def on_promote() -> None:
+        for task, version in plan.changed.items():
+            reason = f"canary analysis passed on {config.deploy.target} ({plan.release.label})"
+            registry.promote(
+                model_name_for(task, config), version, reason=reason, run_id=pipeline_run or None
+            )
+            if pipeline_run:
+                record_outcome(store, pipeline_run, task, "promoted", [reason])
+
+    def on_rollback(reasons: Sequence[str]) -> None:
+        for task, version in plan.changed.items():
+            registry.reject(
+                model_name_for(task, config),
+                version,
+                [f"canary rolled back: {r}" for r in reasons[:1]],
+                run_id=pipeline_run or None,
+            )
+            if pipeline_run:
+                record_outcome(store, pipeline_run, task, "rolled_back", list(reasons))
+        send_alert(
+            config.alerts,
+            "canary_rolled_back",
+            f"canary {plan.release.label} rolled back, champion kept: {reasons[0]}",
+            {"versions": dict(plan.release.versions), "run_id": pipeline_run, "reasons": reasons},
+        )
+
+    result = run_rollout(
+        target,
+        store,
+        config.deploy,
+        plan.release,
+        plan.champion.label if plan.champion else None,
+        _stats(store, plan, target),
+        on_promote=on_promote,
+        on_rollback=on_rollback,
+        pipeline_run=pipeline_run,
+        clock=clock,
+        sleep=sleep,
+    )
+    return plan, result
+
+
+def run_rollback(
+    config: DocloopConfig,
+    registry: Registry,
+    *,
+    reason: str,
+    pipeline_run: str = "",
+    target: Target | None = None,
+) -> Deployment | None:
+    """Undo the last promoted deployment: the recorded predictor back, the previous champions.
+
+    Idempotent: with nothing promoted after the previous deployment, it changes nothing and
+    returns None.
+
+    Raises:
+        DeployFailed: The last deployment recorded nothing to go back to (it was the first).
+    """
+    store = registry.store
+    with store.read() as session:
+        last = session.scalar(
+            select(Deployment)
+            .where(Deployment.service == config.deploy.service_name)
+            .where(Deployment.namespace == config.deploy.namespace)
+            .where(Deployment.status == "promoted")
+            .order_by(Deployment.id.desc())
+            .limit(1)
+        )
+        if last is not None:
+            session.expunge(last)
+    if last is None:
+        logger.info(
+            "no promoted deployment of %s: nothing to roll back", config.deploy.service_name
+        )
+        return None
+    if not last.previous:
+        raise DeployFailed(
+            f"deployment {last.id} of {config.deploy.service_name} was the first; there is no "
+            "earlier predictor to roll back to"
+        )
+    target = target or make_target(config)
+    target.rollback(last.previous)
+    before = previous_deployment(store, config.deploy.service_name, int(last.id))
+    for task, version in (before.versions if before else {}).items():
+        name = model_name_for(task, config)
+        current = registry.default_version(name)
+        if current is not None and current.version != version:
+            registry.rollback_to(name, version, reason=reason, run_id=pipeline_run or None)
+    with store.write() as session:
+        row = session.get(Deployment, last.id)
+        assert row is not None
+        row.status = "rolled_back"
+        row.reason = f"rolled back: {reason}"
+        row.updated_at = utcnow()
+    send_alert(
+        config.alerts,
+        "rolled_back",
+        f"{config.deploy.service_name} rolled back from {last.versions}: {reason}",
+        {"deployment": int(last.id), "run_id": pipeline_run},
+    )
+    return last
+
+
+def write_outputs(
+    storage: Storage, output_uri: str, plan: ReleasePlan, result: RolloutResult
+) -> dict[str, Any]:
+    """``deployment.json`` (the typed artifact's metadata) and ``analysis.md``."""
+    status = {
+        "deployment_id": result.deployment_id,
+        "status": result.status,
+        "changed": result.changed,
+        "versions": dict(plan.release.versions),
+        "label": plan.release.label,
+        "champion": plan.champion.label if plan.champion else None,
+        "promoted_versions": plan.changed if result.status == "promoted" else {},
+        "service": result.state,
+    }
+    storage.write_bytes(
+        join(output_uri, STATUS_FILE),
+        json.dumps(status, indent=2).encode(),
+        content_type="application/json",
+    )
+    why = "first deployment or already serving" if result.changed else "re-run: already done"
+    markdown = (
+        render_markdown(result.verdict, result.steps)
+        if result.verdict is not None
+        else f"# Deploy: **{result.status.upper()}**\n\n{plan.release.label}: no canary "
+        f"analysis ({'no new version to deploy' if result.status == 'unchanged' else why}).\n"
+    )
+    storage.write_bytes(
+        join(output_uri, ANALYSIS_FILE), markdown.encode(), content_type="text/markdown"
+    )
+    return status
+
+
+def run_component(
+    output_dir: str,
+    pipeline_run: str = "",
+    classifier_version: str = "",
+    extractor_version: str = "",
+    ensure_serving: bool = False,
+) -> dict[str, Any]:
+    """The deploy-kserve component's body: config → plan → rollout → ``deployment.json``.
+
+    Returns:
+        The status JSON (also written to ``output_dir``).
+    """
+    from docloop.config import load_config
+
+    config = load_config()
+    versions = {
+        task: version
+        for task, version in (("classify", classifier_version), ("extract", extractor_version))
+        if version
+    }
+    registry = Registry.from_config(config)
+    try:
+        plan, result = run_deploy(
+            config,
+            registry,
+            versions=versions,
+            pipeline_run=pipeline_run,
+            ensure_serving=ensure_serving,
+        )
+        return write_outputs(Storage(config.storage), output_dir, plan, result)
+    finally:
+        registry.close()
+
+
+def run_rollback_component(reason: str, pipeline_run: str = "") -> dict[str, Any]:
+    """The rollback component's body: undo the last promoted deployment (idempotent).
+
+    Returns:
+        ``{"rolled_back": bool, "deployment_id": ..., "versions": ...}``.
+    """
+    from docloop.config import load_config
+
+    config = load_config()
+    registry = Registry.from_config(config)
+    try:
+        undone = run_rollback(config, registry, reason=reason, pipeline_run=pipeline_run)
+    finally:
+        registry.close()
+    if undone is None:
+        return {"rolled_back": False, "deployment_id": None, "versions": None}
+    return {"rolled_back": True, "deployment_id": int(undone.id), "versions": undone.versions}
