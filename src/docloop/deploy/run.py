@@ -179,6 +179,9 @@ def run_deploy(
         logger.info("nothing new to deploy: the champions %s stay as they are", plan.release.label)
         return plan, RolloutResult(None, "unchanged", False, None)
     target = target or make_target(config)
+    heal = getattr(target, "heal", None)  # local target: restart servers that died (a reboot)
+    if heal is not None:
+        heal()
     store = registry.store
     logger.info(
         "deploying %s (changes %s) to %s/%s on %s",
