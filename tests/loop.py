@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.object_stores import free_port
+
 BASE_DOCS = 24
 CORPUS_SEED = 5
 
@@ -96,7 +98,14 @@ def fork(world: World, target: Path) -> World:
         shutil.copytree(world.root / "data", target / "data")
     env = world_env(target)
     return World(
-        target, {**world.env, **{k: env[k] for k in env if k != "TMPDIR"}, "TMPDIR": env["TMPDIR"]}
+        target,
+        {
+            **world.env,
+            **{k: env[k] for k in env if k != "TMPDIR"},
+            "TMPDIR": env["TMPDIR"],
+            # the local deploy target's router: one port per world
+            "DOCLOOP__DEPLOY__LOCAL_PORT": str(free_port()),
+        },
     )
 
 

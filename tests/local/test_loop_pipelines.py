@@ -1,11 +1,14 @@
-"""The feedback loop end to end through kfp.local: drift check -> retrain -> promote or reject.
+"""The feedback loop end to end through kfp.local: drift check -> retrain -> canary -> promote.
 
-Each scenario forks the bootstrapped world (tests/loop.py), serves its champions with a real
-``docloop serve`` subprocess on 127.0.0.1 logging predictions into the state store, sends drifted
-traffic (the synthetic ``new_template`` scenario), lets a simulated reviewer answer through the
-feedback API (FastAPI in-process on the same store), and runs the drift-check pipeline, whose
-nested retrain pipeline trains, gates, and promotes or rejects. Alerts go to a real HTTP webhook
-on 127.0.0.1. Nothing is mocked; what cannot run here (Kubernetes) is not involved.
+Each scenario forks the bootstrapped world (tests/loop.py) and serves its champions on the local
+deploy target — real ``docloop serve`` (KServe ModelServer) processes on 127.0.0.1 behind the
+traffic-splitting router, logging predictions into the state store — then sends drifted traffic
+(the synthetic ``new_template`` scenario), lets a simulated reviewer answer through the feedback
+API (FastAPI in-process on the same store), and runs the drift-check pipeline, whose nested
+retrain pipeline trains, gates, registers, canaries and promotes (or rejects). While the pipeline
+runs, live traffic and reviews keep flowing through the router, so the canary analysis judges the
+canary on real answers. Alerts go to a real HTTP webhook on 127.0.0.1. Nothing is mocked; what
+cannot run here (Kubernetes) is not involved.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -21,11 +25,21 @@ from pathlib import Path
 import pytest
 
 from tests.loop import World, fork, in_world
-from tests.serving import TinyModels, start_predictor, stop_predictor
 
 pytestmark = pytest.mark.local
 
 DRIFT_DOCS = 20
+# A quick canary: half the live traffic, a few answers and reviews per variant are enough, and
+# tiny models' noisy live accuracy may not veto a promotion (the rules are tested on their own).
+CANARY_ENV = {
+    "DOCLOOP__DEPLOY__CANARY__TRAFFIC_PERCENT": "50",
+    "DOCLOOP__DEPLOY__CANARY__MIN_REQUESTS": "6",
+    "DOCLOOP__DEPLOY__CANARY__MIN_FEEDBACK": "3",
+    "DOCLOOP__DEPLOY__CANARY__POLL_S": "2",
+    "DOCLOOP__DEPLOY__CANARY__MAX_DURATION_S": "180",
+    "DOCLOOP__DEPLOY__CANARY__MAX_ACCURACY_DROP": "0.5",
+    "DOCLOOP__DEPLOY__CANARY__MAX_P95_LATENCY_RATIO": "5",
+}
 
 
 @dataclass
@@ -36,6 +50,7 @@ class Scenario:
     verdicts: int
     corrections: int
     webhook: list[dict[str, object]]
+    served: str | None
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -64,18 +79,6 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
         server.shutdown()
 
 
-def _champion_folders(world: World) -> TinyModels:
-    from docloop.config import load_config
-    from docloop.evaluate import resolve_model_uri
-
-    config = load_config(environ=world.env)
-    folders = [
-        Path(resolve_model_uri(f"models:/{name}@champion", config.tracking).removeprefix("file://"))
-        for name in (config.registry.classifier_name, config.registry.extractor_name)
-    ]
-    return TinyModels(folders[0], folders[1], "", "", [], [])
-
-
 def _drifted_examples(root: Path) -> list[object]:
     from docloop.config import PreprocessConfig
     from docloop.datasets.build import labelled_entities, read_labels
@@ -94,46 +97,137 @@ def _drifted_examples(root: Path) -> list[object]:
     )
 
 
+class LiveTraffic:
+    """A thread sending drifted documents through the router and reviewing every answer."""
+
+    def __init__(self, url: str, examples: list[object], api: object, seed: int = 7) -> None:
+        self.url = url
+        self.examples = examples
+        self.api = api
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.sent = 0
+        self.stored = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LiveTraffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+    def _run(self) -> None:
+        import httpx
+
+        from docloop.simulate import request_predictions, review, send_feedback
+
+        pending: list[object] = []
+        with httpx.Client(base_url=self.url) as client:
+            while not self.stop.is_set():
+                chunk = self.rng.sample(self.examples, 4)
+                try:
+                    answers = request_predictions(client, "docloop", chunk)  # type: ignore[arg-type]
+                except (httpx.HTTPError, RuntimeError):
+                    self.stop.wait(1.0)  # the router switches variants; try again
+                    continue
+                self.sent += len(answers)
+                pending += review(answers, chunk, rng=self.rng)  # type: ignore[arg-type]
+                self.stop.wait(1.5)  # the prediction log flushes after 1 s idle
+                counts = send_feedback(self.api, pending)  # type: ignore[arg-type]
+                self.stored += counts["stored"]
+                if counts["refused"] == 0:  # else: not logged yet, sent again (same keys)
+                    pending = []
+
+
 def run_scenario(
-    bootstrapped: World, target: Path, extra_env: dict[str, str], wrong_rate: float = 0.0
+    bootstrapped: World,
+    target: Path,
+    extra_env: dict[str, str],
+    wrong_rate: float = 0.0,
+    *,
+    live: bool = False,
 ) -> Scenario:
-    """Fork, serve, send drifted traffic, review it, then run the drift-check pipeline."""
+    """Fork, serve locally, send drifted traffic, review it, then run the drift-check pipeline.
+
+    With ``live``, traffic and reviews keep flowing while the pipeline runs (a canary needs
+    them); without, the drift check sees exactly the reviews sent before it.
+    """
     import httpx
     from fastapi.testclient import TestClient
 
     from docloop.config import load_config
+    from docloop.deploy.local_target import LocalTarget
+    from docloop.deploy.run import run_deploy
     from docloop.feedback.api import create_app
     from docloop.simulate import request_predictions, review, send_feedback
     from docloop.store import open_store
+    from docloop.store.registry import Registry
     from pipelines.drift_check import drift_check
 
     world = fork(bootstrapped, target)
-    env = {**world.env, **extra_env}
+    env = {**world.env, **CANARY_ENV, **extra_env}
     examples = _drifted_examples(target)
     with in_world(env, target / "pipeline-root"):
-        predictor = start_predictor(
-            _champion_folders(world), target / "serve", "--prediction-log", world.store_url
-        )
+        config = load_config()
+        local = LocalTarget(config, prediction_log=world.store_url)
         try:
-            with httpx.Client(base_url=predictor.url) as client:
-                answers = request_predictions(client, predictor.name, examples)  # type: ignore[arg-type]
+            registry = Registry.from_config(config)
+            try:
+                _, first = run_deploy(config, registry, target=local, ensure_serving=True)
+            finally:
+                registry.close()
+            assert first.status == "promoted"
+            with httpx.Client(base_url=local.url) as client:
+                answers = request_predictions(client, "docloop", examples)  # type: ignore[arg-type]
+            verdicts = review(answers, examples, rng=random.Random(3), wrong_rate=wrong_rate)  # type: ignore[arg-type]
+            time.sleep(1.5)  # the servers' prediction log flushes after 1 s idle
+            store = open_store(world.store_url)
+            try:
+                with TestClient(create_app(load_config(), store)) as api:
+                    counts = send_feedback(api, verdicts)
+                    assert counts == {"stored": len(verdicts), "refused": 0}
+                    steps = int(env.get("TEST_MAX_STEPS", "2"))
+                    if live:
+                        with LiveTraffic(local.url, examples, api):
+                            drift_check(max_steps=steps)
+                    else:
+                        drift_check(max_steps=steps)
+            finally:
+                store.close()
+            served = local.state()
         finally:
-            stop_predictor(predictor)  # flushes the prediction log
-        verdicts = review(answers, examples, rng=random.Random(3), wrong_rate=wrong_rate)  # type: ignore[arg-type]
-        store = open_store(world.store_url)
-        try:
-            with TestClient(create_app(load_config(), store)) as api:
-                counts = send_feedback(api, verdicts)
-        finally:
-            store.close()
-        assert counts == {"stored": len(verdicts), "refused": 0}
-        drift_check(max_steps=int(env.get("TEST_MAX_STEPS", "2")))
+            local.stop_all()
     return Scenario(
         world=World(target, env),
         verdicts=len(verdicts),
         corrections=sum(v.kind == "correction" for v in verdicts),
         webhook=[],
+        served=served.stable_label if served else None,
     )
+
+
+def _deployments(world: World) -> list[dict[str, object]]:
+    from sqlalchemy import select
+
+    from docloop.store import open_store
+    from docloop.store.tables import Deployment
+
+    store = open_store(world.store_url)
+    try:
+        with store.read() as session:
+            rows = session.scalars(select(Deployment).order_by(Deployment.id)).all()
+            return [
+                {
+                    "label": ".".join(f"{t}-{v}" for t, v in sorted(r.versions.items())),
+                    "status": r.status,
+                    "analysis": r.analysis,
+                }
+                for r in rows
+            ]
+    finally:
+        store.close()
 
 
 def _attempts(world: World) -> list[object]:
@@ -164,6 +258,7 @@ def test_drift_triggers_a_retrain_whose_candidates_are_promoted(
         bootstrapped,
         tmp_path,
         {"DOCLOOP__TRIGGER__MIN_NEW_SAMPLES": "5", "TEST_MAX_STEPS": "30"},
+        live=True,
     )
     attempts = _attempts(scenario.world)
     assert attempts and attempts[-1]["outcome"] == "promoted", attempts  # type: ignore[index]
@@ -175,23 +270,39 @@ def test_drift_triggers_a_retrain_whose_candidates_are_promoted(
             assert [entry.action for entry in registry.audit_log(name)][-1] == "promote"
     finally:
         registry.close()
+    # served first as v1, then v2 as a canary that the live analysis promoted
+    first, canary = _deployments(scenario.world)
+    assert (first["label"], first["status"]) == ("classify-1.extract-1", "promoted")
+    assert (canary["label"], canary["status"]) == ("classify-2.extract-2", "promoted"), canary
+    verdict = canary["analysis"]["verdict"]
+    assert verdict["decision"] == "promote" and verdict["canary"]["requests"] >= 6
+    assert verdict["canary"]["reviewed"] >= 3 and verdict["champion"]["reviewed"] >= 3
+    assert scenario.served == "classify-2.extract-2"
 
 
 def test_the_policy_declines_without_enough_reviewed_samples(
     bootstrapped: World, tmp_path: Path
 ) -> None:
+    from docloop.monitor.sources import recent_checks
     from docloop.store import open_store
     from docloop.store.registry import Registry
 
     scenario = run_scenario(
         bootstrapped, tmp_path, {"DOCLOOP__TRIGGER__MIN_NEW_SAMPLES": str(DRIFT_DOCS + 1)}
     )
-    assert all(a["outcome"] in ("declined",) for a in _attempts(scenario.world))  # type: ignore[index]
+    assert _attempts(scenario.world) == []  # a decline is no attempt ...
+    store = open_store(scenario.world.store_url)
+    try:
+        (check,) = recent_checks(store)  # ... but it is recorded, with its reasons
+    finally:
+        store.close()
+    assert not check.trigger and "min_new_samples" in check.blockers
     registry = Registry(open_store(scenario.world.store_url), scenario.world.tracking_uri)
     try:
         assert len(registry.versions("docloop-classifier")) == 1  # nothing was retrained
     finally:
         registry.close()
+    assert [d["label"] for d in _deployments(scenario.world)] == ["classify-1.extract-1"]
 
 
 def test_a_rejected_candidate_keeps_the_champion_and_alerts(
@@ -222,3 +333,5 @@ def test_a_rejected_candidate_keeps_the_champion_and_alerts(
             assert default is not None and default.version == "1"
     finally:
         registry.close()
+    assert scenario.served == "classify-1.extract-1"
+    assert [d["label"] for d in _deployments(scenario.world)] == ["classify-1.extract-1"]

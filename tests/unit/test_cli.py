@@ -64,3 +64,26 @@ def test_synth_rejects_unknown_scenario(tmp_path: Path) -> None:
     code, output = run("synth", "--out", str(tmp_path / "c"), "--docs", "1", "--scenario", "nope")
     assert code == 2
     assert "new_template" in output
+
+
+def _settings(tmp_path: Path) -> Path:
+    text = (
+        f"data_root: {tmp_path / 'data'}\n"
+        f"store:\n  url: sqlite:///{tmp_path / 'state.db'}\n"
+        f"tracking:\n  mlflow_tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\n"
+    )
+    return documents.write(tmp_path, "docloop.yaml", text.encode())
+
+
+def test_status_on_a_new_store_prints_empty_tables(tmp_path: Path) -> None:
+    code, output = run("status", "--config", str(_settings(tmp_path)))
+    assert code == 0
+    for title in ("Model versions", "Promotion audit", "Deployments", "Drift checks", "Retrain"):
+        assert title in output
+
+
+def test_deploy_without_any_model_says_to_bootstrap_first(tmp_path: Path) -> None:
+    code, output = run("deploy", "--config", str(_settings(tmp_path)))
+    assert code == 2 and "run the bootstrap pipeline first" in output
+    code, output = run("rollback", "--config", str(_settings(tmp_path)))
+    assert code == 0 and "nothing to roll back" in output
