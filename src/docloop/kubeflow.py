@@ -970,3 +970,25 @@ def _quiet() -> Iterator[None]:
     for line in captured.getvalue().splitlines():
         if line.strip():
             logger.debug("kfp: %s", line)
+
+
+def run_locally(name: str, pipeline_root: Path, root: Path | None = None, **arguments: Any) -> None:
+    """Run the pipeline ``pipelines/<name>.py`` through ``kfp.local`` in this interpreter's venv.
+
+    Each task is a subprocess of the current Python (``SubprocessRunner(use_venv=False)``), so
+    docloop must be installed here; a failed task raises (``kfp.local``'s ``raise_on_error``).
+
+    Raises:
+        ConfigError: ``name`` is not a docloop pipeline.
+    """
+    if name not in PIPELINE_NAMES:
+        raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")
+    import kfp.local
+
+    _importable(root or project_root())
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    kfp.local.init(
+        runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root)
+    )
+    module = importlib.import_module(f"pipelines.{name}")
+    getattr(module, name)(**arguments)

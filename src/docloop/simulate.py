@@ -174,3 +174,71 @@ def send_feedback(
                 counts["refused"] += 1
                 logger.warning("feedback refused (%d): %s", single.status_code, single.text)
     return counts
+
+
+class LiveTraffic:
+    """Production while a pipeline runs: a thread sends documents and reviews every answer.
+
+    Every ``interval_s`` it sends ``per_round`` random examples to the predictor (the local
+    target's router), waits for the prediction log to flush, and posts the reviewer's verdicts;
+    verdicts the API refuses because their prediction is not logged yet are sent again next round
+    (same idempotency keys, so nothing is stored twice). Use as a context manager around the
+    pipeline run; a canary analysis then judges both variants on real answers.
+    """
+
+    def __init__(
+        self,
+        predictor_url: str,
+        model_name: str,
+        examples: Sequence[DocumentExample],
+        feedback_api: HttpClient,
+        *,
+        seed: int = 7,
+        per_round: int = 4,
+        interval_s: float = 1.5,
+        wrong_rate: float = 0.0,
+    ) -> None:
+        """Configure the traffic (nothing is sent before ``__enter__``)."""
+        import threading
+
+        self.predictor_url = predictor_url
+        self.model_name = model_name
+        self.examples = list(examples)
+        self.feedback_api = feedback_api
+        self.rng = random.Random(seed)
+        self.per_round = min(per_round, len(self.examples))
+        self.interval_s = interval_s
+        self.wrong_rate = wrong_rate
+        self.sent = 0
+        self.stored = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-traffic", daemon=True)
+
+    def __enter__(self) -> LiveTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        import httpx
+
+        pending: list[FeedbackEvent] = []
+        with httpx.Client(base_url=self.predictor_url) as client:
+            while not self._stop.is_set():
+                chunk = self.rng.sample(self.examples, self.per_round)
+                try:
+                    answers = request_predictions(client, self.model_name, chunk)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    logger.info("live traffic: %s; trying again", exc)
+                    self._stop.wait(1.0)  # e.g. the router switching variants
+                    continue
+                self.sent += len(answers)
+                pending += review(answers, chunk, rng=self.rng, wrong_rate=self.wrong_rate)
+                self._stop.wait(self.interval_s)  # the prediction log flushes after 1 s idle
+                counts = send_feedback(self.feedback_api, pending)
+                self.stored += counts["stored"]
+                if counts["refused"] == 0:
+                    pending = []

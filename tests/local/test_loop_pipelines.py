@@ -97,50 +97,6 @@ def _drifted_examples(root: Path) -> list[object]:
     )
 
 
-class LiveTraffic:
-    """A thread sending drifted documents through the router and reviewing every answer."""
-
-    def __init__(self, url: str, examples: list[object], api: object, seed: int = 7) -> None:
-        self.url = url
-        self.examples = examples
-        self.api = api
-        self.rng = random.Random(seed)
-        self.stop = threading.Event()
-        self.sent = 0
-        self.stored = 0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> LiveTraffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(60)
-
-    def _run(self) -> None:
-        import httpx
-
-        from docloop.simulate import request_predictions, review, send_feedback
-
-        pending: list[object] = []
-        with httpx.Client(base_url=self.url) as client:
-            while not self.stop.is_set():
-                chunk = self.rng.sample(self.examples, 4)
-                try:
-                    answers = request_predictions(client, "docloop", chunk)  # type: ignore[arg-type]
-                except (httpx.HTTPError, RuntimeError):
-                    self.stop.wait(1.0)  # the router switches variants; try again
-                    continue
-                self.sent += len(answers)
-                pending += review(answers, chunk, rng=self.rng)  # type: ignore[arg-type]
-                self.stop.wait(1.5)  # the prediction log flushes after 1 s idle
-                counts = send_feedback(self.api, pending)  # type: ignore[arg-type]
-                self.stored += counts["stored"]
-                if counts["refused"] == 0:  # else: not logged yet, sent again (same keys)
-                    pending = []
-
-
 def run_scenario(
     bootstrapped: World,
     target: Path,
@@ -161,7 +117,7 @@ def run_scenario(
     from docloop.deploy.local_target import LocalTarget
     from docloop.deploy.run import run_deploy
     from docloop.feedback.api import create_app
-    from docloop.simulate import request_predictions, review, send_feedback
+    from docloop.simulate import LiveTraffic, request_predictions, review, send_feedback
     from docloop.store import open_store
     from docloop.store.registry import Registry
     from pipelines.drift_check import drift_check
@@ -190,7 +146,7 @@ def run_scenario(
                     assert counts == {"stored": len(verdicts), "refused": 0}
                     steps = int(env.get("TEST_MAX_STEPS", "2"))
                     if live:
-                        with LiveTraffic(local.url, examples, api):
+                        with LiveTraffic(local.url, "docloop", examples, api):  # type: ignore[arg-type]
                             drift_check(max_steps=steps)
                     else:
                         drift_check(max_steps=steps)
