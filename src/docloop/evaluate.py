@@ -15,6 +15,7 @@ registered version's source folder.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -192,8 +193,16 @@ def run_component(
     if feedback_holdout_uri:
         holdouts["feedback"] = feedback_holdout_uri
     elif not holdout_dir.endswith(".parquet") and storage.exists(bundled):
-        # a retrain-mode dataset carries the reviewed documents it kept out of training
-        holdouts["feedback"] = bundled
+        # a retrain-mode dataset carries the reviewed documents it kept out of training; few
+        # new reviews can leave it empty, and then the frozen holdout gates alone
+        if _parquet_rows(storage, bundled):
+            holdouts["feedback"] = bundled
+        else:
+            logger.warning(
+                "%s holds no documents (too few new reviews per type to keep any out of "
+                "training); gating on the frozen holdout alone",
+                bundled,
+            )
     incumbent = resolve_model_uri(incumbent_uri, settings.tracking) if incumbent_uri else None
     outcome = run_evaluation(
         task,  # type: ignore[arg-type]
@@ -329,6 +338,13 @@ def _write_outputs(storage: Storage, outcome: EvaluationOutcome) -> None:
         outcome.gate.model_dump_json(indent=2).encode("utf-8"),
         content_type="application/json",
     )
+
+
+def _parquet_rows(storage: Storage, uri: str) -> int:
+    """Rows of a Parquet file, from its footer (nothing is decoded)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(io.BytesIO(storage.read_bytes(uri))).metadata.num_rows)
 
 
 def _check_holdout_names(holdouts: Mapping[str, str]) -> None:

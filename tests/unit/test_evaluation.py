@@ -310,6 +310,26 @@ def test_the_component_body_gates_a_first_extractor_on_floors_only(
     assert "none: first model" in outcome.html
 
 
+@pytest.mark.parametrize("kept_out", [0, 4])
+def test_the_component_body_gates_on_the_bundled_feedback_holdout_unless_it_is_empty(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept_out: int
+) -> None:
+    """A retrain dataset's feedback_holdout.parquet joins the gate; an empty one is skipped."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DOCLOOP__GATE__EXTRACT_FLOOR", "0.0")
+    dataset = tmp_path / "dataset"
+    shutil.copytree(trained.dataset, dataset)
+    reviewed = read_examples(Storage(), str(trained.dataset / "holdout.parquet"))[:kept_out]
+    write_examples(Storage(), str(dataset / "feedback_holdout.parquet"), reviewed)
+
+    outcome = run_component(
+        "extract", str(trained.extractor), str(dataset), "", "", str(tmp_path / "gate")
+    )
+
+    expected = {"frozen", "feedback"} if kept_out else {"frozen"}
+    assert set(outcome.candidate) == expected and outcome.blessed
+
+
 class FakeRegistry:
     """The two MlflowClient calls resolve_model_uri makes."""
 
