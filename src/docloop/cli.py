@@ -36,6 +36,7 @@ EXIT_CONFIG_OR_STORAGE = 2
 EXIT_NOT_BLESSED = 3
 EXIT_NO_RETRAIN = 4
 EXIT_ROLLED_BACK = 5
+EXIT_CLAIM_NOT_MET = 6
 
 ConfigOption = Annotated[
     Path | None,
@@ -76,7 +77,7 @@ def main(
         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
         force=True,
     )
-    for noisy in ("botocore", "urllib3", "google", "PIL", "filelock"):
+    for noisy in ("botocore", "urllib3", "google", "PIL", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -99,16 +100,29 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
         ".docloop/demo"
     ),
-    docs: Annotated[int, typer.Option(min=1, help="Synthetic documents to generate.")] = 16,
-    seed: Annotated[int, typer.Option(help="Corpus seed.")] = 0,
+    report: Annotated[Path, typer.Option(help="Where index.html goes.")] = Path("demo-report"),
+    size: Annotated[str, typer.Option(help="full (make demo) or small (the CI test).")] = "full",
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The local router's port (127.0.0.1).")
+    ] = 8080,
 ) -> None:
-    """Run the main job end to end on the embedded defaults (what `make demo` runs)."""
+    """Run the whole self-improving loop on this machine (what `make demo` runs).
+
+    Bootstrap V1, serve it, drifted traffic and reviews, drift check -> retrain -> canary -> V2,
+    a second round whose candidate must fail, then demo-report/index.html. Exit code 0 when the
+    loop did what it claims, 6 when a claim does not hold (the report says which), 2 on errors.
+    """
     from docloop.demo import print_summary, run_demo
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    with _progress() as progress:
-        summary = run_demo(workdir, docs, seed, progress)
-    print_summary(summary, Console())
+    try:
+        with _progress() as progress:
+            result = run_demo(workdir, report_dir=report, size=size, port=port, progress=progress)
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    print_summary(result, Console())
+    if not all(result.claims.values()):
+        raise typer.Exit(EXIT_CLAIM_NOT_MET)
 
 
 @app.command()

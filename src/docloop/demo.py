@@ -1,129 +1,587 @@
-"""The main job on the embedded defaults (``make demo``).
+"""The main job on the embedded defaults (``make demo``): the whole self-improving loop, locally.
 
-Today it runs the first stage of the loop end to end on one machine: a synthetic labelled corpus
-(``base`` scenario, born-digital and scanned PDFs) -> preprocess (text layer or OCR, quarantine) ->
-a check of how many labelled entities survive OCR. Later stages (train, gate, register, serve,
-feedback, drift, retrain, canary) join as they land; see docs/architecture.md.
+1. A synthetic ``base`` corpus → the **bootstrap** pipeline (``kfp.local``) → Model V1
+   (classifier + extractor) registered as champion and served on the local deploy target
+   (KServe ModelServer processes on 127.0.0.1 behind the traffic router).
+2. Production traffic from drifted scenarios (``new_template`` + ``new_vendor``) through the
+   router; a simulated reviewer answers through the feedback API (a few deliberately wrong
+   corrections, so the quality rules have work).
+3. The **drift-check** pipeline → trigger → nested **retrain** → V2 gated against V1 → canary on
+   the local target with live traffic → canary analysis → promoted.
+4. A second round that must fail: ``scan_quality`` traffic and a one-step training budget → the
+   candidate is rejected by the gate → the **alternate path** (champion kept, attempt
+   ``rejected``, alert received by a webhook on 127.0.0.1).
+5. ``demo-report/index.html`` (``docloop.demo_report``) and a rich summary.
 
-Idempotent: the corpus is deterministic for (docs, seed) and is reused when already there; the
-second preprocess run skips every unchanged document.
+V1 and V2 are scored on holdouts no training saw: the bootstrap's frozen holdout (old data) and
+a drifted test set generated for the demo and never served. The numbers are whatever they are;
+the report says in red when V2 does not recover the drift or forgets the old data.
+
+Idempotent by starting over: a second run stops the previous run's servers and deletes its
+state (databases, pipeline outputs, served documents) but reuses the synthetic corpora and their
+preprocessed pages, which are deterministic for the size and the seed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import random
+import shutil
+import threading
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any, Final
 
+import yaml
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from docloop.config import load_config
+from docloop.config import DocloopConfig, load_config, store_url
 from docloop.datasets.build import labelled_entities, read_labels
-from docloop.documents.labels import entity_recovery
+from docloop.datasets.examples import DocumentExample, build_examples, read_examples
 from docloop.documents.preprocess import preprocess, read_page_records
-from docloop.documents.synth import SynthDocument, generate_corpus
+from docloop.documents.synth import generate_corpus
+from docloop.errors import DocloopError
 from docloop.storage import Storage
 
 logger = logging.getLogger(__name__)
 
-DEMO_DOCS = 16
-DEMO_SEED = 0
+DRIFT_SCENARIOS: Final = ("new_template", "new_vendor")
+FAIL_SCENARIO: Final = "scan_quality"
+MODEL_NAME: Final = "docloop"
+TASKS: Final = ("classify", "extract")
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is (``full`` for ``make demo``; ``small`` for the CI test).
+
+    Attributes:
+        name: The size's name.
+        base_docs: Labelled ``base`` documents for the bootstrap.
+        drift_docs: Served documents per drift scenario in round 1.
+        test_docs: Drifted holdout documents per drift scenario (never served, never trained).
+        fail_docs: ``scan_quality`` documents served in round 2.
+        max_steps: Training steps per model (bootstrap and round 1).
+        scanned_fraction: Share of scanned (OCR'd) documents in the corpora.
+        canary_requests: Answers per variant before the canary analysis decides.
+        extract_floor: The gate's entity-F1 floor (a first extractor below it is not registered).
+    """
+
+    name: str
+    base_docs: int
+    drift_docs: int
+    test_docs: int
+    fail_docs: int
+    max_steps: int
+    scanned_fraction: float
+    canary_requests: int
+    extract_floor: float
+
+
+SIZES: Final = {
+    "full": DemoSize("full", 150, 36, 18, 12, 90, 0.1, 12, 0.3),
+    # seconds of training: a tiny extractor may not reach any floor, so the small size has none
+    "small": DemoSize("small", 40, 14, 6, 6, 40, 0.0, 6, 0.0),
+}
 
 
 @dataclass
-class DemoSummary:
-    """What the demo did and measured."""
+class Scores:
+    """One model version on one holdout: the key metric and the per-label F1."""
 
+    metric: float
+    per_label: dict[str, float]
     documents: int
-    scanned: int
-    pages_ocr: int
-    pages_text_layer: int
-    skipped: int
-    quarantined: int
-    entities: int
-    entity_recovery: float
-    entity_recovery_scanned: float
+
+
+@dataclass
+class DemoResult:
+    """What the demo did and measured (also ``demo-summary.json``)."""
+
+    size: str
     seconds: float
+    stages: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, dict[str, dict[str, Scores]]] = field(default_factory=dict)
+    """version → holdout (``old``, ``drifted``) → task → scores."""
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    """``V1``/``V2``/``final`` → task → registry version."""
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    round2_by_hand: bool = False
+    round2_rejected: bool = False
+    report: str = ""
+    claims: dict[str, bool] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The result as JSON."""
+        return {
+            "size": self.size,
+            "seconds": self.seconds,
+            "stages": self.stages,
+            "versions": self.versions,
+            "scores": {
+                version: {
+                    holdout: {task: vars(s) for task, s in by_task.items()}
+                    for holdout, by_task in by_holdout.items()
+                }
+                for version, by_holdout in self.scores.items()
+            },
+            "alerts": self.alerts,
+            "round2_by_hand": self.round2_by_hand,
+            "round2_rejected": self.round2_rejected,
+            "claims": self.claims,
+            "report": self.report,
+        }
 
 
-def load_labels(corpus: Path) -> list[SynthDocument]:
-    """Read the corpus's labels.jsonl."""
-    lines = (corpus / "labels.jsonl").read_text(encoding="utf-8").splitlines()
-    return [SynthDocument.model_validate_json(line) for line in lines if line.strip()]
+class _Alerts(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        self.received.append(json.loads(self.rfile.read(length) or b"{}"))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the demo reports alerts itself."""
 
 
-def ensure_corpus(
-    corpus: Path, docs: int, seed: int, progress: Progress | None = None
-) -> list[SynthDocument]:
-    """Generate the corpus unless the same one (same docs and seed) is already there."""
-    if (corpus / "labels.jsonl").is_file():
-        labels = load_labels(corpus)
-        if len(labels) == docs and all(doc.seed == seed for doc in labels):
-            logger.info("reusing the synthetic corpus in %s", corpus)
-            return labels
-    logger.info("generating %d synthetic documents (seed %d) in %s", docs, seed, corpus)
-    if progress is None:
-        return generate_corpus(corpus, docs, seed, "base")
-    task = progress.add_task("synthesise documents", total=docs)
-    return generate_corpus(corpus, docs, seed, "base", on_document=lambda _: progress.advance(task))
+@contextmanager
+def alert_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook on 127.0.0.1 that keeps what it receives (where the demo's alerts go)."""
+    received: list[dict[str, Any]] = []
+    handler = type("AlertHandler", (_Alerts,), {"received": received})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="alerts", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/alerts", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def demo_settings(workdir: Path, size: DemoSize, port: int, webhook: str) -> dict[str, Any]:
+    """The demo's ``docloop.yaml`` (written to the workdir; every stage and task reads it).
+
+    Small training budgets (the whole loop fits in minutes on two CPU cores), lowered gate
+    floors (so a model trained for seconds is still registered), no cooldown (two retrains in one
+    sitting), a quick canary (half the traffic, a dozen answers per variant).
+    """
+    return {
+        "data_root": str(workdir / "data"),
+        "tracking": {"mlflow_tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}"},
+        "store": {"url": f"sqlite:///{workdir / 'state.db'}"},
+        "training": {"max_length": 96, "batch_size": 8, "epochs": 4, "checkpoint_every": 1000},
+        # per-label regressions only for labels with >= 15 holdout examples: the demo's holdouts
+        # are a few dozen documents, where a label seen 10 times swings by 0.1 on one document
+        "gate": {"classify_floor": 0.3, "extract_floor": size.extract_floor, "min_support": 15},
+        "trigger": {"min_new_samples": 10, "cooldown_hours": 0.0, "max_retrains": 10},
+        "drift": {"settle_s": 0.0, "permutations": 200},
+        "alerts": {"webhook_url": webhook},
+        "deploy": {
+            "local_port": port,
+            "canary": {
+                "traffic_percent": 50,
+                "min_requests": size.canary_requests,
+                "min_feedback": max(3, size.canary_requests // 2),
+                "poll_s": 2.0,
+                "max_duration_s": 240.0,
+                "max_p95_latency_ratio": 3.0,
+            },
+        },
+    }
+
+
+def start_over(workdir: Path, config_file: Path) -> None:
+    """Stop the previous run's servers and delete its state; keep corpora and their pages."""
+    if config_file.is_file():
+        from docloop.deploy.local_target import LocalTarget
+
+        try:
+            LocalTarget(load_config(config_file)).stop_all()
+        except DocloopError as exc:
+            logger.warning("could not stop the previous demo's servers: %s", exc)
+    for name in ("state.db", "mlflow.db", "data", "kfp", "tmp", "mlruns"):
+        path = workdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def labelled_examples(
+    workdir: Path,
+    name: str,
+    scenario: str,
+    docs: int,
+    seed: int,
+    config: DocloopConfig,
+    scanned_fraction: float,
+) -> list[DocumentExample]:
+    """A labelled corpus of ``scenario`` as examples (generated and preprocessed once)."""
+    storage = Storage(config.storage)
+    corpus = workdir / "corpus" / name
+    marker = corpus / ".complete"
+    if not marker.is_file() or marker.read_text() != f"{docs}:{seed}:{scanned_fraction}":
+        shutil.rmtree(corpus, ignore_errors=True)
+        generate_corpus(corpus, docs, seed, scenario, scanned_fraction=scanned_fraction)
+        marker.write_text(f"{docs}:{seed}:{scanned_fraction}")
+    pages = workdir / "pages" / name
+    preprocess(str(corpus), str(pages), config.preprocess, storage)
+    labels = read_labels(storage, str(corpus / "labels.jsonl"))
+    return build_examples(
+        read_page_records(storage, str(pages)),
+        {label.doc_id: label.doc_type for label in labels},
+        labelled_entities(labels),
+    )
+
+
+def score_version(
+    config: DocloopConfig, version_uris: dict[str, str], holdouts: dict[str, list[DocumentExample]]
+) -> dict[str, dict[str, Scores]]:
+    """Each task's model on each holdout: the gate's key metric and the per-label F1."""
+    from docloop.models.artifact import fetch_model_folder, load_model
+    from docloop.models.evaluation import score_model
+
+    storage = Storage(config.storage)
+    metric = {"classify": config.gate.classify_metric, "extract": config.gate.extract_metric}
+    scores: dict[str, dict[str, Scores]] = {name: {} for name in holdouts}
+    for task, uri in version_uris.items():
+        model = load_model(fetch_model_folder(storage, uri))
+        for name, examples in holdouts.items():
+            scored = score_model(model, examples, holdout=name)
+            scores[name][task] = Scores(
+                metric=round(scored.metric(metric[task]), 4),
+                per_label={label: round(m.f1, 4) for label, m in scored.per_label.items()},
+                documents=scored.n_documents,
+            )
+    return scores
+
+
+class Demo:
+    """One run of the demo; each stage is a method, timed and shown as a progress task."""
+
+    def __init__(
+        self, workdir: Path, report_dir: Path, size: DemoSize, port: int, progress: Progress | None
+    ) -> None:
+        """Set up paths (nothing runs yet)."""
+        self.workdir = workdir.resolve()
+        self.report_dir = report_dir.resolve()
+        self.size = size
+        self.port = port
+        self.progress = progress
+        self.config_file = self.workdir / "docloop.yaml"
+        self.result = DemoResult(size=size.name, seconds=0.0)
+        self.seed = 0
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage and show it as a spinner."""
+        task = self.progress.add_task(name, total=None) if self.progress else None
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.result.stages[name] = round(time.perf_counter() - started, 1)
+            if self.progress is not None and task is not None:
+                self.progress.update(task, total=1, completed=1)
+            logger.info("%s: %.1f s", name, self.result.stages[name])
+
+    def run(self) -> DemoResult:
+        """Run every stage; the servers are stopped at the end whatever happens."""
+        started = time.perf_counter()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        start_over(self.workdir, self.config_file)
+        saved = {name: os.environ.get(name) for name in ("DOCLOOP_CONFIG", "TMPDIR")}
+        try:
+            config = self._run_loop()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        self.result.seconds = round(time.perf_counter() - started, 1)
+        self._report(config)
+        return self.result
+
+    def _run_loop(self) -> DocloopConfig:
+        """Point every stage and task at the demo's config, run the loop, stop the servers."""
+        with alert_receiver() as (webhook, alerts):
+            settings = demo_settings(self.workdir, self.size, self.port, webhook)
+            self.config_file.write_text(yaml.safe_dump(settings, sort_keys=False))
+            os.environ["DOCLOOP_CONFIG"] = str(self.config_file)
+            os.environ["TMPDIR"] = str(self.workdir / "tmp")
+            (self.workdir / "tmp").mkdir(exist_ok=True)
+            config = load_config(self.config_file)
+            from docloop.deploy.local_target import LocalTarget
+
+            local = LocalTarget(config, prediction_log=store_url(config.store))
+            try:
+                self._loop(config, local)
+            finally:
+                local.stop_all()
+                self.result.alerts = list(alerts)
+        return config
+
+    def _loop(self, config: DocloopConfig, local: Any) -> None:
+        from docloop.kubeflow import run_locally
+
+        size = self.size
+        kfp_root = self.workdir / "kfp"
+        with self.stage("synthesise and preprocess corpora"):
+            corpus = self.workdir / "corpus" / "base"
+            labelled_examples(
+                self.workdir, "base", "base", size.base_docs, self.seed, config,
+                size.scanned_fraction,
+            )  # fmt: skip
+            traffic = self._drifted(config, "round1", size.drift_docs, 1)
+            drifted_test = self._drifted(config, "test", size.test_docs, 101)
+            fail_traffic = labelled_examples(
+                self.workdir, f"round2-{FAIL_SCENARIO}", FAIL_SCENARIO, size.fail_docs,
+                self.seed + 201, config, 1.0,
+            )  # fmt: skip
+
+        with self.stage("bootstrap pipeline (V1)"):
+            run_locally(
+                "bootstrap", kfp_root, input_uri=str(corpus),
+                labels_uri=str(corpus / "labels.jsonl"), num_shards=2, max_steps=size.max_steps,
+            )  # fmt: skip
+        v1 = self._champions(config)
+        self.result.versions["V1"] = {task: version for task, (version, _) in v1.items()}
+
+        with self.stage("serve V1 (local target)"):
+            self._deploy_champion(config, local)
+        old_holdout = self._old_holdout(config, v1["classify"][1])
+        holdouts = {"old": old_holdout, "drifted": drifted_test}
+        with self.stage("score V1 on the holdouts"):
+            self.result.scores["V1"] = score_version(
+                config, {task: uri for task, (_, uri) in v1.items()}, holdouts
+            )
+
+        with self._feedback_api(config) as api:
+            with self.stage("round 1: drifted traffic + reviews"):
+                self._serve_and_review(local.url, traffic, api, wrong_rate=0.05)
+            with self.stage("round 1: drift check -> retrain -> canary (V2)"):
+                from docloop.simulate import LiveTraffic
+
+                with LiveTraffic(
+                    local.url, MODEL_NAME, traffic, api, wrong_rate=0.05, interval_s=3.0
+                ):
+                    run_locally("drift_check", kfp_root, max_steps=size.max_steps)
+        v2 = self._champions(config)
+        self.result.versions["V2"] = {task: version for task, (version, _) in v2.items()}
+        with self.stage("score V2 on the holdouts"):
+            self.result.scores["V2"] = score_version(
+                config, {task: uri for task, (_, uri) in v2.items()}, holdouts
+            )
+
+        with self._feedback_api(config) as api, self.stage("round 2: a candidate that must fail"):
+            self._serve_and_review(local.url, fail_traffic, api, wrong_rate=0.0)
+            attempts_before = self._attempt_count(config)
+            run_locally("drift_check", kfp_root, max_steps=1)
+            if self._attempt_count(config) == attempts_before:
+                # the policy saw no reason to retrain: start one by hand, as a team would
+                self.result.round2_by_hand = True
+                run_locally("retrain", kfp_root, max_steps=1)
+            self.result.round2_rejected = self._last_outcome(config) == "rejected"
+        final = self._champions(config)
+        self.result.versions["final"] = {task: version for task, (version, _) in final.items()}
+
+    def _drifted(
+        self, config: DocloopConfig, name: str, docs: int, seed_offset: int
+    ) -> list[DocumentExample]:
+        """``docs`` documents of each drift scenario (``<name>-<scenario>`` corpora)."""
+        return [
+            example
+            for index, scenario in enumerate(DRIFT_SCENARIOS)
+            for example in labelled_examples(
+                self.workdir,
+                f"{name}-{scenario}",
+                scenario,
+                docs,
+                self.seed + seed_offset + index,
+                config,
+                self.size.scanned_fraction,
+            )
+        ]
+
+    def _champions(self, config: DocloopConfig) -> dict[str, tuple[str, str]]:
+        from docloop.store.registry import Registry, model_name_for
+
+        registry = Registry.from_config(config)
+        try:
+            found: dict[str, tuple[str, str]] = {}
+            for task in TASKS:
+                record = registry.default_version(model_name_for(task, config))
+                if record is None:
+                    raise DocloopError(
+                        f"the bootstrap registered no {task} champion (its gate refused it); "
+                        "see the evaluate step's report under the demo's kfp/ folder"
+                    )
+                found[task] = (record.version, record.model_uri)
+            return found
+        finally:
+            registry.close()
+
+    def _deploy_champion(self, config: DocloopConfig, local: Any) -> None:
+        from docloop.deploy.run import run_deploy
+        from docloop.store.registry import Registry
+
+        registry = Registry.from_config(config)
+        try:
+            run_deploy(config, registry, target=local, ensure_serving=True)
+        finally:
+            registry.close()
+
+    def _old_holdout(self, config: DocloopConfig, classifier_uri: str) -> list[DocumentExample]:
+        from docloop.models.artifact import fetch_model_folder, read_card
+
+        storage = Storage(config.storage)
+        card = read_card(fetch_model_folder(storage, classifier_uri))
+        return read_examples(storage, f"{card.dataset_uri}/holdout.parquet")
+
+    @contextmanager
+    def _feedback_api(self, config: DocloopConfig) -> Iterator[Any]:
+        """The feedback API in-process (the real FastAPI app) over the demo's store."""
+        from fastapi.testclient import TestClient
+
+        from docloop.feedback.api import create_app
+        from docloop.store.db import open_store
+
+        store = open_store(store_url(config.store))
+        try:
+            with TestClient(create_app(config, store)) as client:
+                yield client
+        finally:
+            store.close()
+
+    def _serve_and_review(
+        self, url: str, examples: list[DocumentExample], api: Any, wrong_rate: float
+    ) -> None:
+        import httpx
+
+        from docloop.simulate import request_predictions, review, send_feedback
+
+        with httpx.Client(base_url=url) as client:
+            answers = request_predictions(client, MODEL_NAME, examples)
+        time.sleep(1.5)  # the servers' prediction log flushes after 1 s idle
+        verdicts = review(answers, examples, rng=random.Random(3), wrong_rate=wrong_rate)
+        counts = send_feedback(api, verdicts)
+        logger.info("served %d documents, %s verdicts", len(answers), counts)
+
+    def _last_outcome(self, config: DocloopConfig) -> str | None:
+        from sqlalchemy import select
+
+        from docloop.store.db import open_store
+        from docloop.store.tables import RetrainAttempt
+
+        store = open_store(store_url(config.store))
+        try:
+            with store.read() as session:
+                return session.scalar(
+                    select(RetrainAttempt.outcome).order_by(RetrainAttempt.id.desc()).limit(1)
+                )
+        finally:
+            store.close()
+
+    def _attempt_count(self, config: DocloopConfig) -> int:
+        from sqlalchemy import func, select
+
+        from docloop.store.db import open_store
+        from docloop.store.tables import RetrainAttempt
+
+        store = open_store(store_url(config.store))
+        try:
+            with store.read() as session:
+                return int(session.scalar(select(func.count()).select_from(RetrainAttempt)) or 0)
+        finally:
+            store.close()
+
+    def _report(self, config: DocloopConfig) -> None:
+        from docloop.demo_report import write_report
+
+        self.result.claims = claims(self.result, config)
+        self.result.report = str(
+            write_report(self.report_dir, self.result, config, self.config_file)
+        )
+        (self.workdir / "demo-summary.json").write_text(json.dumps(self.result.as_json(), indent=2))
+
+
+def claims(result: DemoResult, config: DocloopConfig) -> dict[str, bool]:
+    """What the demo claims, checked on its own numbers (shown in red when false)."""
+    scores = result.scores
+    if "V1" not in scores or "V2" not in scores:
+        return {}
+    v1, v2 = scores["V1"], scores["V2"]
+    tolerance = config.gate.max_regression
+    return {
+        "the drift hurts V1: its extractor scores lower on the drifted holdout than on the old": (
+            v1["drifted"]["extract"].metric < v1["old"]["extract"].metric
+        ),
+        "V2 recovers on the drifted holdout (extractor entity F1)": (
+            v2["drifted"]["extract"].metric > v1["drifted"]["extract"].metric
+        ),
+        f"V2 is no worse than V1 on the drifted holdout (classifier, within {tolerance:g})": (
+            v2["drifted"]["classify"].metric >= v1["drifted"]["classify"].metric - tolerance
+        ),
+        f"V2 forgets at most {tolerance:g} on the old holdout (both models)": all(
+            v2["old"][task].metric >= v1["old"][task].metric - tolerance for task in TASKS
+        ),
+        "V2 was promoted after a canary": result.versions.get("V2") != result.versions.get("V1"),
+        "round 2's candidate was rejected and V2 kept (the alternate path)": (
+            result.round2_rejected and result.versions.get("V2") == result.versions.get("final")
+        ),
+        "the rejection reached the alert webhook": any(
+            alert.get("kind") == "candidate_rejected" for alert in result.alerts
+        ),
+    }
 
 
 def run_demo(
-    workdir: Path, docs: int = DEMO_DOCS, seed: int = DEMO_SEED, progress: Progress | None = None
-) -> DemoSummary:
-    """Run the demo in ``workdir`` and return its figures (``progress`` shows the long steps)."""
-    started = time.perf_counter()
-    config = load_config()
-    corpus = workdir / "corpus"
-    labels = ensure_corpus(corpus, docs, seed, progress)
-    storage = Storage(config.storage)
-    pages_uri = str(workdir / "pages")
-    on_page = None
-    if progress is not None:
-        task = progress.add_task("preprocess pages", total=None)
-
-        def on_page(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-    result = preprocess(str(corpus), pages_uri, config.preprocess, storage, progress=on_page)
-    records = read_page_records(storage, pages_uri)
-    gold = read_labels(storage, str(corpus / "labels.jsonl"))
-    recovery = entity_recovery(records, labelled_entities(gold))
-    summary = DemoSummary(
-        documents=len(labels),
-        scanned=sum(1 for doc in labels if doc.scanned),
-        pages_ocr=sum(1 for r in records if r.source == "ocr"),
-        pages_text_layer=sum(1 for r in records if r.source == "text_layer"),
-        skipped=result.skipped,
-        quarantined=result.quarantined,
-        entities=recovery.total,
-        entity_recovery=round(recovery.rate, 4),
-        entity_recovery_scanned=round(recovery.rate_of("ocr"), 4),
-        seconds=round(time.perf_counter() - started, 1),
-    )
-    (workdir / "demo-summary.json").write_text(json.dumps(asdict(summary), indent=2))
-    return summary
+    workdir: Path,
+    *,
+    report_dir: Path = Path("demo-report"),
+    size: str = "full",
+    port: int = 8080,
+    progress: Progress | None = None,
+) -> DemoResult:
+    """Run the whole loop in ``workdir`` and write the report to ``report_dir``."""
+    if size not in SIZES:
+        raise DocloopError(f"unknown demo size {size!r}; choose one of {', '.join(SIZES)}")
+    return Demo(workdir, report_dir, SIZES[size], port, progress).run()
 
 
-def print_summary(summary: DemoSummary, console: Console) -> None:
-    """The demo's closing table."""
-    table = Table(title="docloop demo: documents in, page records out")
+def print_summary(result: DemoResult, console: Console) -> None:
+    """The demo's closing table: versions, scores V1 vs V2, claims, time."""
+    table = Table(title=f"docloop demo ({result.size}): {result.seconds:.0f} s")
     table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("documents (scanned)", f"{summary.documents} ({summary.scanned})")
-    table.add_row("pages via OCR / text layer", f"{summary.pages_ocr} / {summary.pages_text_layer}")
-    table.add_row("skipped as unchanged", str(summary.skipped))
-    table.add_row("quarantined", str(summary.quarantined))
-    table.add_row("labelled entities", str(summary.entities))
-    colour = "green" if summary.entity_recovery_scanned >= 0.9 else "red"
-    table.add_row("entities read back exactly (all)", f"{summary.entity_recovery:.1%}")
-    table.add_row(
-        "entities read back exactly (OCR'd pages)",
-        f"[{colour}]{summary.entity_recovery_scanned:.1%}[/{colour}]",
-    )
-    table.add_row("wall time", f"{summary.seconds:.1f} s")
+    table.add_column("V1", justify="right")
+    table.add_column("V2", justify="right")
+    for holdout in ("old", "drifted"):
+        for task, metric in (("classify", "macro-F1"), ("extract", "entity F1")):
+            cells = [
+                f"{result.scores[v][holdout][task].metric:.3f}" if v in result.scores else "-"
+                for v in ("V1", "V2")
+            ]
+            table.add_row(f"{task} {metric}, {holdout} holdout", *cells)
+    versions = {
+        v: ", ".join(f"{t}={n}" for t, n in result.versions.get(v, {}).items())
+        for v in ("V1", "V2")
+    }
+    table.add_row("registry versions", versions["V1"], versions["V2"])
     console.print(table)
+    for claim, holds in result.claims.items():
+        console.print(f"[{'green' if holds else 'red'}]{'✔' if holds else '✘'} {claim}[/]")
+    kinds = sorted({str(alert.get("kind")) for alert in result.alerts})
+    console.print(f"alerts received: {', '.join(kinds) or 'none'}")
+    console.print(f"report: {result.report}")
