@@ -726,13 +726,17 @@ def _replace(client: Any, stale: list[Any], create: Callable[[], Any]) -> str:
         if _is_enabled(run):
             client.disable_recurring_run(str(run.recurring_run_id))
             disabled.append(str(run.recurring_run_id))
+    import urllib3
+    from kfp_server_api.exceptions import ApiException  # type: ignore[import-untyped]
+
     try:
         created = create()
     except BaseException:
         for run_id in disabled:  # keep the previous schedule in force
             try:
                 client.enable_recurring_run(run_id)
-            except Exception:  # the original error is the one to report
+            except (ApiException, urllib3.exceptions.HTTPError, OSError):
+                # the create's error is the one to report; this one is only logged
                 logger.exception("could not re-enable recurring run %s", run_id)
         raise
     _retire(client, stale)
@@ -803,7 +807,7 @@ def _find_version(client: Any, pipeline_id: str, name: str) -> str | None:
 def _create_pipeline(
     client: Any, package: PipelinePackage, description: str | None, namespace: str | None
 ) -> str:
-    from kfp_server_api.exceptions import ApiException  # type: ignore[import-untyped]
+    from kfp_server_api.exceptions import ApiException
 
     try:
         with _quiet():

@@ -205,13 +205,10 @@ def test_first_deploy_serves_all_traffic_from_stable(deployed: Deployed) -> None
     target, v1 = deployed.target, deployed.v1
     assert target.state() is None
 
-    began = time.monotonic()
     state = target.first_deploy(v1)
-    elapsed = time.monotonic() - began
 
     assert (state.stable_label, state.canary_label, state.canary_percent) == (v1.label, None, 0)
     assert state.alive == {"stable": True, "router": True}
-    assert elapsed < deployed.config.deploy.ready_timeout_s
     saved = json.loads(target.state_path.read_text())
     assert saved["generation"] == 1 and saved["canary"] is None
     assert saved["stable"]["label"] == v1.label
