@@ -1,4 +1,4 @@
-"""rollback: restore what served before the last promoted deployment."""
+"""rollback: restore what served before the newest deployment."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Output
@@ -12,14 +12,14 @@ def rollback(
     reason: str = "rolled back by the rollback component",
     pipeline_run: str = "",
 ) -> bool:
-    """Undo the last promoted deployment of the service: serving side and registry.
+    """Undo the newest deployment of the service: serving side and registry.
 
     Restores the previous predictor that deploy-kserve recorded (Knative: ``canaryTrafficPercent:
     0``, then the previous spec as the stable one; Standard: the recorded stable predictor; local:
     the previous ModelServer process), points ``champion`` and the default row back at the
-    previous versions and appends to the audit log. Idempotent: with nothing to undo it changes
-    nothing and returns False, so it is safe in a ``dsl.ExitHandler`` after a failure. Compile
-    with caching off.
+    previous versions and appends to the audit log. Idempotent: when the newest deployment is
+    already rolled back it changes nothing and returns False (a retry never walks further back),
+    so it is safe in a ``dsl.ExitHandler`` after a failure. Compile with caching off.
 
     Args:
         record: Output. What was undone (deployment id and versions) in its metadata.

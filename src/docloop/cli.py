@@ -722,7 +722,7 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Why (audit log and alert).")] = "rolled back by hand",
     config: ConfigOption = None,
 ) -> None:
-    """Undo the last promoted deployment: the previous predictor and champions come back."""
+    """Undo the newest deployment: the previous predictor and champions come back (idempotent)."""
     from docloop.deploy.run import run_rollback
     from docloop.store.registry import Registry
 

@@ -159,6 +159,9 @@ def test_nothing_new_changes_nothing_unless_asked_to_serve(world: World) -> None
     assert world.server.traffic_by_storage_uri("docloop", "docloop") == {
         "s3://models/classify-1": 100
     }
+    # the first deployment has nothing before it to go back to
+    with pytest.raises(DeployFailed, match="was the first"):
+        run_rollback(world.config, world.registry, reason="oops", target=world.target())
 
 
 def test_this_runs_challenger_is_canaried_and_promoted_in_the_registry(
@@ -198,6 +201,10 @@ def test_this_runs_challenger_is_canaried_and_promoted_in_the_registry(
         "s3://models/classify-1": 100
     }
     assert [e.action for e in world.registry.audit_log(CLASSIFIER)][-1] == "rollback"
+    # a retried rollback changes nothing (it never walks further back than one deployment)
+    audit = len(world.registry.audit_log(CLASSIFIER))
+    assert run_rollback(world.config, world.registry, reason="retry", target=world.target()) is None
+    assert len(world.registry.audit_log(CLASSIFIER)) == audit
 
 
 def test_a_canary_with_worse_live_accuracy_is_rolled_back_and_rejected(world: World) -> None:
@@ -216,6 +223,5 @@ def test_a_canary_with_worse_live_accuracy_is_rolled_back_and_rejected(world: Wo
     }
     # a retry of the same deploy is a no-op, and rollback has nothing left to undo
     assert deploy(world, pipeline_run="retrain-2")[1].status == "unchanged"
-    # the last promoted deployment is the first one: there is nothing before it to go back to
-    with pytest.raises(DeployFailed, match="was the first"):
-        run_rollback(world.config, world.registry, reason="again", target=world.target())
+    # the newest deployment was rolled back by its canary analysis: nothing left to undo
+    assert run_rollback(world.config, world.registry, reason="again", target=world.target()) is None

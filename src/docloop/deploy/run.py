@@ -5,7 +5,7 @@
 ``default``); the champion release is what serves now. :func:`run_deploy` rolls it out on the
 configured target with :func:`~docloop.deploy.rollout.run_rollout` and, through its callbacks,
 promotes the new versions in the registry (alias ``champion``, default row, audit) or rejects
-them and alerts. :func:`run_rollback` undoes the last promoted deployment of the service.
+them and alerts. :func:`run_rollback` undoes the newest deployment of the service.
 """
 
 from __future__ import annotations
@@ -242,13 +242,14 @@ def run_rollback(
     pipeline_run: str = "",
     target: Target | None = None,
 ) -> Deployment | None:
-    """Undo the last promoted deployment: the recorded predictor back, the previous champions.
+    """Undo the newest deployment: the recorded predictor back, the previous champions.
 
-    Idempotent: with nothing promoted after the previous deployment, it changes nothing and
-    returns None.
+    Idempotent: when the newest deployment is already rolled back (by this call before, or by
+    its canary analysis), nothing changes and None is returned — a retried task never walks
+    further back. To go back further, deploy the versions you want.
 
     Raises:
-        DeployFailed: The last deployment recorded nothing to go back to (it was the first).
+        DeployFailed: The newest deployment recorded nothing to go back to (it was the first).
     """
     store = registry.store
     with store.read() as session:
@@ -256,15 +257,17 @@ def run_rollback(
             select(Deployment)
             .where(Deployment.service == config.deploy.service_name)
             .where(Deployment.namespace == config.deploy.namespace)
-            .where(Deployment.status == "promoted")
+            .where(Deployment.status.in_(("promoted", "rolled_back")))
             .order_by(Deployment.id.desc())
             .limit(1)
         )
         if last is not None:
             session.expunge(last)
-    if last is None:
+    if last is None or last.status == "rolled_back":
         logger.info(
-            "no promoted deployment of %s: nothing to roll back", config.deploy.service_name
+            "the newest deployment of %s is %s: nothing to roll back",
+            config.deploy.service_name,
+            "missing" if last is None else "already rolled back",
         )
         return None
     if not last.previous:
@@ -362,7 +365,7 @@ def run_component(
 
 
 def run_rollback_component(reason: str, pipeline_run: str = "") -> dict[str, Any]:
-    """The rollback component's body: undo the last promoted deployment (idempotent).
+    """The rollback component's body: undo the newest deployment (idempotent).
 
     Returns:
         ``{"rolled_back": bool, "deployment_id": ..., "versions": ...}``.
