@@ -133,6 +133,13 @@ def rollout(
     )  # fmt: skip
 
 
+def serving_v1(server: FakeKubeApiServer, store: Store, config: DeployConfig) -> Outcomes:
+    """V1 deployed first (no canary): the starting point of every later rollout."""
+    outcomes = Outcomes()
+    rollout(server, store, config, V1, live(0.9), outcomes)
+    return outcomes
+
+
 def rows(store: Store) -> list[tuple[str, str]]:
     with store.read() as session:
         return [(r.versions["classify"], r.status) for r in session.query(Deployment).order_by(
@@ -193,8 +200,7 @@ def test_a_worse_canary_is_rolled_back_to_the_recorded_predictor(
     mode: str,
 ) -> None:
     config = settings(mode)
-    outcomes = Outcomes()
-    rollout(server, store, config, V1, live(0.9), outcomes)
+    outcomes = serving_v1(server, store, config)
     before = server.get(NS, NAME)["spec"]["predictor"]  # type: ignore[index]
 
     result = rollout(server, store, config, V2, live(0.5), outcomes)
@@ -218,8 +224,7 @@ def test_a_canary_that_is_never_ready_is_rolled_back(
     store: Store,
 ) -> None:
     config = settings()
-    outcomes = Outcomes()
-    rollout(server, store, config, V1, live(0.9), outcomes)
+    outcomes = serving_v1(server, store, config)
     server.fail_readiness(NS, NAME)  # the canary's generation
     server.set_ready_delay(0)
     config = config.model_copy(update={"ready_timeout_s": 1.0})
@@ -235,8 +240,7 @@ def test_a_stale_resource_version_is_retried_on_a_fresh_read(
     store: Store,
 ) -> None:
     config = settings()
-    outcomes = Outcomes()
-    rollout(server, store, config, V1, live(0.9), outcomes)
+    outcomes = serving_v1(server, store, config)
     server.conflict_next_write(2)
     result = rollout(server, store, config, V2, live(0.9), outcomes)
     assert result.status == "promoted"
@@ -249,8 +253,7 @@ def test_conflicts_that_never_stop_fail_with_a_reason(
     store: Store,
 ) -> None:
     config = settings()
-    outcomes = Outcomes()
-    rollout(server, store, config, V1, live(0.9), outcomes)
+    outcomes = serving_v1(server, store, config)
     server.conflict_next_write(50)
     with pytest.raises(DeployFailed, match="another deploy running"):
         rollout(server, store, config, V2, live(0.9), outcomes)
@@ -261,8 +264,7 @@ def test_a_rerun_with_the_same_versions_changes_nothing(
     store: Store,
 ) -> None:
     config = settings()
-    outcomes = Outcomes()
-    rollout(server, store, config, V1, live(0.9), outcomes)
+    outcomes = serving_v1(server, store, config)
     rollout(server, store, config, V2, live(0.9), outcomes)
     server.clear_requests()
     again = rollout(server, store, config, V2, live(0.9), outcomes)
