@@ -1,7 +1,8 @@
 """Benchmark the predictor: raw forward in process vs ``docloop serve`` over HTTP, batching on/off.
 
-Run with ``python -m bench.predictor [--docs N] [--requests R]``. Everything is measured here, in
-the same command, on the same documents and the same two models:
+Run with ``python -m bench.predictor [--quick] [--docs N] [--requests R]`` (default 16 documents
+and 96 requests; ``--quick``: 8 and 32, as ``make bench`` runs it). Everything is measured here,
+in the same command, on the same documents and the same two models:
 
 - models: a classifier and an extractor trained for two steps on the tiny test dataset with
   ``max_length=128`` (the realistic forward cost; accuracy is not the point), in one folder with
@@ -78,6 +79,8 @@ TRAIN_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 60.0
 OVERHEAD_TARGET = 0.10
 SPEEDUP_TARGET = 2.0
+QUICK_DOCS = 8
+QUICK_REQUESTS = 32
 
 logger = logging.getLogger("bench.predictor")
 
@@ -695,10 +698,19 @@ def report(figures: dict[str, Any], console: Console) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=16, help="distinct documents")
-    parser.add_argument("--requests", type=int, default=96, help="requests (documents) per run")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_DOCS} documents and {QUICK_REQUESTS} requests"
+    )
+    parser.add_argument("--docs", type=int, default=None, help="distinct documents (default 16)")
+    parser.add_argument(
+        "--requests", type=int, default=None, help="requests (documents) per run (default 96)"
+    )
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    if args.docs is None:
+        args.docs = QUICK_DOCS if args.quick else 16
+    if args.requests is None:
+        args.requests = QUICK_REQUESTS if args.quick else 96
     if args.docs < 1 or args.requests < CONCURRENCY:
         parser.error(f"--docs must be >= 1 and --requests >= {CONCURRENCY}")
     logging.basicConfig(
@@ -707,7 +719,7 @@ def main() -> None:
     logger.setLevel(logging.INFO)
     console = Console()
     started = time.perf_counter()
-    figures = run(args.docs, args.requests, args.seed)
+    figures = {"quick": args.quick, "seed": args.seed, **run(args.docs, args.requests, args.seed)}
     figures["total_seconds"] = round(time.perf_counter() - started, 1)
     report(figures, console)
     OUT.mkdir(exist_ok=True)
