@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast e2e lint format compile bench lock clean images
+.PHONY: install demo test test-fast e2e lint format compile bench bench-efficacy lock clean images
 
 install: $(STAMP)
 
@@ -43,9 +43,12 @@ compile: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -c requirements.lock -e ".[bench]"
-	$(PY) -m bench.preprocess
-	$(PY) -m bench.drift --quick
-	$(PY) -m bench.build_dataset --quick
+	$(PY) -m bench.suite
+
+# The retraining-strategy benchmark at its default size (about half an hour on 2 CPU cores);
+# rewrites the README's efficacy section.
+bench-efficacy: $(STAMP)
+	$(PY) -m bench.retrain_strategies --readme
 
 # Container images (images/<name>/Dockerfile), tagged $(REGISTRY)/docloop-<name>:<package version>:
 # the tags components/images.py compiles into the pipelines. DOCLOOP_IMAGE_REGISTRY (or REGISTRY=)
