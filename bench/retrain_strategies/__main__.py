@@ -25,7 +25,7 @@ from bench.retrain_strategies.report import (
     plot_scenario,
     readme_rows,
 )
-from bench.retrain_strategies.run import run_experiment, strategies
+from bench.retrain_strategies.run import read_rows, run_experiment, strategies
 from docloop.config import load_config
 
 OUT = Path(__file__).resolve().parent.parent / "out"
@@ -138,14 +138,25 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
     command = "python -m bench.retrain_strategies " + shlex.join(sys.argv[1:])
-    if args.report_only:
+    if args.report_only and not json_path.is_file():
+        # an interrupted run: report the cells that finished, and say so
+        rows = [
+            row for path in sorted(out.glob("cells/*/results.jsonl")) for row in read_rows(path)
+        ]
+        done = sorted({f"{r['scenario']} seed {r['seed']}" for r in rows})
+        facts = {
+            "command": command.strip(),
+            "machine": machine(),
+            "size": {**size.__dict__, "scenarios": list(size.scenarios)},
+            "total_seconds": 0,
+            "partial": f"interrupted run: {len(done)} of {len(size.scenarios) * size.seeds} "
+            f"cells with results, the last ones part-way ({', '.join(done)})",
+        }
+    elif args.report_only:
         saved = json.loads(json_path.read_text())
         rows = saved.pop("rows")
-        facts = {
-            k: saved[k]
-            for k in ("command", "machine", "size", "total_seconds", "run")
-            if k in saved
-        }
+        keys = ("command", "machine", "size", "total_seconds", "run", "partial")
+        facts = {k: saved[k] for k in keys if k in saved}
     else:
         if args.fresh:
             shutil.rmtree(out / "cells", ignore_errors=True)

@@ -265,6 +265,8 @@ def markdown(summary: Summary, facts: Mapping[str, Any]) -> str:
             f"| {target.mark} |"
         )
     held = [t for t in summary.targets() if t.holds is not None]
+    if facts.get("partial"):
+        lines += ["", f"**Partial:** {facts['partial']}."]
     lines += [
         "",
         f"{sum(t.holds for t in held if t.holds)} of {len(held)} applicable targets hold. "

@@ -54,7 +54,11 @@ def test_the_quick_benchmark_writes_every_strategy_and_target(tmp_path: Path) ->
             budget = min(targeted["train_rows"], full["train_rows"])
             assert by[(scenario, "random", task)]["train_rows"] == budget
             assert targeted["sources"]["replay"] > 0
-            assert by[(scenario, "replay_0", task)]["sources"]["replay"] == 0
+            # replay_ratio 0 replays only what min_docs_per_entity asks for
+            assert (
+                by[(scenario, "replay_0", task)]["sources"]["replay"]
+                < targeted["sources"]["replay"]
+            )
             for holdout in ("old", "drifted"):
                 assert 0.0 <= targeted["scores"][holdout]["metric"] <= 1.0
             assert isinstance(targeted["gate"]["blessed"], bool)
