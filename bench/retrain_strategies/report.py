@@ -101,20 +101,21 @@ class Summary:
             ]
         )
 
-    def examples(self, scenario: str, strategy: str) -> Stat:
-        """Examples seen by both models together, per seed."""
+    def both_models(self, scenario: str, strategy: str, key: str) -> Stat:
+        """A row figure (``examples_seen``, ``train_seconds``) summed over both models, per seed."""
         per_seed: dict[int, float] = defaultdict(float)
         for task in ("classify", "extract"):
             for seed, row in self.cell(scenario, strategy, task).items():
-                per_seed[seed] += row["examples_seen"]
+                per_seed[seed] += row[key]
         return Stat.of(list(per_seed.values()))
 
+    def examples(self, scenario: str, strategy: str) -> Stat:
+        """Examples seen by both models together, per seed."""
+        return self.both_models(scenario, strategy, "examples_seen")
+
     def seconds(self, scenario: str, strategy: str) -> Stat:
-        per_seed: dict[int, float] = defaultdict(float)
-        for task in ("classify", "extract"):
-            for seed, row in self.cell(scenario, strategy, task).items():
-                per_seed[seed] += row["train_seconds"]
-        return Stat.of(list(per_seed.values()))
+        """Training wall time of both models together, per seed."""
+        return self.both_models(scenario, strategy, "train_seconds")
 
     def compute_share(self, scenario: str, strategy: str) -> Stat:
         """Examples seen as a share of the full retrain's in the same (scenario, seed)."""
