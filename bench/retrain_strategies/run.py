@@ -135,16 +135,16 @@ def _figures(task: str, gate: GateConfig, scores: dict[str, ModelScores]) -> dic
 
 
 def train_v1(
-    setup_out: Path, size: Size, training: TrainingConfig, data: Corpora
+    out: Path, training: TrainingConfig, data: Corpora
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
     """V1's dataset and both models (cached: the trainer recognises a finished run)."""
     storage = Storage()
-    dataset = str(setup_out / "v1" / "dataset")
+    dataset = str(out / "v1" / "dataset")
     manifest = write_v1_dataset(storage, dataset, data.base)
     models: dict[str, str] = {}
     compute: dict[str, Any] = {"counts": manifest.counts}
     for task in TASKS:
-        uri = str(setup_out / "v1" / task)
+        uri = str(out / "v1" / task)
         result = train(task, dataset, uri, training, TrackingConfig(enabled=False))  # type: ignore[arg-type]
         models[task] = uri
         compute[task] = {"examples_seen": result.samples_seen, "seconds": round(result.seconds, 1)}
@@ -326,9 +326,9 @@ def run_experiment(
     on_cell: Callable[[str, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark: corpora, V1, every cell; returns the rows and the run's facts."""
-    storage_started = time.perf_counter()
+    corpora_started = time.perf_counter()
     data = corpora(out / "work", size, config)
-    corpora_s = time.perf_counter() - storage_started
+    corpora_s = time.perf_counter() - corpora_started
     encoder = truncated_encoder(out / f"encoder-L{size.encoder_layers}", size.encoder_layers)
     training = config.training.model_copy(
         update={
@@ -340,7 +340,7 @@ def run_experiment(
         }
     )
     v1_started = time.perf_counter()
-    v1_dataset, v1_models, v1_compute = train_v1(out, size, training, data)
+    v1_dataset, v1_models, v1_compute = train_v1(out, training, data)
     setup = Setup(out, size, training, config.retrain, config.gate, v1_dataset, v1_models)
     cells = [(s, seed) for s in size.scenarios for seed in range(size.seeds)]
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
