@@ -83,7 +83,7 @@ class Size:
 
 
 SIZES: Final = {
-    "default": Size("default", 200, 40, 80, 50, 3, SCENARIOS, 0.25, 128, 4, 2, 1),
+    "default": Size("default", 200, 40, 40, 50, 3, SCENARIOS, 0.25, 128, 4, 2, 1),
     "quick": Size("quick", 24, 10, 10, 6, 1, ("new_template", "class_mix"), 0.0, 128, 1, 1, 1),
 }
 HOLDOUT_FRACTION: Final = 0.3

@@ -46,8 +46,8 @@ from docloop.storage import Storage
 logger = logging.getLogger(__name__)
 
 TASKS: Final = ("classify", "extract")
-REPLAY_SWEEP: Final = (0.0, 0.1, 0.5)
-"""replay_ratio values run besides the default policy's (0.3, which is ``targeted``)."""
+REPLAY_SWEEP: Final = (0.0, 0.1, 0.3, 0.5)
+"""replay_ratio values swept (the default policy's own is the ``targeted`` row, not repeated)."""
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,11 @@ class RetrainConfig(Section):
     confirmed_per_corrected: float = Field(
         default=1.0, ge=0, description="Confirmed (non-corrected) samples per corrected sample."
     )
-    balance_classes: bool = Field(default=True, description="Cap each class at the median count.")
+    balance_classes: bool = Field(
+        default=True,
+        description="Cap confirmed samples of each class at the median count, and spend replay "
+        "on the classes the feedback has fewest of.",
+    )
     min_docs_per_entity: int = Field(
         default=5, ge=0, description="Keep at least this many documents for every entity type."
     )

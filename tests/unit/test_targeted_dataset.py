@@ -30,6 +30,7 @@ from docloop.datasets.targeted import (
     feedback_labels,
     id_hashes,
     iob2_tags,
+    top_up,
 )
 from docloop.errors import InvalidInput
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
@@ -307,6 +308,26 @@ def test_replay_makes_up_the_replay_ratio_of_training(tmp_path: Path, ratio: flo
     assert val["replay"] / manifest.counts["val"] == pytest.approx(ratio, abs=0.1)
 
 
+def test_replay_tops_up_the_types_the_feedback_lacks(tmp_path: Path) -> None:
+    """Traffic heavy in invoices: replay goes to the other types, so none is forgotten."""
+    previous_dataset(tmp_path / "prev", per_type=40)
+    scenario = Scenario(30, 0, corrected_types=["invoice"] * 4 + ["lab_report"])
+    _, output = build(tmp_path, scenario, RetrainConfig(replay_ratio=0.5, **NO_HOLDOUT))
+    train = split(output, "train")
+    replayed = Counter(e.doc_type for e in train if e.doc_id.startswith("old"))
+    reviewed = Counter(e.doc_type for e in train if not e.doc_id.startswith("old"))
+    assert reviewed["invoice"] > 3 * reviewed["lab_report"] and not reviewed["referral_letter"]
+    assert replayed["invoice"] == 0 < replayed["lab_report"] < replayed["referral_letter"]
+    # the budget does not reach the invoices' count: the two others end level with each other
+    totals = reviewed + replayed
+    assert abs(totals["lab_report"] - totals["referral_letter"]) <= 1 < totals["referral_letter"]
+    # without balance_classes, replay follows the previous data's (even) type mix
+    plain = RetrainConfig(replay_ratio=0.5, balance_classes=False, **NO_HOLDOUT)
+    _, output = build(tmp_path, scenario, plain, name="plain")
+    replayed = Counter(e.doc_type for e in split(output, "train") if e.doc_id.startswith("old"))
+    assert max(replayed.values()) - min(replayed.values()) <= 2
+
+
 @pytest.mark.parametrize("per_corrected", [1.0, 0.5])
 def test_confirmed_documents_balance_the_corrected_ones(
     tmp_path: Path, per_corrected: float
@@ -551,6 +572,24 @@ def test_allocate_is_proportional_capped_and_balanced() -> None:
     # balance: no class above the median of the non-empty ones (20)
     assert allocate(100, np.array([60, 20, 10, 0]), True).tolist() == [20, 20, 10, 0]
     assert allocate(25, np.array([60, 20, 10]), True).tolist() == [10, 10, 5]
+
+
+def test_top_up_fills_the_classes_with_fewest_first() -> None:
+    # 23 to add on top of 4/4/20/22/0/4: the four small classes rise to 8 or 9, the big get none
+    assert top_up(23, np.array([4, 4, 20, 22, 0, 4]), np.array([18] * 6)).tolist() == [
+        5,
+        5,
+        0,
+        0,
+        9,
+        4,
+    ]
+    assert top_up(6, np.array([0, 0, 0]), np.array([5, 5, 5])).tolist() == [2, 2, 2]
+    # capped by availability, and a class with nothing available gets nothing
+    assert top_up(100, np.array([0, 0, 0]), np.array([5, 1, 5])).tolist() == [5, 1, 5]
+    assert top_up(7, np.array([10, 0, 3]), np.array([5, 2, 5])).tolist() == [0, 2, 5]
+    assert top_up(4, np.array([0, 1]), np.array([0, 9])).tolist() == [0, 4]
+    assert top_up(0, np.array([0, 1]), np.array([3, 9])).tolist() == [0, 0]
 
 
 def test_id_hashes_depend_on_the_id_and_seed_only() -> None:

@@ -179,3 +179,23 @@ def test_a_killed_run_resumes_from_its_checkpoint(
         tracking,
     )
     assert same_weights(tmp_path / "killed", tmp_path / "whole")
+
+
+def test_the_classifier_trains_on_each_document_once(tmp_path: Path) -> None:
+    """Repeated rows (the retrain builder's entity oversampling) weight only the extractor."""
+    from docloop.datasets.examples import read_examples, write_dataset
+    from docloop.storage import Storage
+
+    storage = Storage()
+    source = write_tiny_dataset(tmp_path / "source", train=8)
+    splits = {
+        name: read_examples(storage, str(source / f"{name}.parquet"))
+        for name in ("train", "val", "holdout")
+    }
+    write_dataset(storage, str(tmp_path / "repeated"), {**splits, "train": splits["train"] * 3}, 0)
+    once = FAST.model_copy(update={"epochs": 1, "max_steps": None})
+    off = TrackingConfig(enabled=False)
+    classifier = train("classify", str(tmp_path / "repeated"), str(tmp_path / "c"), once, off)
+    extractor = train("extract", str(tmp_path / "repeated"), str(tmp_path / "e"), once, off)
+    assert classifier.samples_seen == 8
+    assert extractor.samples_seen >= 24

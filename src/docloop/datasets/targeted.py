@@ -31,10 +31,12 @@ Splits, in order (every draw is a hash of (seed, purpose, doc id), so a seed fix
    F1 is below ``weak_entity_f1`` is repeated ``error_oversample`` times (the fractional part by
    draw).
 6. **Replay**: documents of the previous ``train.parquet`` (not reviewed now, not in a holdout),
-   stratified by type (``balance_classes`` caps types at the median), as many as make replay
-   ``replay_ratio`` of the training rows, with validation taking its share; then replay documents
-   for entity types still under ``min_docs_per_entity``. A validation document of such a type
-   moves to training.
+   as many as make replay ``replay_ratio`` of the training rows, with validation taking its
+   share. With ``balance_classes`` they top up the types the feedback training documents have
+   fewest of first (:func:`top_up`), so a type that the drifted traffic rarely shows is not
+   forgotten (measured: ``bench/retrain_strategies`` class_mix); without it they follow the
+   previous data's type mix. Then replay documents for entity types still under
+   ``min_docs_per_entity``. A validation document of such a type moves to training.
 
 Each split file holds its reviewed documents first (in label-table order: doc-id order when the
 labels come from :func:`feedback_labels`), then its replay documents (in the previous file's
@@ -363,6 +365,44 @@ def allocate(total: int, available: IntArray, balance: bool) -> IntArray:
     left = total - int(taken.sum())
     order = np.lexsort((np.arange(len(taken)), -(quota - taken)))
     taken[order[:left]] += 1
+    return taken
+
+
+def top_up(total: int, have: IntArray, available: IntArray) -> IntArray:
+    """How many of ``total`` to add to each class so the classes end as even as they can.
+
+    Water-filling: the classes with the fewest (``have``) are filled first, each at most with
+    what it has ``available``, up to the highest common level ``total`` reaches; what is left
+    below one more full level goes one each to the lowest class indices at that level. Classes
+    with nothing available get nothing.
+
+    Args:
+        total: how many to add in all.
+        have: per class, how many there already are.
+        available: per class, how many can be added.
+
+    Returns:
+        Per class, how many to add.
+    """
+    have = have.astype(np.int64)
+    available = available.astype(np.int64)
+    total = max(0, min(int(total), int(available.sum())))
+    if total == 0:
+        return np.zeros_like(available)
+
+    def fill(level: int) -> IntArray:
+        return np.minimum(available, np.maximum(0, level - have))
+
+    low, high = 0, int((have + available).max())
+    while low < high:  # the highest level whose fill fits in total
+        middle = (low + high + 1) // 2
+        if int(fill(middle).sum()) <= total:
+            low = middle
+        else:
+            high = middle - 1
+    taken = fill(low)
+    growing = np.flatnonzero((taken < available) & (have + taken <= low))
+    taken[growing[: total - int(taken.sum())]] += 1
     return taken
 
 
@@ -716,13 +756,17 @@ class _Planner:
         self.copies[boost] = whole + extra[boost].astype(np.int64)
 
     def replay(self) -> None:
-        """Step 6: replay documents by type so they make ``replay_ratio`` of training."""
+        """Step 6: replay documents, evening out the types, so they make ``replay_ratio``."""
         ratio = self.config.replay_ratio
         feedback_rows = int(self.copies[self.in_train].sum())
         target = round(ratio / (1 - ratio) * feedback_rows)
         with_val = round(target / (1 - self.val_fraction))
         available = np.bincount(self.rp.classes, minlength=self.n_classes)
-        wanted = allocate(with_val, available, self.config.balance_classes)
+        if self.config.balance_classes:
+            have = np.bincount(self.fb.classes[self.in_train], minlength=self.n_classes)
+            wanted = top_up(with_val, have, available)
+        else:
+            wanted = allocate(with_val, available, False)
         everyone = np.arange(len(self.rp.classes))
         chosen = _take_by_class(everyone, self.rp.classes, wanted, draws(self.rp.hashes, _REPLAY))
         self.replay_in[chosen] = True
