@@ -18,7 +18,8 @@ that same accepted feedback, each strategy makes a candidate of both models:
   accepted reviewed document), V1's recipe (``--epochs``, 4);
 - ``targeted``: docloop's retrain dataset with the default policy (``retrain`` section), V1
   warm-started;
-- ``replay_<r>``: the same with ``replay_ratio`` swept (0, 0.1, 0.5; the default is 0.3);
+- ``replay_<r>``: the same with ``replay_ratio`` swept (0, 0.1, 0.3, 0.5; the default's own
+  value is the ``targeted`` row);
 - ``random``: V1 fine-tuned on uniformly random rows of the full-retrain data, as many as the
   targeted dataset has.
 

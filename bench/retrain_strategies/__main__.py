@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +27,7 @@ from bench.retrain_strategies.report import (
     readme_rows,
 )
 from bench.retrain_strategies.run import read_rows, run_experiment, strategies
-from docloop.config import load_config
+from docloop.config import DocloopConfig, RetrainConfig, load_config
 
 OUT = Path(__file__).resolve().parent.parent / "out"
 README = Path(__file__).resolve().parent.parent.parent / "README.md"
@@ -45,11 +46,32 @@ def machine() -> str:
     )
 
 
+def with_policy(
+    config: DocloopConfig, changes: list[str], parser: argparse.ArgumentParser
+) -> DocloopConfig:
+    """``config`` with ``--policy KNOB=VALUE`` applied to its ``retrain`` section (validated)."""
+    update: dict[str, str] = {}
+    for change in changes:
+        knob, sep, value = change.partition("=")
+        if not sep or knob not in RetrainConfig.model_fields:
+            known = ", ".join(RetrainConfig.model_fields)
+            parser.error(f"--policy {change!r}: expected KNOB=VALUE with KNOB one of {known}")
+        update[knob] = value
+    try:
+        policy = RetrainConfig.model_validate({**config.retrain.model_dump(), **update})
+    except ValidationError as exc:
+        parser.error(f"--policy: {exc}")
+    return config.model_copy(update={"retrain": policy})
+
+
 def render(
-    out: Path, facts: dict[str, object], rows: list[dict[str, object]], json_path: Path
+    out: Path,
+    facts: dict[str, object],
+    rows: list[dict[str, object]],
+    json_path: Path,
+    policy: RetrainConfig,
 ) -> Summary:
     """Write the Markdown, plots, HTML and the figures JSON; return the summary."""
-    policy = load_config().retrain
     summary = Summary(rows, [(s.name, s.label) for s in strategies(policy)])
     plots = {scenario: plot_scenario(summary, scenario) for scenario in summary.scenarios}
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -105,6 +127,13 @@ def main() -> None:
         "--finetune-epochs", type=int, help="epochs of a warm-started fine-tune (2)"
     )
     parser.add_argument(
+        "--policy",
+        nargs="+",
+        metavar="KNOB=VALUE",
+        default=[],
+        help="change the policy under test (retrain section), e.g. error_oversample=1.0",
+    )
+    parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="cells in parallel"
     )
     parser.add_argument(
@@ -130,6 +159,7 @@ def main() -> None:
         size = replace(size, finetune_epochs=args.finetune_epochs)
     if args.encoder_layers:
         size = replace(size, encoder_layers=args.encoder_layers)
+    config = with_policy(load_config(), args.policy, parser)
     suffix = "-quick" if args.quick else ""
     out = args.out or OUT / f"retrain_strategies{suffix}"
     json_path = (
@@ -157,6 +187,10 @@ def main() -> None:
         rows = saved.pop("rows")
         keys = ("command", "machine", "size", "total_seconds", "run", "partial")
         facts = {k: saved[k] for k in keys if k in saved}
+        if "policy" in saved.get("run", {}):  # the policy that run measured
+            config = config.model_copy(
+                update={"retrain": RetrainConfig.model_validate(saved["run"]["policy"])}
+            )
     else:
         if args.fresh:
             shutil.rmtree(out / "cells", ignore_errors=True)
@@ -170,7 +204,7 @@ def main() -> None:
             finished += 1
             console.log(f"cell {finished}/{cells}: {scenario} seed {seed} done in {seconds:.0f} s")
 
-        run = run_experiment(out, size, load_config(), workers=args.workers, on_cell=on_cell)
+        run = run_experiment(out, size, config, workers=args.workers, on_cell=on_cell)
         rows = run.pop("rows")
         facts = {
             "command": command.strip(),
@@ -179,7 +213,7 @@ def main() -> None:
             "total_seconds": round(time.perf_counter() - started, 1),
             "run": run,
         }
-    summary = render(out, facts, rows, json_path)
+    summary = render(out, facts, rows, json_path, config.retrain)
     show(summary, console)
     console.print(f"report: {out / 'report.html'}; figures: {json_path}")
     if args.readme:

@@ -272,9 +272,22 @@ def markdown(summary: Summary, facts: Mapping[str, Any]) -> str:
         "",
         f"{sum(t.holds for t in held if t.holds)} of {len(held)} applicable targets hold. "
         f"Run: {facts.get('command', '')} — {facts.get('machine', '')}, "
-        f"{facts.get('total_seconds', 0) / 60:.1f} min.",
+        f"{facts.get('total_seconds', 0) / 60:.1f} min{_phases(facts)}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _phases(facts: Mapping[str, Any]) -> str:
+    """Where a run's time went (corpora are cached after the first run, so say which it was)."""
+    run = facts.get("run")
+    if not isinstance(run, dict) or "seconds" not in run:
+        return ""
+    seconds = run["seconds"]
+    corpora = seconds.get("corpora", 0)
+    made = "corpora cached" if corpora < 30 else f"corpora {corpora:.0f} s"
+    return (
+        f" ({made}, V1 {seconds.get('v1', 0):.0f} s, cells {seconds.get('cells', 0) / 60:.1f} min)"
+    )
 
 
 def readme_rows(summary: Summary) -> list[list[str]]:

@@ -71,7 +71,10 @@ def strategies(policy: RetrainConfig) -> list[Strategy]:
         Strategy("feedback_only", "feedback-only fine-tune (its own corrections)", True),
         Strategy("full_retrain", "full retrain from the encoder, all data", False),
         Strategy(
-            "targeted", f"docloop targeted (default, replay_ratio {policy.replay_ratio:g})", True
+            "targeted",
+            f"docloop targeted (default: replay_ratio {policy.replay_ratio:g}, "
+            f"error_oversample {policy.error_oversample:g})",
+            True,
         ),
         *sweep,
         Strategy("random", "random sampling, targeted's budget", True),

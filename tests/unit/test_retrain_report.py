@@ -136,6 +136,11 @@ def test_the_outputs_carry_every_strategy_and_target() -> None:
         assert f"| new_template | {label} |" in table
     assert "0.900 ± 0.000" in table
     assert "4 of 6 applicable targets hold" in table  # recovery misses (93 %)
+    assert table.rstrip().endswith("test, 1.0 min.")
+    timed = {**facts, "run": {"seconds": {"corpora": 262.3, "v1": 51.8, "cells": 1335.4}}}
+    assert "1.0 min (corpora 262 s, V1 52 s, cells 22.3 min)." in markdown(summary, timed)
+    cached = {**facts, "run": {"seconds": {"corpora": 3.0, "v1": 51.8, "cells": 1335.4}}}
+    assert "(corpora cached, V1 52 s" in markdown(summary, cached)
     assert [r[0] for r in readme_rows(summary)][:1] == [
         "classifier: targeted recovers ≥ 95 % of the full-retrain gain"
     ]
