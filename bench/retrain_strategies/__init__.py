@@ -1,8 +1,8 @@
 """Does the loop really work better? Retraining strategies after drift, on the synthetic corpus.
 
-Run with ``python -m bench.retrain_strategies`` (``make bench-efficacy``; about half an hour on two
-CPU cores at the default size, plus a few minutes the first time to generate and OCR the corpora,
-which are cached under ``bench/out/``) or ``--quick`` (two scenarios, one seed, tiny models: a
+Run with ``python -m bench.retrain_strategies`` (``make bench-efficacy``; 23 minutes on two CPU
+cores at the default size, plus 4.5 minutes the first time to generate and OCR the corpora, which
+are cached under ``bench/out/``) or ``--quick`` (two scenarios, one seed, tiny models: a
 smoke run of every path in a few minutes, part of ``make bench`` and of the test suite).
 
 One V1 (classifier + extractor) is trained on a ``base`` corpus. After each drift scenario

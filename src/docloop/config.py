@@ -275,11 +275,7 @@ class RetrainConfig(Section):
     """Targeted sampling of the retraining dataset."""
 
     replay_ratio: float = Field(
-        default=0.5,
-        ge=0,
-        le=0.95,
-        description="Share of the dataset replayed from old training (0.5: measured best, "
-        "bench/retrain_strategies).",
+        default=0.3, ge=0, le=0.95, description="Share of the dataset replayed from old training."
     )
     confirmed_per_corrected: float = Field(
         default=1.0, ge=0, description="Confirmed (non-corrected) samples per corrected sample."
@@ -293,10 +289,7 @@ class RetrainConfig(Section):
         default=5, ge=0, description="Keep at least this many documents for every entity type."
     )
     error_oversample: float = Field(
-        default=1.5,
-        ge=1,
-        description="Weight of documents with errors on weak entities (1.5 keeps a retrain "
-        "within a third of a full retrain's compute at replay_ratio 0.5).",
+        default=2.0, ge=1, description="Weight of documents with errors on weak entities."
     )
     weak_entity_f1: float = Field(
         default=0.8, ge=0, le=1, description="Entities below this champion F1 are 'weak'."

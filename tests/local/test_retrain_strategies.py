@@ -39,7 +39,7 @@ def test_the_quick_benchmark_writes_every_strategy_and_target(tmp_path: Path) ->
         "targeted",
         "replay_0",
         "replay_0.1",
-        "replay_0.3",
+        "replay_0.5",
         "random",
     }
     assert {row["scenario"] for row in rows} == {"new_template", "class_mix"}

@@ -777,7 +777,7 @@ class _Planner:
         if len(chosen) < with_val:
             self.sampling.notes.append(
                 f"replay wanted {with_val} documents (train + val) for replay_ratio {ratio:g}; "
-                f"the previous training data gave {len(chosen)}" + self.balance_note
+                f"the previous training data gave {len(chosen)}"
             )
 
     def training_floor(self) -> list[str]:
