@@ -358,7 +358,6 @@ class _Run:
         if not self.cuda:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self._build_model(digest, types, identity)
-        self.train_examples = len(train)
         self._build_features(train)
         self._build_optimizer()
         self.state: dict[str, Any] = {
@@ -414,7 +413,6 @@ class _Run:
         label_ids = {label: index for index, label in enumerate(self.card.labels)}
         if self.trainer.task == "classify":
             train = once_per_document(train)
-            self.train_examples = len(train)
             features: list[Any] = classifier_features(
                 train, self.tokenizer, label_ids, config.max_length, config.max_pages
             )
@@ -423,6 +421,7 @@ class _Run:
         else:
             self.features = extractor_windows(train, self.tokenizer, label_ids, config.max_length)
             self.collate = collate_extractor
+        self.train_examples = len(train)  # the documents trained on (each once, for the classifier)
         if not self.features:
             raise InvalidInput(f"dataset {self.trainer.dataset_uri} has no usable examples")
         batches = -(-len(self.features) // config.batch_size)
