@@ -14,7 +14,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -27,7 +26,8 @@ from bench.retrain_strategies.report import (
     readme_rows,
 )
 from bench.retrain_strategies.run import read_rows, run_experiment, strategies
-from docloop.config import DocloopConfig, RetrainConfig, load_config
+from docloop.config import ENV_PREFIX, DocloopConfig, RetrainConfig, load_config
+from docloop.errors import ConfigError
 
 OUT = Path(__file__).resolve().parent.parent / "out"
 README = Path(__file__).resolve().parent.parent.parent / "README.md"
@@ -46,22 +46,22 @@ def machine() -> str:
     )
 
 
-def with_policy(
-    config: DocloopConfig, changes: list[str], parser: argparse.ArgumentParser
-) -> DocloopConfig:
-    """``config`` with ``--policy KNOB=VALUE`` applied to its ``retrain`` section (validated)."""
-    update: dict[str, str] = {}
+def with_policy(changes: list[str], parser: argparse.ArgumentParser) -> DocloopConfig:
+    """The configuration with ``--policy KNOB=VALUE`` applied to its ``retrain`` section.
+
+    Each change becomes the ``DOCLOOP__RETRAIN__KNOB`` override a deployment would set, so
+    ``load_config`` parses and validates it (and names a bad knob or value).
+    """
+    overrides: dict[str, str] = {}
     for change in changes:
         knob, sep, value = change.partition("=")
-        if not sep or knob not in RetrainConfig.model_fields:
-            known = ", ".join(RetrainConfig.model_fields)
-            parser.error(f"--policy {change!r}: expected KNOB=VALUE with KNOB one of {known}")
-        update[knob] = value
+        if not sep:
+            parser.error(f"--policy {change!r}: expected KNOB=VALUE")
+        overrides[f"{ENV_PREFIX}RETRAIN__{knob.upper()}"] = value
     try:
-        policy = RetrainConfig.model_validate({**config.retrain.model_dump(), **update})
-    except ValidationError as exc:
+        return load_config(environ={**os.environ, **overrides})
+    except ConfigError as exc:
         parser.error(f"--policy: {exc}")
-    return config.model_copy(update={"retrain": policy})
 
 
 def render(
@@ -159,7 +159,7 @@ def main() -> None:
         size = replace(size, finetune_epochs=args.finetune_epochs)
     if args.encoder_layers:
         size = replace(size, encoder_layers=args.encoder_layers)
-    config = with_policy(load_config(), args.policy, parser)
+    config = with_policy(args.policy, parser)
     suffix = "-quick" if args.quick else ""
     out = args.out or OUT / f"retrain_strategies{suffix}"
     json_path = (

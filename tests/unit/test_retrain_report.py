@@ -150,3 +150,16 @@ def test_the_outputs_carry_every_strategy_and_target() -> None:
     assert "data:image/png;base64," in page
     assert "per-class F1 - V1, drifted holdout" in page
     assert "no gain" in page  # gate refusals are listed
+
+
+def test_policy_changes_go_through_the_config_overrides() -> None:
+    import argparse
+
+    from bench.retrain_strategies.__main__ import with_policy
+
+    parser = argparse.ArgumentParser()
+    config = with_policy(["replay_ratio=0.5", "balance_classes=false"], parser)
+    assert config.retrain.replay_ratio == 0.5 and config.retrain.balance_classes is False
+    for bad in (["bogus=1"], ["replay_ratio=2"], ["replay_ratio"]):
+        with pytest.raises(SystemExit):
+            with_policy(bad, parser)
