@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import FeedbackConfig, RetrainConfig
-from docloop.datasets.examples import (
+from docloop.documents.examples import (
     EXAMPLE_ARROW_SCHEMA,
     DatasetManifest,
     write_table,

@@ -60,7 +60,7 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import TrackingConfig, TrainingConfig
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.documents.ocr import text_layer_words
 from docloop.documents.synth import generate_corpus
 from docloop.models.artifact import LoadedModel, load_model

@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import PreprocessConfig, TrackingConfig, load_config
-from docloop.datasets.build import build_initial_dataset
-from docloop.datasets.examples import read_examples, read_manifest
+from docloop.datasets.initial import build_initial_dataset
+from docloop.documents.examples import read_examples, read_manifest
 from docloop.documents.preprocess import preprocess
 from docloop.documents.synth import generate_corpus
 from docloop.models.artifact import load_model

@@ -36,7 +36,7 @@ from rich.table import Table
 from torch import nn
 
 from docloop.config import TrackingConfig, TrainingConfig, load_config
-from docloop.datasets.examples import read_examples, read_manifest
+from docloop.documents.examples import read_examples, read_manifest
 from docloop.models.artifact import build_network, load_model
 from docloop.models.encoder import load_encoder, load_tokenizer, resolve_encoder
 from docloop.models.features import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from docloop.datasets.examples import DocumentExample, write_dataset
+from docloop.documents.examples import DocumentExample, write_dataset
 from docloop.storage import Storage
 
 FILLER = [

@@ -2,7 +2,7 @@
 
 Everything a strategy trains on comes from the product's own code paths: the corpora from
 ``docloop.documents.synth`` through real preprocessing (OCR for scanned pages), the feedback
-from V1's answers judged by ``docloop.simulate.review`` (gold labels, a share of deliberately
+from V1's answers judged by ``docloop.demo.simulate.review`` (gold labels, a share of deliberately
 wrong corrections) and filtered by ``docloop.feedback.quality.assess_feedback``, and every
 retraining dataset from ``docloop.datasets.targeted.build_retrain_dataset`` — with the policy
 under test, or with targeting switched off for the baselines — so the strategies differ only in
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from docloop.config import DocloopConfig, FeedbackConfig, RetrainConfig
-from docloop.datasets.examples import (
+from docloop.documents.examples import (
     DatasetManifest,
     DocumentExample,
     read_examples,
@@ -32,12 +32,12 @@ from docloop.datasets.targeted import (
     build_retrain_dataset,
     entity_f1_from_feedback,
 )
-from docloop.demo import labelled_examples
+from docloop.demo.run import labelled_examples
 from docloop.feedback.contracts import FeedbackRecord
 from docloop.feedback.quality import assess_feedback
 from docloop.models.artifact import LoadedModel
 from docloop.models.inference import classify, extract
-from docloop.simulate import review
+from docloop.demo.simulate import review
 from docloop.storage import Storage
 
 logger = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ def build_dataset(
         holdout_digest: Digest of the frozen holdout.
         train: Training documents.
     """
-    from docloop.datasets.build import build_initial_dataset
+    from docloop.datasets.initial import build_initial_dataset
 
     manifest = build_initial_dataset(
         pages.path,

@@ -45,7 +45,7 @@ def evaluate(
         ``dsl.If(evaluate_task.outputs["Output"] == True)``. The reasons are in ``gate`` (and
         its metadata).
     """
-    from docloop.evaluate import run_component
+    from docloop.evaluation.run import run_component
 
     outcome = run_component(
         task, candidate.path, holdout.path, incumbent_uri, feedback_holdout_uri, gate.path

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from docloop.config import DocloopConfig, store_url, tracking_uri
 from docloop.errors import InvalidInput
-from docloop.evaluate import resolve_model_uri
+from docloop.evaluation.run import resolve_model_uri
 from docloop.models.artifact import ModelCard, fetch_model_folder, read_card
 from docloop.storage import Storage
 

@@ -112,7 +112,7 @@ def demo(
     a second round whose candidate must fail, then demo-report/index.html. Exit code 0 when the
     loop did what it claims, 6 when a claim does not hold (the report says which), 2 on errors.
     """
-    from docloop.demo import print_summary, run_demo
+    from docloop.demo.run import print_summary, run_demo
 
     try:
         with _progress() as progress:
@@ -221,7 +221,7 @@ def build_dataset(
     config: ConfigOption = None,
 ) -> None:
     """Labelled page records -> train / val / holdout split by document id (initial mode)."""
-    from docloop.datasets.build import build_initial_dataset
+    from docloop.datasets.initial import build_initial_dataset
     from docloop.storage import Storage
 
     settings = _config(config)
@@ -418,7 +418,7 @@ def evaluate(
     from pydantic import ValidationError
 
     from docloop.config import GateConfig
-    from docloop.evaluate import resolve_model_uri, run_evaluation
+    from docloop.evaluation.run import resolve_model_uri, run_evaluation
     from docloop.models.artifact import fetch_model_folder, read_card
     from docloop.storage import Storage
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from docloop.config import AlertsConfig
-from docloop.gate import GateResult
+from docloop.evaluation.gate import GateResult
 from docloop.store.db import Store
 from docloop.store.tables import RetrainAttempt
 

@@ -2,7 +2,7 @@
 
 There is no Kubernetes cluster or Docker engine on these machines. The rollout code runs for real
 — the real ``kubernetes.client.CustomObjectsApi`` over HTTP, objects built with the KServe SDK's
-own models — against ``tests/kube_apiserver.py``, an API server on 127.0.0.1 with the real REST
+own models — against ``tests/fakes/kube_apiserver.py``, an API server on 127.0.0.1 with the real REST
 paths for ``serving.kserve.io/v1beta1`` InferenceServices, ``resourceVersion`` conflicts and
 generations, that applies KServe's documented traffic semantics (latest / previous rolled-out
 revisions, the canary split, rollback by 0 %, Standard mode's ``spec.canary[]``). The live numbers
@@ -32,7 +32,7 @@ from docloop.deploy.rollout import RolloutResult, StatsSource, run_rollout
 from docloop.errors import DeployFailed, InvalidInput, RolloutNotReady
 from docloop.store.db import Store, open_store
 from docloop.store.tables import Deployment
-from tests.kube_apiserver import FakeKubeApiServer
+from tests.fakes.kube_apiserver import FakeKubeApiServer
 
 pytestmark = pytest.mark.contract
 

@@ -1,7 +1,7 @@
 """deploy-kserve and rollback with the real registry, the real state store and live numbers.
 
 There is no Kubernetes cluster on these machines: the InferenceService lives in
-``tests/kube_apiserver.py`` (real REST paths, KServe's traffic semantics) and is driven by the
+``tests/fakes/kube_apiserver.py`` (real REST paths, KServe's traffic semantics) and is driven by the
 real ``kubernetes`` client. Everything else is real: MLflow (SQLite) and the state store hold the
 versions, aliases, audit log and retrain attempts; the canary analysis reads its numbers from
 prediction-log and feedback rows that "arrive" between its looks (written by the test's sleep,
@@ -31,7 +31,7 @@ from docloop.storage import Storage
 from docloop.store.db import open_store
 from docloop.store.registry import TAG_PREFIX, Registry
 from docloop.store.tables import FeedbackEvent, Prediction, RetrainAttempt, utcnow
-from tests.kube_apiserver import FakeKubeApiServer
+from tests.fakes.kube_apiserver import FakeKubeApiServer
 
 pytestmark = pytest.mark.contract
 

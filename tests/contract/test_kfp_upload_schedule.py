@@ -1,6 +1,6 @@
 """``docloop upload`` / ``docloop schedule`` against the KFP v2beta1 REST API, through kfp.Client.
 
-There is no KFP API server on these machines. ``tests/kfp_apiserver.py`` is a fake one on
+There is no KFP API server on these machines. ``tests/fakes/kfp_apiserver.py`` is a fake one on
 127.0.0.1 that implements exactly the endpoints the real ``kfp.Client`` 2.17.3 calls for these
 operations and answers with the client's own request/response models (``kfp_server_api``): the
 request bodies asserted on here are the ones the real client produced, parsed back with
@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from docloop import __version__, kubeflow
 from docloop.cli import app
 from docloop.errors import ConfigError, InvalidInput
-from tests.kfp_apiserver import API, FakeKFP
+from tests.fakes.kfp_apiserver import API, FakeKFP
 
 pytestmark = pytest.mark.contract
 

@@ -1,4 +1,4 @@
-"""Contract tests of the fake Kubernetes API server in ``tests/kube_apiserver.py``.
+"""Contract tests of the fake Kubernetes API server in ``tests/fakes/kube_apiserver.py``.
 
 There is no Kubernetes cluster on these machines. The fake serves the real REST paths of
 ``serving.kserve.io/v1beta1`` ``inferenceservices`` on 127.0.0.1 and applies KServe's documented
@@ -29,9 +29,9 @@ from kubernetes.client import ApiException, CustomObjectsApi, V1ObjectMeta
 if TYPE_CHECKING:  # imported for real by pytest_plugins (so that its asserts are rewritten)
     from kserve import KServeClient
 
-    from tests.kube_apiserver import FakeKubeApiServer
+    from tests.fakes.kube_apiserver import FakeKubeApiServer
 
-pytest_plugins = ["tests.kube_apiserver"]
+pytest_plugins = ["tests.fakes.kube_apiserver"]
 pytestmark = pytest.mark.contract
 
 NS = "docloop"
@@ -498,7 +498,7 @@ def test_invalid_objects_are_rejected(
 def test_kserve_client_borrows_the_default_configuration_only_while_running() -> None:
     from kubernetes.client import Configuration
 
-    from tests.kube_apiserver import FakeKubeApiServer
+    from tests.fakes.kube_apiserver import FakeKubeApiServer
 
     before = Configuration.get_default_copy().host
     with FakeKubeApiServer() as server:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.local
 
 def test_the_demo_runs_the_loop_and_writes_its_report(tmp_path: Path) -> None:
     from docloop.config import load_config, store_url
-    from docloop.demo import run_demo
+    from docloop.demo.run import run_demo
     from docloop.store.db import open_store
     from docloop.store.registry import Registry
     from docloop.store.tables import Deployment, DriftCheck, RetrainAttempt

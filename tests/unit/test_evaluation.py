@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from docloop.config import GateConfig, TrackingConfig, TrainingConfig
-from docloop.datasets.examples import read_examples, write_examples
+from docloop.documents.examples import read_examples, write_examples
 from docloop.errors import ConfigError, InvalidInput
-from docloop.evaluate import (
+from docloop.evaluation.run import (
     GATE_FILE,
     METRICS_FILE,
     REPORT_FILE,
@@ -25,8 +25,8 @@ from docloop.evaluate import (
     run_component,
     run_evaluation,
 )
-from docloop.gate import GateResult, evaluate_gate
-from docloop.models.evaluation import (
+from docloop.evaluation.gate import GateResult, evaluate_gate
+from docloop.evaluation.scoring import (
     ModelScores,
     classification_scores,
     extraction_scores,
@@ -37,7 +37,7 @@ from docloop.models.metrics import (
     EntityReport,
     entity_counts_per_document,
 )
-from docloop.models.report import confusion_matrices, flat_metrics, render_report
+from docloop.evaluation.report import confusion_matrices, flat_metrics, render_report
 from docloop.storage import Storage
 from tests.datasets import make_example, tiny_encoder, write_tiny_dataset
 

@@ -10,14 +10,14 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from docloop.config import GateConfig
 from docloop.errors import ConfigError, InvalidInput
-from docloop.gate import (
+from docloop.evaluation.gate import (
     MINUS,
     GateResult,
     bootstrap_indices,
     evaluate_gate,
     paired_bootstrap,
 )
-from docloop.models.evaluation import (
+from docloop.evaluation.scoring import (
     ModelScores,
     classification_scores,
     extraction_scores,
@@ -268,7 +268,7 @@ def test_a_document_in_two_holdouts_is_pooled_once(caplog: pytest.LogCaptureFixt
     gold = gold_of(a=20, b=20)
     candidate = scores(gold, gold)
     incumbent = scores(gold, with_errors(gold, {0, 1, 2}, {"a": "b", "b": "a"}))
-    with caplog.at_level(logging.WARNING, logger="docloop.gate"):
+    with caplog.at_level(logging.WARNING, logger="docloop.evaluation.gate"):
         result = evaluate_gate(
             "classify",
             GateConfig(),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.models.artifact import ModelCard, load_model, save_model
 from docloop.models.encoder import load_encoder, load_tokenizer, resolve_encoder
 from docloop.models.features import IGNORE_INDEX, classifier_features, extractor_windows

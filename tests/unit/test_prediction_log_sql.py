@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 
 from docloop.config import DocloopConfig
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.errors import StoreError
 from docloop.feedback.contracts import read_served_document, served_document_uri
 from docloop.feedback.records import find_prediction, iter_predictions, predictions_since

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from docloop.datasets.examples import DocumentExample, stratified_splits
+from docloop.documents.examples import DocumentExample, stratified_splits
 from tests.datasets import make_example
 
 pytestmark = pytest.mark.unit

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from docloop.config import DocloopConfig, RetrainConfig
-from docloop.datasets.examples import (
+from docloop.documents.examples import (
     DatasetManifest,
     DocumentExample,
     read_examples,

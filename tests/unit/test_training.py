@@ -88,7 +88,7 @@ def test_training_is_deterministic_on_cpu(
 def test_warm_start_keeps_the_incumbents_labels_first(
     tmp_path: Path, tracking: TrackingConfig
 ) -> None:
-    from docloop.datasets.examples import read_examples, write_dataset
+    from docloop.documents.examples import read_examples, write_dataset
     from docloop.storage import Storage
 
     first = write_tiny_dataset(tmp_path / "first")
@@ -183,7 +183,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(
 
 def test_the_classifier_trains_on_each_document_once(tmp_path: Path) -> None:
     """Repeated rows (the retrain builder's entity oversampling) weight only the extractor."""
-    from docloop.datasets.examples import read_examples, write_dataset
+    from docloop.documents.examples import read_examples, write_dataset
     from docloop.storage import Storage
 
     storage = Storage()

@@ -72,7 +72,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 
 from docloop.config import RetrainConfig, load_config, store_url
-from docloop.datasets.examples import (
+from docloop.documents.examples import (
     EXAMPLE_ARROW_SCHEMA,
     OUTSIDE,
     DatasetManifest,
@@ -1220,7 +1220,7 @@ def build_retrain_dataset_from_tables(
 
     Args:
         labels: reviewed documents, :data:`FEEDBACK_LABEL_SCHEMA` (one row per document).
-        documents: the served documents, :data:`~docloop.datasets.examples.EXAMPLE_ARROW_SCHEMA`
+        documents: the served documents, :data:`~docloop.documents.examples.EXAMPLE_ARROW_SCHEMA`
             (any order, extra documents ignored; their type and tags are replaced by the labels).
         previous_dataset_uri: the dataset folder to replay from and copy the frozen holdout of.
         output_uri: the new dataset folder.

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from docloop.config import DocloopConfig
-from docloop.datasets.examples import DocumentExample, read_examples, write_examples
+from docloop.documents.examples import DocumentExample, read_examples, write_examples
 from docloop.storage import Storage, join
 
 FeedbackKind = Literal["confirmation", "correction"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 
 IGNORE_INDEX = -100
 SPECIAL_BOX = (0, 0, 0, 0)

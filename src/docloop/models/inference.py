@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from docloop.datasets.examples import OUTSIDE, DocumentExample
+from docloop.documents.examples import OUTSIDE, DocumentExample
 from docloop.models.artifact import LoadedModel
 from docloop.models.features import (
     classifier_features,

@@ -110,7 +110,7 @@ def run_component(
     so that a later retrain can replay it.
     """
     from docloop.config import load_config
-    from docloop.evaluate import resolve_model_uri
+    from docloop.evaluation.run import resolve_model_uri
     from docloop.models.artifact import CARD_FILE, read_card
 
     if task not in ("classify", "extract"):

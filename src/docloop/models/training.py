@@ -32,7 +32,7 @@ from torch import nn
 
 from docloop import __version__
 from docloop.config import TrackingConfig, TrainingConfig, tracking_uri
-from docloop.datasets.examples import OUTSIDE, DocumentExample, read_examples, read_manifest
+from docloop.documents.examples import OUTSIDE, DocumentExample, read_examples, read_manifest
 from docloop.errors import InvalidInput
 from docloop.models.artifact import (
     CARD_FILE,

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from docloop.config import DocloopConfig
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.errors import InvalidInput
 from docloop.models.artifact import LoadedModel, card_version
 from docloop.monitor import sources
@@ -107,7 +107,7 @@ def _load_champion(
 ) -> tuple[LoadedModel, str]:
     if isinstance(champion, LoadedModel):
         return champion, str(champion.path)
-    from docloop.evaluate import resolve_model_uri
+    from docloop.evaluation.run import resolve_model_uri
     from docloop.models.artifact import fetch_model_folder, load_model
 
     uri = resolve_model_uri(champion, config.tracking)

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.errors import InvalidInput
 from docloop.models.artifact import LoadedModel
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from docloop.config import DocloopConfig
-from docloop.datasets.examples import DocumentExample, read_examples
+from docloop.documents.examples import DocumentExample, read_examples
 from docloop.errors import InvalidInput, StorageError, StoreError
 from docloop.feedback.contracts import FeedbackRecord, read_served_document, served_document_uri
 from docloop.feedback.records import StoredPrediction, accepted_feedback, predictions_since

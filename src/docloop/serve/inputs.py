@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from docloop.datasets.examples import OUTSIDE, DocumentExample
+from docloop.documents.examples import OUTSIDE, DocumentExample
 from docloop.serve.compat import InferRequest, InvalidInput
 from docloop.serve.sink import DOC_ID_RE
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from docloop.config import PreprocessConfig
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.models.artifact import (
     CARD_FILE,
     LoadedModel,

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects import postgresql, sqlite
 
 from docloop.config import DocloopConfig
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.errors import DocloopError, StoreBusy, StoreError
 from docloop.feedback.contracts import write_served_document
 from docloop.storage import Storage

@@ -4,7 +4,7 @@ Two systems, one source of truth each (``shared/DESIGN.md``, "State"):
 
 * MLflow holds *what* a version is: a registered model version whose ``source`` is the docloop
   model folder (safetensors + ``docloop-model.json``; not an MLflow flavour), lineage tags
-  (``docloop.run_id``, ``docloop.dataset_digest``, ``docloop.gate``, ``docloop.code_version``,
+  (``docloop.run_id``, ``docloop.dataset_digest``, ``docloop.evaluation.gate``, ``docloop.code_version``,
   ``docloop.idempotency_key``) and the aliases people and servers look up: ``challenger`` (newest
   registration), ``champion`` (the default) and ``previous-champion`` (the default before it).
 * The state store holds *which status* each version has (exactly one ``default`` per model, by
@@ -338,11 +338,11 @@ class Registry:
             "docloop.run_id": run_id,
             "docloop.dataset_digest": dataset_digest,
             "docloop.code_version": code_version,
-            "docloop.gate": gate_text,
+            "docloop.evaluation.gate": gate_text,
         }
         version_tags.update({k: v for k, v in optional.items() if v})
         if gate_dict is not None and isinstance(gate_dict.get("blessed"), bool):
-            version_tags["docloop.gate.blessed"] = str(gate_dict["blessed"]).lower()
+            version_tags["docloop.evaluation.gate.blessed"] = str(gate_dict["blessed"]).lower()
         version_tags.update(dict(tags or {}))
 
         with self.store.write() as session:

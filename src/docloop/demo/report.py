@@ -30,7 +30,7 @@ from docloop.store.tables import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from docloop.demo import DemoResult
+    from docloop.demo.run import DemoResult
 
 REPORT_FILE = "index.html"
 TASK_PREFIXES = ("classify: ", "extract: ", "pipeline: ")

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from docloop.config import GateConfig
 from docloop.errors import ConfigError, InvalidInput
-from docloop.models.evaluation import KEY_METRICS, ModelScores, metric_values
+from docloop.evaluation.scoring import KEY_METRICS, ModelScores, metric_values
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def paired_bootstrap(
     Each replicate draws ``n`` document indices with replacement (`bootstrap_indices`), once,
     and recomputes *both* models' metric on that same resample, so the document-to-document
     variation both models share cancels in the difference. The metric is recomputed from the
-    resample's summed per-document counts (`docloop.models.evaluation.metric_values`): the
+    resample's summed per-document counts (`docloop.evaluation.scoring.metric_values`): the
     multiplicities of a block of resamples times the ``(documents, 3 * labels)`` count matrix
     gives every replicate's totals in one matrix product. The lower bound is the percentile
     bound: the ``1 - confidence`` quantile of the replicate differences.
@@ -254,7 +254,7 @@ def paired_bootstrap(
     for a seed and checkable against a plain loop (see the tests).
 
     Args:
-        metric: A key metric name (see `docloop.models.evaluation.KEY_METRICS`).
+        metric: A key metric name (see `docloop.evaluation.scoring.KEY_METRICS`).
         candidate_counts: ``(documents, labels, 3)`` counts of the candidate.
         incumbent_counts: The incumbent's, same documents and label columns.
         samples: Resamples (B).

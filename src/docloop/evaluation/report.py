@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from docloop.gate import BootstrapResult, GateCheck, GateResult
-from docloop.models.evaluation import ModelScores
+from docloop.evaluation.gate import BootstrapResult, GateCheck, GateResult
+from docloop.evaluation.scoring import ModelScores
 from docloop.models.metrics import (
     ClassificationReport,
     EntityReport,

@@ -11,7 +11,7 @@
 4. A second round that must fail: ``scan_quality`` traffic and a one-step training budget → the
    candidate is rejected by the gate → the **alternate path** (champion kept, attempt
    ``rejected``, alert received by a webhook on 127.0.0.1).
-5. ``demo-report/index.html`` (``docloop.demo_report``) and a rich summary.
+5. ``demo-report/index.html`` (``docloop.demo.report``) and a rich summary.
 
 V1 and V2 are scored on holdouts no training saw: the bootstrap's frozen holdout (old data) and
 a drifted test set generated for the demo and never served. The numbers are whatever they are;
@@ -44,8 +44,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from docloop.config import DocloopConfig, load_config, store_url
-from docloop.datasets.build import labelled_entities, read_labels
-from docloop.datasets.examples import DocumentExample, build_examples, read_examples
+from docloop.datasets.initial import labelled_entities, read_labels
+from docloop.documents.examples import DocumentExample, build_examples, read_examples
 from docloop.documents.preprocess import preprocess, read_page_records
 from docloop.documents.synth import generate_corpus
 from docloop.errors import DocloopError
@@ -250,7 +250,7 @@ def score_version(
 ) -> dict[str, dict[str, Scores]]:
     """Each task's model on each holdout: the gate's key metric and the per-label F1."""
     from docloop.models.artifact import fetch_model_folder, load_model
-    from docloop.models.evaluation import score_model
+    from docloop.evaluation.scoring import score_model
 
     storage = Storage(config.storage)
     metric = {"classify": config.gate.classify_metric, "extract": config.gate.extract_metric}
@@ -372,7 +372,7 @@ class Demo:
             with self.stage("round 1: drifted traffic + reviews"):
                 self._serve_and_review(local.url, traffic, api, wrong_rate=0.05)
             with self.stage("round 1: drift check -> retrain -> canary (V2)"):
-                from docloop.simulate import LiveTraffic
+                from docloop.demo.simulate import LiveTraffic
 
                 with LiveTraffic(
                     local.url, MODEL_NAME, traffic, api, wrong_rate=0.05, interval_s=3.0
@@ -470,7 +470,7 @@ class Demo:
     ) -> None:
         import httpx
 
-        from docloop.simulate import request_predictions, review, send_feedback
+        from docloop.demo.simulate import request_predictions, review, send_feedback
 
         with httpx.Client(base_url=url) as client:
             answers = request_predictions(client, MODEL_NAME, examples)
@@ -508,7 +508,7 @@ class Demo:
             store.close()
 
     def _report(self, config: DocloopConfig) -> None:
-        from docloop.demo_report import write_report
+        from docloop.demo.report import write_report
 
         self.result.claims = claims(self.result, config)
         self.result.report = str(

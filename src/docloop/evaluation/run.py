@@ -5,7 +5,7 @@ component's body. Given an output URI, `run_evaluation` writes there::
 
     report.html    the self-contained HTML report (verdict, checks, figures)
     metrics.json   flat metric names -> values (what goes into the KFP Metrics artifact)
-    gate.json      the gate's verdict (`docloop.gate.GateResult`), written last: its presence
+    gate.json      the gate's verdict (`docloop.evaluation.gate.GateResult`), written last: its presence
                    means the evaluation finished
 
 Models are named by folder URIs (local paths, ``file://``, ``s3://``, ``gs://``) or by MLflow
@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from docloop.config import GateConfig, TrackingConfig, tracking_uri
-from docloop.datasets.examples import DocumentExample, examples_digest, read_examples
+from docloop.documents.examples import DocumentExample, examples_digest, read_examples
 from docloop.errors import InvalidInput
-from docloop.gate import GateResult, Task, evaluate_gate, key_metric
-from docloop.models.evaluation import ModelScores, score_model
-from docloop.models.report import confusion_matrices, flat_metrics, render_report
+from docloop.evaluation.gate import GateResult, Task, evaluate_gate, key_metric
+from docloop.evaluation.scoring import ModelScores, score_model
+from docloop.evaluation.report import confusion_matrices, flat_metrics, render_report
 from docloop.storage import Storage, join
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from docloop.datasets.examples import OUTSIDE, DocumentExample
+from docloop.documents.examples import OUTSIDE, DocumentExample
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackEvent
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from docloop.datasets.examples import DocumentExample
+from docloop.documents.examples import DocumentExample
 from docloop.errors import InvalidInput
 from docloop.models.metrics import (
     ClassificationReport,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from docloop.datasets.examples import (
+from docloop.documents.examples import (
     DatasetManifest,
     build_examples,
     stratified_splits,

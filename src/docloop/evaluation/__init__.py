@@ -1,0 +1,1 @@
+"""Evaluation: scoring a model on a holdout, the gate, the report, and the evaluate run."""
