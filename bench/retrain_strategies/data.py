@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from docloop.config import DocloopConfig, FeedbackConfig, RetrainConfig
+from docloop.datasets.targeted import (
+    FEEDBACK_HOLDOUT,
+    build_retrain_dataset,
+    entity_f1_from_feedback,
+)
+from docloop.demo.run import labelled_examples
+from docloop.demo.simulate import review
 from docloop.documents.examples import (
     DatasetManifest,
     DocumentExample,
@@ -27,17 +34,10 @@ from docloop.documents.examples import (
     stratified_splits,
     write_dataset,
 )
-from docloop.datasets.targeted import (
-    FEEDBACK_HOLDOUT,
-    build_retrain_dataset,
-    entity_f1_from_feedback,
-)
-from docloop.demo.run import labelled_examples
 from docloop.feedback.contracts import FeedbackRecord
 from docloop.feedback.quality import assess_feedback
 from docloop.models.artifact import LoadedModel
 from docloop.models.inference import classify, extract
-from docloop.demo.simulate import review
 from docloop.storage import Storage
 
 logger = logging.getLogger(__name__)

@@ -40,9 +40,9 @@ def build_dataset(
         holdout_digest: Digest of the frozen holdout.
         train: Training documents.
     """
-    from docloop.datasets.initial import build_initial_dataset
+    from docloop.steps import build_dataset as step
 
-    manifest = build_initial_dataset(
+    manifest = step.run(
         pages.path,
         labels_uri,
         dataset.path,

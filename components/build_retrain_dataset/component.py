@@ -37,22 +37,13 @@ def build_retrain_dataset(
         train: Training documents.
         feedback: Reviewed documents used (training + feedback holdout).
     """
-    from docloop.champions import resolve_champion
-    from docloop.config import load_config
-    from docloop.datasets.targeted import run_component
+    from docloop.steps import build_retrain_dataset as step
 
-    previous = previous_dataset_uri or resolve_champion(load_config(), champion_uri).dataset_uri
-    result = run_component(previous, dataset.path, seed=seed)
+    result = step.run(dataset.path, champion_uri, previous_dataset_uri, seed)
     manifest = result.manifest
     dataset.metadata.update({"digest": manifest.digest, "counts": manifest.counts})
     dataset.metadata.update({"quality": result.quality})
-    reviewed = sum(
-        count
-        for split in manifest.source_counts.values()
-        for source, count in split.items()
-        if source != "replay"
-    )
     outputs = NamedTuple(  # noqa: UP014
         "RetrainDatasetOutputs", [("digest", str), ("train", int), ("feedback", int)]
     )
-    return outputs(manifest.digest, manifest.counts["train"], reviewed)
+    return outputs(manifest.digest, manifest.counts["train"], step.reviewed_count(result))

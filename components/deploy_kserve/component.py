@@ -45,25 +45,12 @@ def deploy_kserve(
     import shutil
     from pathlib import Path
 
-    from docloop.deploy.run import ANALYSIS_FILE, STATUS_FILE, run_component
+    from docloop.steps import deploy_kserve as step
 
     folder = Path(service.path)
-    status = run_component(
+    outcome = step.run(
         str(folder), pipeline_run, classifier_version, extractor_version, ensure_serving
     )
-    shutil.copyfile(folder / ANALYSIS_FILE, analysis.path)
-    state = status.get("service") or {}
-    service.metadata.update(
-        {
-            "status": status["status"],
-            "versions": status["versions"],
-            "name": state.get("name"),
-            "namespace": state.get("namespace"),
-            "url": state.get("url"),
-            "latest_rolledout_revision": state.get("latest_rolledout_revision"),
-            "previous_rolledout_revision": state.get("previous_rolledout_revision"),
-            "traffic": state.get("traffic"),
-            "file": STATUS_FILE,
-        }
-    )
-    return str(status["status"])
+    shutil.copyfile(folder / step.ANALYSIS_FILE, analysis.path)
+    service.metadata.update(outcome.metadata)
+    return str(outcome.status["status"])

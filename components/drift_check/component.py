@@ -40,18 +40,13 @@ def drift_check(
     """
     from pathlib import Path
 
-    from docloop.champions import holdout_score_or_none, resolve_champion
-    from docloop.config import load_config
-    from docloop.monitor.check import run_component
+    from docloop.steps import drift_check as step
 
-    config = load_config()
-    champion = resolve_champion(config, champion_uri)
-    result = run_component(
-        reference_dataset_uri or champion.dataset_uri,
-        champion.model_uri,
-        champion.holdout_score,
+    result = step.run(
         str(Path(report.path).parent / "drift-check"),
-        champion_extract_score=holdout_score_or_none(config, extractor_uri),
+        champion_uri,
+        extractor_uri,
+        reference_dataset_uri,
     )
     Path(report.path).write_text(result.html, encoding="utf-8")
     Path(summary.path).write_text(result.markdown, encoding="utf-8")

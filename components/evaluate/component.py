@@ -45,9 +45,9 @@ def evaluate(
         ``dsl.If(evaluate_task.outputs["Output"] == True)``. The reasons are in ``gate`` (and
         its metadata).
     """
-    from docloop.evaluation.run import run_component
+    from docloop.steps import evaluate as step
 
-    outcome = run_component(
+    outcome = step.run(
         task, candidate.path, holdout.path, incumbent_uri, feedback_holdout_uri, gate.path
     )
     for name, value in outcome.metrics.items():

@@ -29,14 +29,9 @@ def merge_pages(
         processed: Documents turned into page records across the shards.
         quarantined: Inputs set aside across the shards.
     """
-    from docloop.documents.preprocess import merge_page_shards
+    from docloop.steps import merge_pages as step
 
-    result = merge_page_shards([shard.path for shard in shards], pages.path)
+    result = step.run([shard.path for shard in shards], pages.path, quarantine.path)
     pages.metadata.update(result.to_dict())
-    from pathlib import Path
-
-    Path(quarantine.path).write_text(
-        "".join(entry.model_dump_json() + "\n" for entry in result.quarantine), encoding="utf-8"
-    )
     outputs = NamedTuple("MergeOutputs", [("processed", int), ("quarantined", int)])  # noqa: UP014
     return outputs(result.processed, result.quarantined)

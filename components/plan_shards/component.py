@@ -20,6 +20,6 @@ def plan_shards(num_shards: int) -> List[int]:  # noqa: UP006 (KFP needs typing.
     Returns:
         The shard indices.
     """
-    if not 1 <= num_shards <= 256:
-        raise ValueError(f"num_shards must be between 1 and 256, not {num_shards}")
-    return list(range(num_shards))
+    from docloop.steps import plan_shards as step
+
+    return step.run(num_shards)

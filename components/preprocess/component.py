@@ -46,9 +46,9 @@ def preprocess(
         processed: Documents turned into page records in this run.
         quarantined: Inputs set aside (see the quarantine artifact for reasons).
     """
-    from docloop.documents.preprocess import run_component
+    from docloop.steps import preprocess as step
 
-    result = run_component(
+    result = step.run(
         input_uri, pages.path, quarantine.path, dpi, workers, force_ocr, shard_index, num_shards
     )
     pages.metadata.update(result.to_dict())

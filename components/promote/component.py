@@ -29,6 +29,6 @@ def promote(
         gate: The evaluate step's gate artifact (its verdict and deltas are recorded).
         pipeline_run: The KFP run, recorded in the audit log and the attempt.
     """
-    from docloop.outcomes import run_promote
+    from docloop.steps import promote as step
 
-    run_promote(task, model_name, version, gate.path, pipeline_run)
+    step.run(task, model_name, version, gate.path, pipeline_run)

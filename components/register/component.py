@@ -39,11 +39,9 @@ def register(
         version: The MLflow model version.
         model_uri: Where the model files are (what KServe's storage initializer downloads).
     """
-    from docloop.store.registry import run_component
+    from docloop.steps import register as step
 
-    registration = run_component(
-        model.path, model.uri, gate.path, dataset_digest, pipeline_run, promote
-    )
+    registration = step.run(model.path, model.uri, gate.path, dataset_digest, pipeline_run, promote)
     outputs = NamedTuple(  # noqa: UP014
         "RegisterOutputs", [("model_name", str), ("version", str), ("model_uri", str)]
     )

@@ -20,6 +20,6 @@ def reject_candidate(task: str, gate: Input[Artifact], pipeline_run: str = "") -
         gate: The evaluate step's gate artifact.
         pipeline_run: The KFP run, recorded in the attempt and the alert.
     """
-    from docloop.outcomes import run_reject
+    from docloop.steps import reject_candidate as step
 
-    run_reject(task, gate.path, pipeline_run)
+    step.run(task, gate.path, pipeline_run)

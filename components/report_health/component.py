@@ -22,8 +22,8 @@ def report_health(status: PipelineTaskFinalStatus, pipeline_run: str = "") -> bo
     Returns:
         Whether the run succeeded.
     """
-    from docloop.outcomes import run_health
+    from docloop.steps import report_health as step
 
     failed = status.pipeline_task_name if status.state != "SUCCEEDED" else ""
     run = pipeline_run or status.pipeline_job_resource_name
-    return run_health(run, status.state, failed or "", status.error_message or "")
+    return step.run(run, status.state, failed or "", status.error_message or "")

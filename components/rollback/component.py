@@ -29,8 +29,8 @@ def rollback(
     Returns:
         Whether anything was rolled back.
     """
-    from docloop.deploy.run import run_rollback_component
+    from docloop.steps import rollback as step
 
-    undone = run_rollback_component(reason, pipeline_run)
+    undone = step.run(reason, pipeline_run)
     record.metadata.update(undone)
     return bool(undone["rolled_back"])

@@ -46,9 +46,9 @@ def train_gpu(
         val_score: Validation macro-F1 (classes or entity types) of the saved model.
         steps: Optimisation steps run.
     """
-    from docloop.models.launch import run_component
+    from docloop.steps import train_gpu as step
 
-    card = run_component(
+    card = step.run(
         task, dataset.path, model.path, init_from, max_steps, epochs, seed, dataset_ref=dataset.uri
     )
     model.metadata.update({"task": card.task, "labels": card.labels, **card.metrics})

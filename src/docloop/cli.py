@@ -418,9 +418,10 @@ def evaluate(
     from pydantic import ValidationError
 
     from docloop.config import GateConfig
-    from docloop.evaluation.run import resolve_model_uri, run_evaluation
+    from docloop.evaluation.run import run_evaluation
     from docloop.models.artifact import fetch_model_folder, read_card
     from docloop.storage import Storage
+    from docloop.store.registry import resolve_model_uri
 
     settings = _config(config)
     storage = Storage(settings.storage)
@@ -490,9 +491,9 @@ def drift_check(
 
     Exit code 0 when the policy says retrain, 4 when it does not, 2 on bad input.
     """
-    from docloop.champions import holdout_score_or_none, resolve_champion
     from docloop.config import store_url
     from docloop.monitor.check import run_drift_check
+    from docloop.steps.champions import holdout_score_or_none, resolve_champion
     from docloop.storage import Storage
     from docloop.store import open_store
 
@@ -748,7 +749,7 @@ def status(
     config: ConfigOption = None,
 ) -> None:
     """The loop's story in the state store: versions, promotions, deployments, checks, retrains."""
-    from docloop.status import render_status
+    from docloop.store.status import render_status
 
     settings = _config(config)
     try:

@@ -1,13 +1,13 @@
 """deploy-kserve's cluster path against a fake Kubernetes API server.
 
 There is no Kubernetes cluster or Docker engine on these machines. The rollout code runs for real
-— the real ``kubernetes.client.CustomObjectsApi`` over HTTP, objects built with the KServe SDK's
-own models — against ``tests/fakes/kube_apiserver.py``, an API server on 127.0.0.1 with the real REST
-paths for ``serving.kserve.io/v1beta1`` InferenceServices, ``resourceVersion`` conflicts and
-generations, that applies KServe's documented traffic semantics (latest / previous rolled-out
-revisions, the canary split, rollback by 0 %, Standard mode's ``spec.canary[]``). The live numbers
-the canary analysis reads are given per variant (the store-backed source is tested with the
-loop); everything else is the code a pipeline runs.
+— the real ``kubernetes.client.CustomObjectsApi`` over HTTP, objects built with the KServe
+SDK's own models — against ``tests/fakes/kube_apiserver.py``, an API server on 127.0.0.1 with the
+real REST paths for ``serving.kserve.io/v1beta1`` InferenceServices, ``resourceVersion``
+conflicts and generations, that applies KServe's documented traffic semantics (latest / previous
+rolled-out revisions, the canary split, rollback by 0 %, Standard mode's ``spec.canary[]``). The
+live numbers the canary analysis reads are given per variant (the store-backed source is tested
+with the loop); everything else is the code a pipeline runs.
 """
 
 from __future__ import annotations

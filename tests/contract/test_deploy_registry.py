@@ -26,10 +26,10 @@ from docloop.deploy.run import plan_release, run_deploy, run_rollback, write_out
 from docloop.errors import DeployFailed
 from docloop.feedback.contracts import Correction
 from docloop.feedback.contracts import FeedbackEvent as FeedbackBody
-from docloop.status import status_tables
 from docloop.storage import Storage
 from docloop.store.db import open_store
 from docloop.store.registry import TAG_PREFIX, Registry
+from docloop.store.status import status_tables
 from docloop.store.tables import FeedbackEvent, Prediction, RetrainAttempt, utcnow
 from tests.fakes.kube_apiserver import FakeKubeApiServer
 

@@ -17,15 +17,14 @@ import pytest
 from docloop.config import GateConfig, TrackingConfig, TrainingConfig
 from docloop.documents.examples import read_examples, write_examples
 from docloop.errors import ConfigError, InvalidInput
+from docloop.evaluation.gate import GateResult, evaluate_gate
+from docloop.evaluation.report import confusion_matrices, flat_metrics, render_report
 from docloop.evaluation.run import (
     GATE_FILE,
     METRICS_FILE,
     REPORT_FILE,
-    resolve_model_uri,
-    run_component,
     run_evaluation,
 )
-from docloop.evaluation.gate import GateResult, evaluate_gate
 from docloop.evaluation.scoring import (
     ModelScores,
     classification_scores,
@@ -37,8 +36,9 @@ from docloop.models.metrics import (
     EntityReport,
     entity_counts_per_document,
 )
-from docloop.evaluation.report import confusion_matrices, flat_metrics, render_report
+from docloop.steps import evaluate as evaluate_step
 from docloop.storage import Storage
+from docloop.store.registry import resolve_model_uri
 from tests.datasets import make_example, tiny_encoder, write_tiny_dataset
 
 pytestmark = pytest.mark.unit
@@ -287,14 +287,14 @@ def test_run_evaluation_writes_consistent_outputs(
     assert ("candidate on 'feedback'", 12, 12) in progress
 
 
-def test_the_component_body_gates_a_first_extractor_on_floors_only(
+def test_the_evaluate_step_gates_a_first_extractor_on_floors_only(
     trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no docloop.yaml here: defaults plus the override below
     monkeypatch.setenv("DOCLOOP__GATE__EXTRACT_FLOOR", "0.0")
     gate_path = tmp_path / "outputs" / "gate"
 
-    outcome = run_component(
+    outcome = evaluate_step.run(
         "extract", str(trained.extractor), str(trained.dataset), "", "", str(gate_path)
     )
 
@@ -311,7 +311,7 @@ def test_the_component_body_gates_a_first_extractor_on_floors_only(
 
 
 @pytest.mark.parametrize("kept_out", [0, 4])
-def test_the_component_body_gates_on_the_bundled_feedback_holdout_unless_it_is_empty(
+def test_the_evaluate_step_gates_on_the_bundled_feedback_holdout_unless_it_is_empty(
     trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept_out: int
 ) -> None:
     """A retrain dataset's feedback_holdout.parquet joins the gate; an empty one is skipped."""
@@ -322,7 +322,7 @@ def test_the_component_body_gates_on_the_bundled_feedback_holdout_unless_it_is_e
     reviewed = read_examples(Storage(), str(trained.dataset / "holdout.parquet"))[:kept_out]
     write_examples(Storage(), str(dataset / "feedback_holdout.parquet"), reviewed)
 
-    outcome = run_component(
+    outcome = evaluate_step.run(
         "extract", str(trained.extractor), str(dataset), "", "", str(tmp_path / "gate")
     )
 

@@ -23,7 +23,7 @@ from docloop.errors import StoreError
 from docloop.feedback.contracts import Correction, write_served_document
 from docloop.feedback.contracts import FeedbackEvent as FeedbackBody
 from docloop.models.artifact import LoadedModel, card_version, load_model
-from docloop.monitor import check, sources
+from docloop.monitor import sources
 from docloop.monitor.check import (
     CHECK_FILE,
     DECISION_FILE,
@@ -37,6 +37,7 @@ from docloop.monitor.drift import DriftSample, detect_drift
 from docloop.monitor.performance import feedback_performance
 from docloop.monitor.report import ReportInputs, render_html, render_markdown
 from docloop.monitor.trigger import TriggerDecision, decide_trigger
+from docloop.steps import drift_check as drift_check_step
 from docloop.storage import Storage
 from docloop.store.db import Store, open_store
 from docloop.store.tables import DriftCheck, FeedbackEvent, Prediction, RetrainAttempt
@@ -321,7 +322,7 @@ def test_nothing_is_recorded_when_another_check_moved_the_watermark(tmp_path: Pa
         store.close()
 
 
-def test_run_component_reads_the_configuration(
+def test_the_drift_check_step_reads_the_configuration(
     champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
@@ -342,8 +343,8 @@ def test_run_component_reads_the_configuration(
             }
         ),
     )
-    result = check.run_component(
-        str(champion.dataset), str(champion.folder), 0.9, str(tmp_path / "out")
+    result = drift_check_step.run(
+        str(tmp_path / "out"), str(champion.folder), "", reference_dataset_uri=str(champion.dataset)
     )
     assert result.trigger and (tmp_path / "out" / DECISION_FILE).is_file()
     assert result.attempt_id is not None

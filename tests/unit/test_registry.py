@@ -145,7 +145,7 @@ def test_register_is_idempotent(setup: Setup) -> None:
     assert version.tags[TAG_IDEMPOTENCY_KEY] == first.idempotency_key
     assert version.tags["docloop.dataset_digest"] == "sha256:dataset"
     assert version.tags["docloop.code_version"] == "abc123"
-    assert version.tags["docloop.evaluation.gate.blessed"] == "true"
+    assert version.tags["docloop.gate.blessed"] == "true"
     assert setup.aliases() == {CHALLENGER: "1"}
     record = setup.registry.get_version(MODEL, "1")
     assert (record.status, record.run_id, record.model_uri) == ("candidate", setup.runs[0], uri)

@@ -14,13 +14,6 @@ import pyarrow as pa
 import pytest
 
 from docloop.config import DocloopConfig, RetrainConfig
-from docloop.documents.examples import (
-    DatasetManifest,
-    DocumentExample,
-    read_examples,
-    read_manifest,
-    write_dataset,
-)
 from docloop.datasets.targeted import (
     FEEDBACK_HOLDOUT,
     allocate,
@@ -31,6 +24,13 @@ from docloop.datasets.targeted import (
     id_hashes,
     iob2_tags,
     top_up,
+)
+from docloop.documents.examples import (
+    DatasetManifest,
+    DocumentExample,
+    read_examples,
+    read_manifest,
+    write_dataset,
 )
 from docloop.errors import InvalidInput
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord

@@ -249,8 +249,8 @@ def score_version(
     config: DocloopConfig, version_uris: dict[str, str], holdouts: dict[str, list[DocumentExample]]
 ) -> dict[str, dict[str, Scores]]:
     """Each task's model on each holdout: the gate's key metric and the per-label F1."""
-    from docloop.models.artifact import fetch_model_folder, load_model
     from docloop.evaluation.scoring import score_model
+    from docloop.models.artifact import fetch_model_folder, load_model
 
     storage = Storage(config.storage)
     metric = {"classify": config.gate.classify_metric, "extract": config.gate.extract_metric}

@@ -32,7 +32,7 @@ from docloop.deploy.rollout import (
     store_stats,
 )
 from docloop.errors import DeployFailed, InvalidInput
-from docloop.outcomes import record_outcome, send_alert
+from docloop.monitor.outcomes import record_outcome, send_alert
 from docloop.storage import Storage, join
 from docloop.store.db import Store
 from docloop.store.registry import TAG_PREFIX, Registry, model_name_for
@@ -328,56 +328,3 @@ def write_outputs(
         join(output_uri, ANALYSIS_FILE), markdown.encode(), content_type="text/markdown"
     )
     return status
-
-
-def run_component(
-    output_dir: str,
-    pipeline_run: str = "",
-    classifier_version: str = "",
-    extractor_version: str = "",
-    ensure_serving: bool = False,
-) -> dict[str, Any]:
-    """The deploy-kserve component's body: config → plan → rollout → ``deployment.json``.
-
-    Returns:
-        The status JSON (also written to ``output_dir``).
-    """
-    from docloop.config import load_config
-
-    config = load_config()
-    versions = {
-        task: version
-        for task, version in (("classify", classifier_version), ("extract", extractor_version))
-        if version
-    }
-    registry = Registry.from_config(config)
-    try:
-        plan, result = run_deploy(
-            config,
-            registry,
-            versions=versions,
-            pipeline_run=pipeline_run,
-            ensure_serving=ensure_serving,
-        )
-        return write_outputs(Storage(config.storage), output_dir, plan, result)
-    finally:
-        registry.close()
-
-
-def run_rollback_component(reason: str, pipeline_run: str = "") -> dict[str, Any]:
-    """The rollback component's body: undo the newest deployment (idempotent).
-
-    Returns:
-        ``{"rolled_back": bool, "deployment_id": ..., "versions": ...}``.
-    """
-    from docloop.config import load_config
-
-    config = load_config()
-    registry = Registry.from_config(config)
-    try:
-        undone = run_rollback(config, registry, reason=reason, pipeline_run=pipeline_run)
-    finally:
-        registry.close()
-    if undone is None:
-        return {"rolled_back": False, "deployment_id": None, "versions": None}
-    return {"rolled_back": True, "deployment_id": int(undone.id), "versions": undone.versions}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -133,6 +134,17 @@ class GateResult(BaseModel):
             return f"not blessed: {failed} of {applied} checks failed"
         scope = " (first model: floors only)" if self.first_model else ""
         return f"blessed: all {applied} checks passed{scope}"
+
+    def deltas(self) -> dict[str, float]:
+        """The key metric's bootstrap figures (candidate, incumbent, delta, its lower bound)."""
+        if self.bootstrap is None:
+            return {}
+        return {
+            f"{self.metric}_candidate": self.bootstrap.candidate,
+            f"{self.metric}_incumbent": self.bootstrap.incumbent,
+            f"{self.metric}_delta": self.bootstrap.delta,
+            f"{self.metric}_delta_lower_bound": self.bootstrap.lower_bound,
+        }
 
 
 def key_metric(task: Task, policy: GateConfig) -> str:
@@ -563,3 +575,11 @@ def _signed(value: float) -> str:
     if text == "-0.000":
         return "+0.000"
     return text.replace("-", MINUS)
+
+
+def read_gate(gate_path: str) -> GateResult:
+    """Read the evaluate step's ``gate.json`` (or the gate artifact folder holding it)."""
+    file = Path(gate_path)
+    if file.is_dir():  # the evaluate component's gate artifact may be a folder
+        file = file / "gate.json"
+    return GateResult.model_validate_json(file.read_text(encoding="utf-8"))

@@ -1,12 +1,12 @@
-"""The evaluate step: candidate and incumbent on the same holdouts, the gate, and its outputs.
+"""Evaluation: candidate and incumbent on the same holdouts, the gate, and its outputs.
 
-`run_evaluation` is what ``docloop evaluate`` calls, and `run_component` the evaluate KFP
-component's body. Given an output URI, `run_evaluation` writes there::
+`run_evaluation` is what ``docloop evaluate`` and the evaluate step (`docloop.steps.evaluate`)
+call. Given an output URI, it writes there::
 
     report.html    the self-contained HTML report (verdict, checks, figures)
     metrics.json   flat metric names -> values (what goes into the KFP Metrics artifact)
-    gate.json      the gate's verdict (`docloop.evaluation.gate.GateResult`), written last: its presence
-                   means the evaluation finished
+    gate.json      the gate's verdict (`docloop.evaluation.gate.GateResult`), written last: its
+                   presence means the evaluation finished
 
 Models are named by folder URIs (local paths, ``file://``, ``s3://``, ``gs://``) or by MLflow
 registry URIs, ``models:/<name>@<alias>`` or ``models:/<name>/<version>``, which resolve to the
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from docloop.config import GateConfig, TrackingConfig, tracking_uri
+from docloop.config import GateConfig
 from docloop.documents.examples import DocumentExample, examples_digest, read_examples
 from docloop.errors import InvalidInput
 from docloop.evaluation.gate import GateResult, Task, evaluate_gate, key_metric
-from docloop.evaluation.scoring import ModelScores, score_model
 from docloop.evaluation.report import confusion_matrices, flat_metrics, render_report
+from docloop.evaluation.scoring import ModelScores, score_model
 from docloop.storage import Storage, join
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ StageProgress = Callable[[str, int, int], None]
 """Called with (what is being scored, e.g. "candidate on 'frozen'", documents done, total)."""
 
 _HOLDOUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
-_REGISTRY_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
-REGISTRY_PREFIX = "models:/"
 
 
 @dataclass(frozen=True)
@@ -99,124 +97,6 @@ class EvaluationOutcome:
 def holdout_uri(uri: str) -> str:
     """The Parquet file of a holdout: a dataset folder's ``holdout.parquet``, or a ``.parquet``."""
     return uri if uri.endswith(".parquet") else join(uri, HOLDOUT_FILE)
-
-
-def resolve_model_uri(uri: str, tracking: TrackingConfig | None = None, client: Any = None) -> str:
-    """The model folder URI behind ``uri``: itself, or a registry URI's version source.
-
-    Args:
-        uri: A model folder URI, or ``models:/<name>@<alias>`` / ``models:/<name>/<version>``.
-        tracking: Where the MLflow registry is (defaults to `TrackingConfig()`).
-        client: An ``mlflow.MlflowClient`` to use instead of one built from `tracking`.
-
-    Returns:
-        A URI `docloop.models.artifact.fetch_model_folder` can read.
-
-    Raises:
-        InvalidInput: A malformed registry URI, or the alias / version does not exist.
-    """
-    if not uri.startswith(REGISTRY_PREFIX):
-        return uri
-    match = _REGISTRY_URI.fullmatch(uri)
-    if match is None:
-        raise InvalidInput(
-            f"{uri!r} is not a model registry URI docloop reads; use models:/<name>@<alias> "
-            "(e.g. models:/docloop-classifier@champion) or models:/<name>/<version>."
-        )
-    if client is None:
-        import mlflow
-
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri(tracking or TrackingConfig()))
-    name, alias, version = match["name"], match["alias"], match["version"]
-    try:
-        found = (
-            client.get_model_version_by_alias(name, alias)
-            if alias is not None
-            else client.get_model_version(name, version)
-        )
-    except _mlflow_error() as exc:
-        raise InvalidInput(
-            f"{uri} does not resolve in the MLflow registry ({exc}); check the model "
-            "name and alias/version, and that tracking.mlflow_tracking_uri points at the "
-            "registry the model was registered in."
-        ) from exc
-    source = str(found.source)
-    logger.info("%s is version %s at %s", uri, found.version, source)
-    return source
-
-
-def _mlflow_error() -> type[Exception]:
-    """MLflow's exception class, imported only once an error is being handled."""
-    from mlflow.exceptions import MlflowException
-
-    exception: type[Exception] = MlflowException
-    return exception
-
-
-def run_component(
-    task: str,
-    candidate_dir: str,
-    holdout_dir: str,
-    incumbent_uri: str,
-    feedback_holdout_uri: str,
-    gate_path: str,
-) -> EvaluationOutcome:
-    """The evaluate KFP component's body: config + parameters -> the gate -> ``gate_path``.
-
-    The gate policy, storage and MLflow settings come from the configuration
-    (`docloop.config.load_config`). The component writes the report and the metrics into its
-    own output artifacts from the returned outcome; this function writes only the gate.
-
-    Args:
-        task: ``classify`` or ``extract``.
-        candidate_dir: The candidate model folder.
-        holdout_dir: The dataset folder whose ``holdout.parquet`` is the frozen holdout.
-        incumbent_uri: The incumbent (folder URI or ``models:/...``); empty for a first model.
-        feedback_holdout_uri: A second holdout (dataset folder or ``.parquet``); empty: the
-            dataset's own ``feedback_holdout.parquet`` when it has one (retrain mode).
-        gate_path: The file to write ``gate.json`` into.
-
-    Returns:
-        The outcome.
-
-    Raises:
-        InvalidInput: A task other than classify/extract, and as `run_evaluation`.
-    """
-    from docloop.config import load_config
-
-    if task not in ("classify", "extract"):
-        raise InvalidInput(f"task must be 'classify' or 'extract', not {task!r}")
-    settings = load_config()
-    storage = Storage(settings.storage)
-    holdouts = {"frozen": holdout_dir}
-    bundled = join(holdout_dir, FEEDBACK_HOLDOUT_FILE)
-    if feedback_holdout_uri:
-        holdouts["feedback"] = feedback_holdout_uri
-    elif not holdout_dir.endswith(".parquet") and storage.exists(bundled):
-        # a retrain-mode dataset carries the reviewed documents it kept out of training; few
-        # new reviews can leave it empty, and then the frozen holdout gates alone
-        if _parquet_rows(storage, bundled):
-            holdouts["feedback"] = bundled
-        else:
-            logger.warning(
-                "%s holds no documents (too few new reviews per type to keep any out of "
-                "training); gating on the frozen holdout alone",
-                bundled,
-            )
-    incumbent = resolve_model_uri(incumbent_uri, settings.tracking) if incumbent_uri else None
-    outcome = run_evaluation(
-        task,  # type: ignore[arg-type]
-        candidate_dir,
-        incumbent,
-        holdouts,
-        settings.gate,
-        None,
-        storage,
-    )
-    target = Path(gate_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(outcome.gate.model_dump_json(indent=2), encoding="utf-8")
-    return outcome
 
 
 def run_evaluation(
@@ -340,7 +220,7 @@ def _write_outputs(storage: Storage, outcome: EvaluationOutcome) -> None:
     )
 
 
-def _parquet_rows(storage: Storage, uri: str) -> int:
+def parquet_rows(storage: Storage, uri: str) -> int:
     """Rows of a Parquet file, from its footer (nothing is decoded)."""
     import pyarrow.parquet as pq
 

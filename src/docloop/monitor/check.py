@@ -107,8 +107,8 @@ def _load_champion(
 ) -> tuple[LoadedModel, str]:
     if isinstance(champion, LoadedModel):
         return champion, str(champion.path)
-    from docloop.evaluation.run import resolve_model_uri
     from docloop.models.artifact import fetch_model_folder, load_model
+    from docloop.store.registry import resolve_model_uri
 
     uri = resolve_model_uri(champion, config.tracking)
     model = load_model(fetch_model_folder(storage, uri, cache))
@@ -423,52 +423,3 @@ def _write_outputs(storage: Storage, result: DriftCheckResult) -> None:
         result.decision.model_dump_json(indent=2).encode(),
         content_type="application/json",
     )
-
-
-def run_component(
-    reference_dataset_uri: str,
-    champion_classifier_uri: str,
-    champion_holdout_score: float | None,
-    output_dir: str,
-    champion_extract_score: float | None = None,
-) -> DriftCheckResult:
-    """The drift-check KFP component's body: configuration + parameters -> the check.
-
-    The configuration comes from ``docloop.config.load_config`` (the ``docloop-config``
-    ConfigMap in a pod), the store from its URL; the files go to ``output_dir``. The component
-    copies ``report.html`` / ``summary.md`` into its ``HTML`` / ``Markdown`` artifacts, the
-    metrics into ``Metrics`` and returns ``result.trigger``.
-
-    Args:
-        reference_dataset_uri: The champion's training dataset folder.
-        champion_classifier_uri: The champion classifier (``models:/<name>@champion`` or a folder).
-        champion_holdout_score: Its key metric on the holdout; None or negative: unknown.
-        output_dir: Where the files go (a local path or a storage URI).
-        champion_extract_score: The champion extractor's entity F1 on its holdout; None or
-            negative: unknown (the extractor's drop rule is unchecked).
-
-    Returns:
-        The result.
-
-    Raises:
-        As :func:`run_drift_check`, plus ``ConfigError`` for a bad configuration.
-    """
-    from docloop.config import load_config, store_url
-    from docloop.store.db import open_store
-
-    config = load_config()
-    storage = Storage(config.storage)
-    store = open_store(store_url(config.store))
-    try:
-        return run_drift_check(
-            config,
-            store,
-            storage,
-            champion_classifier_uri,
-            reference_dataset_uri,
-            champion_holdout_score,
-            output_uri=output_dir,
-            champion_extract_score=champion_extract_score,
-        )
-    finally:
-        store.close()

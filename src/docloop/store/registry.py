@@ -4,7 +4,7 @@ Two systems, one source of truth each (``shared/DESIGN.md``, "State"):
 
 * MLflow holds *what* a version is: a registered model version whose ``source`` is the docloop
   model folder (safetensors + ``docloop-model.json``; not an MLflow flavour), lineage tags
-  (``docloop.run_id``, ``docloop.dataset_digest``, ``docloop.evaluation.gate``, ``docloop.code_version``,
+  (``docloop.run_id``, ``docloop.dataset_digest``, ``docloop.gate``, ``docloop.code_version``,
   ``docloop.idempotency_key``) and the aliases people and servers look up: ``challenger`` (newest
   registration), ``champion`` (the default) and ``previous-champion`` (the default before it).
 * The state store holds *which status* each version has (exactly one ``default`` per model, by
@@ -26,11 +26,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from docloop.config import TrackingConfig, tracking_uri
 from docloop.errors import (
     InvalidInput,
     PromotionConflict,
@@ -338,11 +340,11 @@ class Registry:
             "docloop.run_id": run_id,
             "docloop.dataset_digest": dataset_digest,
             "docloop.code_version": code_version,
-            "docloop.evaluation.gate": gate_text,
+            "docloop.gate": gate_text,
         }
         version_tags.update({k: v for k, v in optional.items() if v})
         if gate_dict is not None and isinstance(gate_dict.get("blessed"), bool):
-            version_tags["docloop.evaluation.gate.blessed"] = str(gate_dict["blessed"]).lower()
+            version_tags["docloop.gate.blessed"] = str(gate_dict["blessed"]).lower()
         version_tags.update(dict(tags or {}))
 
         with self.store.write() as session:
@@ -582,97 +584,59 @@ def model_name_for(task: str, config: DocloopConfig) -> str:
     raise InvalidInput(f"task must be 'classify' or 'extract', not {task!r}")
 
 
-def register_blessed(
-    registry: Registry,
-    config: DocloopConfig,
-    model_dir: Path,
-    model_uri: str,
-    gate: Mapping[str, Any],
-    dataset_digest: str,
-    *,
-    pipeline_run: str = "",
-    promote: bool = False,
-) -> VersionRecord:
-    """Register a trained model folder the gate blessed; optionally make it the default.
+_REGISTRY_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
+
+
+REGISTRY_PREFIX = "models:/"
+
+
+def resolve_model_uri(uri: str, tracking: TrackingConfig | None = None, client: Any = None) -> str:
+    """The model folder URI behind ``uri``: itself, or a registry URI's version source.
 
     Args:
-        registry: the registry.
-        config: the configuration (registered model names).
-        model_dir: the model folder on local disk (its card gives task and lineage).
-        model_uri: where the folder lives for everyone else (``file://``, ``s3://``, ``gs://``).
-        gate: the evaluate step's ``gate.json``.
-        dataset_digest: the training dataset's digest.
-        pipeline_run: the KFP run, recorded in tags and the audit log.
-        promote: make the version the default (alias ``champion``) at once.
+        uri: A model folder URI, or ``models:/<name>@<alias>`` / ``models:/<name>/<version>``.
+        tracking: Where the MLflow registry is (defaults to `TrackingConfig()`).
+        client: An ``mlflow.MlflowClient`` to use instead of one built from `tracking`.
 
     Returns:
-        The version as the store knows it after registration (and promotion).
+        A URI `docloop.models.artifact.fetch_model_folder` can read.
 
     Raises:
-        InvalidInput: the gate did not bless the model, or the folder is not a docloop model.
+        InvalidInput: A malformed registry URI, or the alias / version does not exist.
     """
-    from docloop.models.artifact import read_card
-
-    card = read_card(model_dir)
-    if not gate.get("blessed", False):
+    if not uri.startswith(REGISTRY_PREFIX):
+        return uri
+    match = _REGISTRY_URI.fullmatch(uri)
+    if match is None:
         raise InvalidInput(
-            f"refusing to register {model_uri}: the gate did not bless it "
-            f"({gate.get('summary') or 'no reason recorded'}); only blessed models are registered"
+            f"{uri!r} is not a model registry URI docloop reads; use models:/<name>@<alias> "
+            "(e.g. models:/docloop-classifier@champion) or models:/<name>/<version>."
         )
-    name = model_name_for(card.task, config)
-    registration = registry.register(
-        name,
-        model_uri,
-        card.mlflow_run_id,
-        dataset_digest or card.dataset_digest,
-        gate,
-        card.code_version,
-        tags={f"{TAG_PREFIX}pipeline_run": pipeline_run} if pipeline_run else None,
-    )
-    logger.info(
-        "%s version %s %s",
-        name,
-        registration.version,
-        "registered" if registration.created else "already registered (retry)",
-    )
-    if promote:
-        registry.promote(
-            name,
-            registration.version,
-            reason="first blessed model (bootstrap)",
-            run_id=pipeline_run or None,
-        )
-        return registry.get_version(name, registration.version)
-    return registration.record
+    if client is None:
+        import mlflow
 
-
-def run_component(
-    model_dir: str,
-    model_uri: str,
-    gate_path: str,
-    dataset_digest: str,
-    pipeline_run: str,
-    promote: bool,
-) -> VersionRecord:
-    """The register KFP component's body: config + artifacts -> a registered (promoted) version."""
-    from docloop.config import load_config
-
-    config = load_config()
-    gate_file = Path(gate_path)
-    if gate_file.is_dir():  # the evaluate component's gate artifact is a folder
-        gate_file = gate_file / "gate.json"
-    gate = json.loads(gate_file.read_text(encoding="utf-8"))
-    registry = Registry.from_config(config)
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri(tracking or TrackingConfig()))
+    name, alias, version = match["name"], match["alias"], match["version"]
     try:
-        return register_blessed(
-            registry,
-            config,
-            Path(model_dir),
-            model_uri,
-            gate,
-            dataset_digest,
-            pipeline_run=pipeline_run,
-            promote=promote,
+        found = (
+            client.get_model_version_by_alias(name, alias)
+            if alias is not None
+            else client.get_model_version(name, version)
         )
-    finally:
-        registry.close()
+    except _mlflow_error() as exc:
+        raise InvalidInput(
+            f"{uri} does not resolve in the MLflow registry ({exc}); check the model "
+            "name and alias/version, and that tracking.mlflow_tracking_uri points at the "
+            "registry the model was registered in."
+        ) from exc
+    source = str(found.source)
+    logger.info("%s is version %s at %s", uri, found.version, source)
+    return source
+
+
+def _mlflow_error() -> type[Exception]:
+    """MLflow's exception class, imported only once an error is being handled."""
+    from mlflow.exceptions import MlflowException
+
+    exception: type[Exception] = MlflowException
+    return exception

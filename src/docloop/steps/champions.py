@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from docloop.config import DocloopConfig, store_url, tracking_uri
 from docloop.errors import InvalidInput
-from docloop.evaluation.run import resolve_model_uri
 from docloop.models.artifact import ModelCard, fetch_model_folder, read_card
 from docloop.storage import Storage
+from docloop.store.registry import resolve_model_uri
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from docloop.config import AlertsConfig
-from docloop.evaluation.gate import GateResult
 from docloop.store.db import Store
 from docloop.store.tables import RetrainAttempt
 
@@ -141,89 +140,3 @@ def record_health(
     record_outcome(store, run_id, "pipeline", "failed", [reason])
     send_alert(alerts, "pipeline_failed", f"retrain run {run_id}: {reason}", {"run_id": run_id})
     return False
-
-
-def _gate(gate_path: str) -> GateResult:
-    from pathlib import Path
-
-    file = Path(gate_path)
-    if file.is_dir():  # the evaluate component's gate artifact may be a folder
-        file = file / "gate.json"
-    return GateResult.model_validate_json(file.read_text(encoding="utf-8"))
-
-
-def _deltas(gate: GateResult) -> dict[str, float]:
-    if gate.bootstrap is None:
-        return {}
-    return {
-        f"{gate.metric}_candidate": gate.bootstrap.candidate,
-        f"{gate.metric}_incumbent": gate.bootstrap.incumbent,
-        f"{gate.metric}_delta": gate.bootstrap.delta,
-        f"{gate.metric}_delta_lower_bound": gate.bootstrap.lower_bound,
-    }
-
-
-def run_promote(
-    task: str, model_name: str, version: str, gate_path: str, pipeline_run: str
-) -> None:
-    """The promote component's body: make a blessed, registered version the champion.
-
-    Idempotent (promoting the default again changes nothing) and recorded in the attempt.
-    """
-    from docloop.config import load_config, store_url
-    from docloop.store.db import open_store
-    from docloop.store.registry import Registry
-
-    config = load_config()
-    gate = _gate(gate_path)
-    registry = Registry.from_config(config)
-    try:
-        registry.promote(
-            model_name,
-            version,
-            reason=f"retrain {pipeline_run}: {gate.headline}",
-            run_id=pipeline_run or None,
-        )
-    finally:
-        registry.close()
-    store = open_store(store_url(config.store))
-    try:
-        record_outcome(store, pipeline_run, task, "promoted", [gate.headline], _deltas(gate))
-    finally:
-        store.close()
-
-
-def run_reject(task: str, gate_path: str, pipeline_run: str) -> None:
-    """The alternate path's body: keep the champion, record the rejection, alert."""
-    from docloop.config import load_config, store_url
-    from docloop.store.db import open_store
-
-    config = load_config()
-    gate = _gate(gate_path)
-    reasons = [check.reason for check in gate.failed] or [gate.headline]
-    store = open_store(store_url(config.store))
-    try:
-        attempt = record_outcome(store, pipeline_run, task, "rejected", reasons, _deltas(gate))
-    finally:
-        store.close()
-    send_alert(
-        config.alerts,
-        "candidate_rejected",
-        f"{task} candidate of run {pipeline_run} rejected, champion kept: {gate.headline}",
-        {"task": task, "run_id": pipeline_run, "attempt": attempt, "reasons": reasons},
-    )
-
-
-def run_health(run_id: str, state: str, failed_task: str, error: str) -> bool:
-    """The exit handler's body: record the run's health, alert on failure."""
-    from docloop.config import load_config, store_url
-    from docloop.store.db import open_store
-
-    config = load_config()
-    store = open_store(store_url(config.store))
-    try:
-        return record_health(
-            store, config.alerts, run_id, state, failed_task or None, error or None
-        )
-    finally:
-        store.close()

@@ -1,0 +1,75 @@
+"""The deploy-kserve component's step: new versions -> canary -> analysis -> promote | rollback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from docloop.config import load_config
+from docloop.deploy.run import ANALYSIS_FILE, STATUS_FILE, run_deploy, write_outputs
+from docloop.storage import Storage
+from docloop.store.registry import Registry
+
+__all__ = ["ANALYSIS_FILE", "STATUS_FILE", "DeployOutcome", "run"]
+
+
+@dataclass(frozen=True)
+class DeployOutcome:
+    """What the component writes: the status JSON and the service's metadata."""
+
+    status: dict[str, Any]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The ``service`` artifact's metadata (what kubectl users look for)."""
+        state = self.status.get("service") or {}
+        return {
+            "status": self.status["status"],
+            "versions": self.status["versions"],
+            "name": state.get("name"),
+            "namespace": state.get("namespace"),
+            "url": state.get("url"),
+            "latest_rolledout_revision": state.get("latest_rolledout_revision"),
+            "previous_rolledout_revision": state.get("previous_rolledout_revision"),
+            "traffic": state.get("traffic"),
+            "file": STATUS_FILE,
+        }
+
+
+def run(
+    output_dir: str,
+    pipeline_run: str = "",
+    classifier_version: str = "",
+    extractor_version: str = "",
+    ensure_serving: bool = False,
+) -> DeployOutcome:
+    """Plan the release, roll it out, write ``deployment.json`` and ``analysis.md``.
+
+    Args:
+        output_dir: the component's ``service`` folder.
+        pipeline_run: the KFP run (recorded with the deployment).
+        classifier_version: the registered classifier version to roll out; empty: the champion.
+        extractor_version: the registered extractor version to roll out; empty: the champion.
+        ensure_serving: deploy the champions when nothing is serving yet.
+
+    Returns:
+        The status JSON (also written to ``output_dir``).
+    """
+    config = load_config()
+    versions = {
+        task: version
+        for task, version in (("classify", classifier_version), ("extract", extractor_version))
+        if version
+    }
+    registry = Registry.from_config(config)
+    try:
+        plan, result = run_deploy(
+            config,
+            registry,
+            versions=versions,
+            pipeline_run=pipeline_run,
+            ensure_serving=ensure_serving,
+        )
+        return DeployOutcome(write_outputs(Storage(config.storage), output_dir, plan, result))
+    finally:
+        registry.close()

@@ -1,0 +1,121 @@
+"""The register component's step: a blessed model folder -> a registered (promoted) version."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from docloop.config import DocloopConfig, load_config
+from docloop.errors import InvalidInput
+from docloop.models.artifact import read_card
+from docloop.store.registry import TAG_PREFIX, Registry, model_name_for
+from docloop.store.versions import VersionRecord
+
+logger = logging.getLogger(__name__)
+
+
+def register_blessed(
+    registry: Registry,
+    config: DocloopConfig,
+    model_dir: Path,
+    model_uri: str,
+    gate: Mapping[str, Any],
+    dataset_digest: str,
+    *,
+    pipeline_run: str = "",
+    promote: bool = False,
+) -> VersionRecord:
+    """Register a trained model folder the gate blessed; optionally make it the default.
+
+    Args:
+        registry: the registry.
+        config: the configuration (registered model names).
+        model_dir: the model folder on local disk (its card gives task and lineage).
+        model_uri: where the folder lives for everyone else (``file://``, ``s3://``, ``gs://``).
+        gate: the evaluate step's ``gate.json``.
+        dataset_digest: the training dataset's digest.
+        pipeline_run: the KFP run, recorded in tags and the audit log.
+        promote: make the version the default (alias ``champion``) at once.
+
+    Returns:
+        The version as the store knows it after registration (and promotion).
+
+    Raises:
+        InvalidInput: the gate did not bless the model, or the folder is not a docloop model.
+    """
+    card = read_card(model_dir)
+    if not gate.get("blessed", False):
+        raise InvalidInput(
+            f"refusing to register {model_uri}: the gate did not bless it "
+            f"({gate.get('summary') or 'no reason recorded'}); only blessed models are registered"
+        )
+    name = model_name_for(card.task, config)
+    registration = registry.register(
+        name,
+        model_uri,
+        card.mlflow_run_id,
+        dataset_digest or card.dataset_digest,
+        gate,
+        card.code_version,
+        tags={f"{TAG_PREFIX}pipeline_run": pipeline_run} if pipeline_run else None,
+    )
+    logger.info(
+        "%s version %s %s",
+        name,
+        registration.version,
+        "registered" if registration.created else "already registered (retry)",
+    )
+    if promote:
+        registry.promote(
+            name,
+            registration.version,
+            reason="first blessed model (bootstrap)",
+            run_id=pipeline_run or None,
+        )
+        return registry.get_version(name, registration.version)
+    return registration.record
+
+
+def run(
+    model_dir: str,
+    model_uri: str,
+    gate_path: str,
+    dataset_digest: str,
+    pipeline_run: str,
+    promote: bool,
+) -> VersionRecord:
+    """Register the model folder the gate blessed; with ``promote`` make it the default.
+
+    Args:
+        model_dir: the trained model folder (the ``model`` artifact's path).
+        model_uri: where that folder lives for everyone else (the artifact's URI).
+        gate_path: the evaluate step's ``gate`` artifact (a ``gate.json`` or its folder).
+        dataset_digest: the training dataset's digest.
+        pipeline_run: the KFP run, recorded in tags and the audit log.
+        promote: make the version the default at once (bootstrap).
+
+    Returns:
+        The version as the store knows it after registration (and promotion).
+    """
+    config = load_config()
+    gate_file = Path(gate_path)
+    if gate_file.is_dir():  # the evaluate component's gate artifact is a folder
+        gate_file = gate_file / "gate.json"
+    gate = json.loads(gate_file.read_text(encoding="utf-8"))
+    registry = Registry.from_config(config)
+    try:
+        return register_blessed(
+            registry,
+            config,
+            Path(model_dir),
+            model_uri,
+            gate,
+            dataset_digest,
+            pipeline_run=pipeline_run,
+            promote=promote,
+        )
+    finally:
+        registry.close()
