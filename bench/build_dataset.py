@@ -39,15 +39,12 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import FeedbackConfig, RetrainConfig
+from docloop.datasets.retrain.build import build_retrain_dataset_from_tables
+from docloop.datasets.retrain.labels import FEEDBACK_LABEL_SCHEMA, feedback_labels
 from docloop.documents.examples import (
     EXAMPLE_ARROW_SCHEMA,
     DatasetManifest,
     write_table,
-)
-from docloop.datasets.targeted import (
-    FEEDBACK_LABEL_SCHEMA,
-    build_retrain_dataset_from_tables,
-    feedback_labels,
 )
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
 from docloop.feedback.quality import assess_feedback

@@ -33,13 +33,18 @@ from bench.retrain_strategies.data import (
     write_v1_dataset,
 )
 from docloop.config import DocloopConfig, GateConfig, RetrainConfig, TrackingConfig, TrainingConfig
-from docloop.documents.examples import DatasetManifest, DocumentExample, read_examples, read_manifest
-from docloop.datasets.targeted import FEEDBACK_HOLDOUT
+from docloop.datasets.retrain.write import FEEDBACK_HOLDOUT
+from docloop.documents.examples import (
+    DatasetManifest,
+    DocumentExample,
+    read_examples,
+    read_manifest,
+)
 from docloop.errors import InvalidInput
 from docloop.evaluation.gate import evaluate_gate, key_metric
+from docloop.evaluation.scoring import ModelScores, score_model
 from docloop.models.artifact import LoadedModel, load_model
 from docloop.models.encoder import resolve_encoder
-from docloop.evaluation.scoring import ModelScores, score_model
 from docloop.models.training import train
 from docloop.storage import Storage
 
