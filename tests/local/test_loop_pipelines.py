@@ -81,8 +81,8 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
 
 def _drifted_examples(root: Path) -> list[object]:
     from docloop.config import PreprocessConfig
-    from docloop.datasets.initial import labelled_entities, read_labels
     from docloop.documents.examples import build_examples
+    from docloop.documents.labels import labelled_entities, read_labels
     from docloop.documents.preprocess import preprocess, read_page_records
     from docloop.documents.synth import generate_corpus
     from docloop.storage import Storage
@@ -114,10 +114,10 @@ def run_scenario(
     from fastapi.testclient import TestClient
 
     from docloop.config import load_config
+    from docloop.demo.simulate import LiveTraffic, request_predictions, review, send_feedback
     from docloop.deploy.local_target import LocalTarget
     from docloop.deploy.run import run_deploy
     from docloop.feedback.api import create_app
-    from docloop.demo.simulate import LiveTraffic, request_predictions, review, send_feedback
     from docloop.store import open_store
     from docloop.store.registry import Registry
     from pipelines.drift_check import drift_check

@@ -44,8 +44,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from docloop.config import DocloopConfig, load_config, store_url
-from docloop.datasets.initial import labelled_entities, read_labels
 from docloop.documents.examples import DocumentExample, build_examples, read_examples
+from docloop.documents.labels import labelled_entities, read_labels
 from docloop.documents.preprocess import preprocess, read_page_records
 from docloop.documents.synth import generate_corpus
 from docloop.errors import DocloopError
@@ -249,8 +249,8 @@ def score_version(
     config: DocloopConfig, version_uris: dict[str, str], holdouts: dict[str, list[DocumentExample]]
 ) -> dict[str, dict[str, Scores]]:
     """Each task's model on each holdout: the gate's key metric and the per-label F1."""
-    from docloop.models.artifact import fetch_model_folder, load_model
     from docloop.evaluation.scoring import score_model
+    from docloop.models.artifact import fetch_model_folder, load_model
 
     storage = Storage(config.storage)
     metric = {"classify": config.gate.classify_metric, "extract": config.gate.extract_metric}
