@@ -80,7 +80,8 @@ def iob2_tags(
     """IOB2 tags of labelled documents from their entities' word positions.
 
     Args:
-        labels: rows of :data:`FEEDBACK_LABEL_SCHEMA` (only ``entities`` is read).
+        labels: rows of :data:`~docloop.datasets.retrain.labels.FEEDBACK_LABEL_SCHEMA` (only
+            ``entities`` is read).
         word_counts: words of each row's document (positions must be below it).
         vocabulary: entity types (every type in ``labels`` must be in it).
 
