@@ -39,11 +39,8 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import FeedbackConfig, RetrainConfig
-from docloop.datasets.targeted import (
-    FEEDBACK_LABEL_SCHEMA,
-    build_retrain_dataset_from_tables,
-    feedback_labels,
-)
+from docloop.datasets.retrain.build import build_retrain_dataset_from_tables
+from docloop.datasets.retrain.labels import FEEDBACK_LABEL_SCHEMA, feedback_labels
 from docloop.documents.examples import (
     EXAMPLE_ARROW_SCHEMA,
     DatasetManifest,

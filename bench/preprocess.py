@@ -29,8 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import PreprocessConfig
-from docloop.datasets.initial import labelled_entities, read_labels
-from docloop.documents.labels import entity_recovery
+from docloop.documents.labels import entity_recovery, labelled_entities, read_labels
 from docloop.documents.ocr import text_layer_words
 from docloop.documents.preprocess import PreprocessResult, preprocess, read_page_records
 from docloop.documents.synth import generate_corpus

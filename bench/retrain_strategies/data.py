@@ -4,7 +4,7 @@ Everything a strategy trains on comes from the product's own code paths: the cor
 ``docloop.documents.synth`` through real preprocessing (OCR for scanned pages), the feedback
 from V1's answers judged by ``docloop.demo.simulate.review`` (gold labels, a share of deliberately
 wrong corrections) and filtered by ``docloop.feedback.quality.assess_feedback``, and every
-retraining dataset from ``docloop.datasets.targeted.build_retrain_dataset`` — with the policy
+retraining dataset from ``docloop.datasets.retrain.build.build_retrain_dataset`` — with the policy
 under test, or with targeting switched off for the baselines — so the strategies differ only in
 what they sample, never in how labels become training rows.
 """
@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from docloop.config import DocloopConfig, FeedbackConfig, RetrainConfig
-from docloop.datasets.targeted import (
-    FEEDBACK_HOLDOUT,
-    build_retrain_dataset,
-    entity_f1_from_feedback,
-)
+from docloop.datasets.retrain.build import build_retrain_dataset
+from docloop.datasets.retrain.labels import entity_f1_from_feedback
+from docloop.datasets.retrain.write import FEEDBACK_HOLDOUT
 from docloop.demo.run import labelled_examples
 from docloop.demo.simulate import review
 from docloop.documents.examples import (

@@ -33,7 +33,7 @@ from bench.retrain_strategies.data import (
     write_v1_dataset,
 )
 from docloop.config import DocloopConfig, GateConfig, RetrainConfig, TrackingConfig, TrainingConfig
-from docloop.datasets.targeted import FEEDBACK_HOLDOUT
+from docloop.datasets.retrain.write import FEEDBACK_HOLDOUT
 from docloop.documents.examples import (
     DatasetManifest,
     DocumentExample,

@@ -81,8 +81,8 @@ def webhook() -> Iterator[tuple[str, list[dict[str, object]]]]:
 
 def _drifted_examples(root: Path) -> list[object]:
     from docloop.config import PreprocessConfig
-    from docloop.datasets.initial import labelled_entities, read_labels
     from docloop.documents.examples import build_examples
+    from docloop.documents.labels import labelled_entities, read_labels
     from docloop.documents.preprocess import preprocess, read_page_records
     from docloop.documents.synth import generate_corpus
     from docloop.storage import Storage

@@ -1,17 +1,13 @@
 """Initial datasets: labelled page records -> train / val / holdout, split by document id.
 
-Labels are JSON lines with at least ``doc_id``, ``doc_type`` and ``entities`` (each with ``type``,
-``value``, ``page`` and the ``words`` it occupies with their boxes) — the synthetic corpus's
-``labels.jsonl`` is one. A document lands in one split only, decided by a hash of its id and the
-seed, so adding documents never moves existing ones between splits.
+Labels are a labels file of the label contract (:mod:`docloop.documents.labels`). A document
+lands in one split only, decided by a hash of its id and the seed, so adding documents never moves
+existing ones between splits.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from docloop.documents.examples import (
     DatasetManifest,
@@ -19,55 +15,12 @@ from docloop.documents.examples import (
     stratified_splits,
     write_dataset,
 )
-from docloop.documents.labels import LabelledEntity
+from docloop.documents.labels import labelled_entities, read_labels
 from docloop.documents.preprocess import read_page_records
-from docloop.documents.synth.schema import EntityLabel
 from docloop.errors import InvalidInput
 from docloop.storage import Storage
 
 logger = logging.getLogger(__name__)
-
-
-class DocumentLabel(BaseModel):
-    """Gold labels of one document (extra fields, e.g. the corpus's own metadata, are ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    doc_id: str
-    doc_type: str | None = None
-    entities: list[EntityLabel] = []
-
-
-def read_labels(storage: Storage, uri: str) -> list[DocumentLabel]:
-    """Read a labels JSONL file.
-
-    Raises:
-        InvalidInput: a line is not a valid label; the message gives the line number.
-    """
-    labels: list[DocumentLabel] = []
-    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            labels.append(DocumentLabel.model_validate_json(line))
-        except ValidationError as exc:
-            raise InvalidInput(f"{uri} line {number} is not a valid label: {exc}") from exc
-    return labels
-
-
-def labelled_entities(labels: Iterable[DocumentLabel]) -> list[LabelledEntity]:
-    """Flatten document labels into what word alignment needs."""
-    return [
-        LabelledEntity(
-            doc_id=label.doc_id,
-            type=entity.type,
-            value=entity.value,
-            page=entity.page,
-            boxes=tuple((w.box[0], w.box[1], w.box[2], w.box[3]) for w in entity.words),
-        )
-        for label in labels
-        for entity in label.entities
-    ]
 
 
 def build_initial_dataset(

@@ -44,8 +44,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from docloop.config import DocloopConfig, load_config, store_url
-from docloop.datasets.initial import labelled_entities, read_labels
 from docloop.documents.examples import DocumentExample, build_examples, read_examples
+from docloop.documents.labels import labelled_entities, read_labels
 from docloop.documents.preprocess import preprocess, read_page_records
 from docloop.documents.synth import generate_corpus
 from docloop.errors import DocloopError

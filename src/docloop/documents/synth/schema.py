@@ -1,89 +1,18 @@
-"""Names and label schema of the synthetic corpus (one `labels.jsonl` line per document)."""
+"""Names and ground-truth schema of the synthetic corpus (one `labels.jsonl` line per document).
+
+Each line also reads as a :class:`~docloop.documents.labels.DocumentLabel` (the generator's
+metadata is ignored there): the corpus uses the label contract of :mod:`docloop.documents.labels`
+(entity labels, their words and boxes, the type sets) and adds only what is synthetic.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from docloop.documents.labels import DOC_TYPES, EntityLabel
 
 SCENARIOS: tuple[str, ...] = ("base", "new_template", "class_mix", "scan_quality", "new_vendor")
 """Drift scenarios a corpus can be generated under (see :mod:`docloop.documents.synth`)."""
-
-DOC_TYPES: tuple[str, ...] = (
-    "referral_letter",
-    "lab_report",
-    "prescription",
-    "insurance_claim",
-    "invoice",
-    "discharge_summary",
-)
-"""Document classes, the targets of the classifier."""
-
-ENTITY_TYPES: tuple[str, ...] = (
-    "patient_name",
-    "date_of_birth",
-    "mrn",
-    "provider_name",
-    "npi",
-    "date_of_service",
-    "total_amount",
-    "payer",
-    "member_id",
-    "diagnosis_code",
-)
-"""Entity types, the targets of the extractor."""
-
-Box = Annotated[list[int], Field(min_length=4, max_length=4)]
-
-
-class LabelWord(BaseModel):
-    """One word of an entity value and where it is on its page.
-
-    Attributes:
-        text: the word as printed (whitespace-delimited token).
-        box: ``[x0, y0, x1, y1]``, top-left origin, normalised to 0-1000 of the page width and
-            height of the page as stored in the PDF (after any scan rotation).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    text: str = Field(min_length=1)
-    box: Box
-
-    @field_validator("box")
-    @classmethod
-    def _box_is_ordered(cls, box: list[int]) -> list[int]:
-        x0, y0, x1, y1 = box
-        if not (0 <= x0 <= x1 <= 1000 and 0 <= y0 <= y1 <= 1000):
-            msg = f"box {box} must satisfy 0 <= x0 <= x1 <= 1000 and 0 <= y0 <= y1 <= 1000"
-            raise ValueError(msg)
-        return box
-
-
-class EntityLabel(BaseModel):
-    """One labelled entity: its type, the exact printed value and the words it occupies.
-
-    Attributes:
-        type: one of :data:`ENTITY_TYPES`.
-        value: the exact string printed (its words joined by single spaces).
-        page: 0-based page index.
-        words: the value's words in reading order.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: str
-    value: str = Field(min_length=1)
-    page: int = Field(ge=0)
-    words: list[LabelWord] = Field(min_length=1)
-
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        if value not in ENTITY_TYPES:
-            msg = f"unknown entity type {value!r}; expected one of {', '.join(ENTITY_TYPES)}"
-            raise ValueError(msg)
-        return value
 
 
 class SynthDocument(BaseModel):

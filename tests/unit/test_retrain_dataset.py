@@ -9,22 +9,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 
 from docloop.config import DocloopConfig, RetrainConfig
-from docloop.datasets.targeted import (
-    FEEDBACK_HOLDOUT,
-    allocate,
-    build_retrain_dataset,
-    draws,
-    entity_f1_from_feedback,
-    feedback_labels,
-    id_hashes,
-    iob2_tags,
-    top_up,
-)
+from docloop.datasets.retrain.build import build_retrain_dataset
+from docloop.datasets.retrain.labels import entity_f1_from_feedback, feedback_labels
+from docloop.datasets.retrain.write import FEEDBACK_HOLDOUT
 from docloop.documents.examples import (
     DatasetManifest,
     DocumentExample,
@@ -261,23 +251,6 @@ def test_feedback_labels_take_the_latest_verdict_and_report_unusable_ones() -> N
         (example.doc_id, "invoice", 2)
     ]
     assert labels.skipped == {"no_doc_type": 1, "no_entity_positions": 1}
-
-
-def test_iob2_tags_first_entity_wins_a_word() -> None:
-    labels = pa.Table.from_pylist(
-        [
-            {
-                "entities": [
-                    {"type": "mrn", "word_indices": [1, 2]},
-                    {"type": "dob", "word_indices": [2, 3]},
-                ]
-            },
-            {"entities": []},
-        ]
-    )
-    tags, counts = iob2_tags(labels, np.array([5, 2]), ["dob", "mrn"])
-    assert tags.to_pylist() == [["O", "B-mrn", "I-mrn", "I-dob", "O"], ["O", "O"]]
-    assert counts.tolist() == [[0, 1], [0, 0]]
 
 
 def test_entity_f1_from_feedback_scores_the_predictions() -> None:
@@ -561,56 +534,11 @@ def test_no_usable_feedback_is_an_error_with_the_fix(tmp_path: Path) -> None:
         )
 
 
-# --------------------------------------------------------------------------------- helpers
-
-
-def test_allocate_is_proportional_capped_and_balanced() -> None:
-    assert allocate(10, np.array([50, 30, 20]), False).tolist() == [5, 3, 2]
-    assert allocate(100, np.array([5, 3, 0]), False).tolist() == [5, 3, 0]
-    assert allocate(7, np.array([1, 1, 1]), False).tolist() == [1, 1, 1]
-    assert allocate(2, np.array([1, 1, 1]), False).tolist() == [1, 1, 0]
-    # balance: no class above the median of the non-empty ones (20)
-    assert allocate(100, np.array([60, 20, 10, 0]), True).tolist() == [20, 20, 10, 0]
-    assert allocate(25, np.array([60, 20, 10]), True).tolist() == [10, 10, 5]
-
-
-def test_top_up_fills_the_classes_with_fewest_first() -> None:
-    # 23 to add on top of 4/4/20/22/0/4: the four small classes rise to 8 or 9, the big get none
-    assert top_up(23, np.array([4, 4, 20, 22, 0, 4]), np.array([18] * 6)).tolist() == [
-        5,
-        5,
-        0,
-        0,
-        9,
-        4,
-    ]
-    assert top_up(6, np.array([0, 0, 0]), np.array([5, 5, 5])).tolist() == [2, 2, 2]
-    # capped by availability, and a class with nothing available gets nothing
-    assert top_up(100, np.array([0, 0, 0]), np.array([5, 1, 5])).tolist() == [5, 1, 5]
-    assert top_up(7, np.array([10, 0, 3]), np.array([5, 2, 5])).tolist() == [0, 2, 5]
-    assert top_up(4, np.array([0, 1]), np.array([0, 9])).tolist() == [0, 4]
-    assert top_up(0, np.array([0, 1]), np.array([3, 9])).tolist() == [0, 0]
-
-
-def test_id_hashes_depend_on_the_id_and_seed_only() -> None:
-    values = ["a", "doc-1", "é" * 20, "x" * 70, "doc-1"]
-    hashes = id_hashes(pa.array(values), 3)
-    assert hashes[1] == hashes[4] and len(set(hashes.tolist())) == 4
-    assert id_hashes(pa.array(values[::-1]), 3).tolist() == hashes[::-1].tolist()
-    assert id_hashes(pa.array(values), 4)[0] != hashes[0]
-    sha = "ab" * 32  # equal-length ids take a no-copy path that must agree with the general one
-    assert id_hashes(pa.array([sha, sha]), 3)[0] == id_hashes(pa.array(["a", sha]), 3)[1]
-    sliced = pa.array(["zz", *values]).slice(1)
-    assert id_hashes(sliced, 3).tolist() == hashes.tolist()
-    u = draws(id_hashes(pa.array([str(i) for i in range(10_000)]), 0), 1)
-    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
-
-
 # --------------------------------------------------------------------------- component glue
 
 
 def test_run_component_reads_the_store_assesses_and_builds(tmp_path: Path) -> None:
-    from docloop.datasets.targeted import run_component
+    from docloop.datasets.retrain.build import run_component
     from docloop.feedback.contracts import FeedbackEvent as Verdict
     from docloop.feedback.contracts import write_served_document
     from docloop.feedback.records import find_prediction, record_feedback
