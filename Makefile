@@ -29,10 +29,12 @@ test-fast: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest -q -m e2e tests/e2e
 
+# lint-imports checks the import boundaries written in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(PY) -m ruff check src tests components pipelines bench
 	$(PY) -m ruff format --check src tests components pipelines bench
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 format: $(STAMP)
 	$(PY) -m ruff check --fix src tests components pipelines bench
