@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast e2e lint format compile bench bench-efficacy lock clean images
+.PHONY: install demo test test-fast e2e lint format compile component bench bench-efficacy lock clean images
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ format: $(STAMP)
 
 compile: $(STAMP)
 	$(VENV)/bin/docloop compile
+
+# A new component: components/<NAME>/, its step src/docloop/steps/<NAME>.py and a kfp.local test.
+component: $(STAMP)
+	@test -n "$(NAME)" || { echo "make component: name it, e.g. make component NAME=redact_pages" >&2; exit 2; }
+	$(PY) -m components.scaffold $(NAME)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -c requirements.lock -e ".[bench]"
