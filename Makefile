@@ -53,9 +53,9 @@ bench: $(STAMP)
 	$(PY) -m bench.suite
 
 # The retraining-strategy benchmark at its default size (28 min on 2 CPU cores, 23 once cached);
-# rewrites the README's efficacy section.
+# rewrites the efficacy section of docs/benchmarks.md.
 bench-efficacy: $(STAMP)
-	$(PY) -m bench.retrain_strategies --readme
+	$(PY) -m bench.retrain_strategies --write-doc
 
 # Container images (images/<name>/Dockerfile), tagged $(REGISTRY)/docloop-<name>:<package version>:
 # the tags components/images.py compiles into the pipelines. DOCLOOP_IMAGE_REGISTRY (or REGISTRY=)
