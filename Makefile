@@ -29,16 +29,18 @@ test-fast: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest -q -m e2e tests/e2e
 
-# lint-imports checks the import boundaries written in pyproject.toml ([tool.importlinter]).
+# lint-imports checks the import boundaries written in pyproject.toml ([tool.importlinter]);
+# check_docs.py that docs/architecture.md repeats no module docstring.
 lint: $(STAMP)
-	$(PY) -m ruff check src tests components pipelines bench
-	$(PY) -m ruff format --check src tests components pipelines bench
+	$(PY) -m ruff check src tests components pipelines bench scripts
+	$(PY) -m ruff format --check src tests components pipelines bench scripts
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-logo --no-cache
+	$(PY) scripts/check_docs.py
 
 format: $(STAMP)
-	$(PY) -m ruff check --fix src tests components pipelines bench
-	$(PY) -m ruff format src tests components pipelines bench
+	$(PY) -m ruff check --fix src tests components pipelines bench scripts
+	$(PY) -m ruff format src tests components pipelines bench scripts
 
 compile: $(STAMP)
 	$(VENV)/bin/docloop compile
