@@ -1,4 +1,4 @@
-"""The bench suite's rendering into docs/benchmarks.md, on small JSON fixtures: no benchmark runs."""
+"""The bench suite's rendering of docs/benchmarks.md, on small JSON fixtures (none runs)."""
 
 from __future__ import annotations
 
