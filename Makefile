@@ -6,7 +6,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast e2e lint format compile bench bench-efficacy lock clean images
+.PHONY: install demo test test-fast e2e lint format compile component bench bench-efficacy lock clean images
 
 install: $(STAMP)
 
@@ -29,26 +29,35 @@ test-fast: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest -q -m e2e tests/e2e
 
+# lint-imports checks the import boundaries written in pyproject.toml ([tool.importlinter]);
+# check_docs.py that docs/architecture.md repeats no module docstring.
 lint: $(STAMP)
-	$(PY) -m ruff check src tests components pipelines bench
-	$(PY) -m ruff format --check src tests components pipelines bench
+	$(PY) -m ruff check src tests components pipelines bench scripts
+	$(PY) -m ruff format --check src tests components pipelines bench scripts
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-logo --no-cache
+	$(PY) scripts/check_docs.py
 
 format: $(STAMP)
-	$(PY) -m ruff check --fix src tests components pipelines bench
-	$(PY) -m ruff format src tests components pipelines bench
+	$(PY) -m ruff check --fix src tests components pipelines bench scripts
+	$(PY) -m ruff format src tests components pipelines bench scripts
 
 compile: $(STAMP)
 	$(VENV)/bin/docloop compile
+
+# A new component: components/<NAME>/, its step src/docloop/steps/<NAME>.py and a kfp.local test.
+component: $(STAMP)
+	@test -n "$(NAME)" || { echo "make component: name it, e.g. make component NAME=redact_pages" >&2; exit 2; }
+	$(PY) -m components.scaffold $(NAME)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -c requirements.lock -e ".[bench]"
 	$(PY) -m bench.suite
 
 # The retraining-strategy benchmark at its default size (28 min on 2 CPU cores, 23 once cached);
-# rewrites the README's efficacy section.
+# rewrites the efficacy section of docs/benchmarks.md.
 bench-efficacy: $(STAMP)
-	$(PY) -m bench.retrain_strategies --readme
+	$(PY) -m bench.retrain_strategies --write-doc
 
 # Container images (images/<name>/Dockerfile), tagged $(REGISTRY)/docloop-<name>:<package version>:
 # the tags components/images.py compiles into the pipelines. DOCLOOP_IMAGE_REGISTRY (or REGISTRY=)

@@ -1,4 +1,4 @@
-"""Run every quick benchmark, then rewrite the README's performance block from their figures.
+"""Run every quick benchmark, then rewrite the performance block of docs/benchmarks.md.
 
 Run with ``python -m bench.suite [--render-only] [--skip NAME]`` (``make bench`` runs it). Each
 benchmark runs as its own process (``sys.executable -m bench.<name> [--quick]``, in the repository
@@ -25,7 +25,7 @@ renders under its own ``command`` if it has one, else marked as written outside 
 never credited to the suite's command or wall time.
 
 The block is the one between ``<!-- bench:suite:begin -->`` and ``<!-- bench:suite:end -->`` in
-README.md; ``rewrite_readme_section`` replaces any ``<!-- bench:NAME:begin/end -->`` block.
+docs/benchmarks.md; ``rewrite_section`` replaces any ``<!-- bench:NAME:begin/end -->`` block.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from rich.table import Table
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OUT = BENCH / "out"
-README = ROOT / "README.md"
+BENCHMARKS_DOC = ROOT / "docs" / "benchmarks.md"
 SUITE_JSON = "suite.json"
 SECTION = "suite"
 STDERR_LINES = 15
@@ -71,7 +71,7 @@ Figures = dict[str, Any]
 
 
 class MarkersMissing(ValueError):
-    """The README lacks a section's begin/end markers (or has them more than once, or reversed)."""
+    """A document lacks a section's begin/end markers (or has them more than once, or reversed)."""
 
 
 # --- target cells ---------------------------------------------------------------------------------
@@ -631,7 +631,7 @@ def render_benchmark(
 
     With the machine's ``cores``, a start under a load average above them is flagged.
     """
-    heading = f"#### {benchmark.title}"
+    heading = f"### {benchmark.title}"
     record = record or {}
     status = record.get("status")
     path = out / benchmark.json_name
@@ -711,14 +711,14 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
 
 
-def rewrite_readme_section(readme: Path, name: str, markdown: str) -> bool:
+def rewrite_section(doc: Path, name: str, markdown: str) -> bool:
     """Replace the block between ``<!-- bench:NAME:begin -->`` and its end marker with markdown.
 
     The markers stay; the block becomes exactly ``markdown`` (one newline after the begin marker,
     one before the end marker).
 
     Args:
-        readme: The Markdown file to rewrite in place.
+        doc: The Markdown file to rewrite in place.
         name: The section's name in its markers.
         markdown: The block's new content.
 
@@ -729,10 +729,10 @@ def rewrite_readme_section(readme: Path, name: str, markdown: str) -> bool:
         MarkersMissing: Either marker is missing, appears twice, or the end comes first.
     """
     begin, end = markers(name)
-    text = readme.read_text(encoding="utf-8")
+    text = doc.read_text(encoding="utf-8")
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
         raise MarkersMissing(
-            f"{readme} needs exactly one {begin!r} followed by one {end!r} (found "
+            f"{doc} needs exactly one {begin!r} followed by one {end!r} (found "
             f"{text.count(begin)} and {text.count(end)}); add them where the generated block goes"
         )
     head, rest = text.split(begin, 1)
@@ -741,7 +741,7 @@ def rewrite_readme_section(readme: Path, name: str, markdown: str) -> bool:
     new = f"{head}{begin}\n{body}\n{end}{tail}" if body else f"{head}{begin}\n{end}{tail}"
     if new == text:
         return False
-    readme.write_text(new, encoding="utf-8")
+    doc.write_text(new, encoding="utf-8")
     return True
 
 
@@ -765,9 +765,11 @@ def summary(suite: dict[str, Any], console: Console) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--render-only", action="store_true", help="re-render the README from bench/out/*.json"
+        "--render-only", action="store_true", help="re-render the block from bench/out/*.json"
     )
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument(
+        "--doc", type=Path, default=BENCHMARKS_DOC, help="the Markdown file holding the block"
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="where the benchmarks' JSON lands")
     parser.add_argument(
         "--timeout", type=float, default=TIMEOUT_S, help="seconds one benchmark may run"
@@ -787,11 +789,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary(suite, console)
         failed = [n for n, r in suite["benchmarks"].items() if r["status"] == "failed"]
     try:
-        changed = rewrite_readme_section(args.readme, SECTION, render(args.out))
+        changed = rewrite_section(args.doc, SECTION, render(args.out))
     except MarkersMissing as error:
         console.print(str(error), style="red", markup=False, highlight=False)
         return 2
-    console.print(f"{args.readme}: {'rewritten' if changed else 'unchanged'}", highlight=False)
+    console.print(f"{args.doc}: {'rewritten' if changed else 'unchanged'}", highlight=False)
     if failed:
         console.print(f"[red]failed: {', '.join(failed)}[/red]")
         return 1

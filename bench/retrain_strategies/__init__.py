@@ -28,8 +28,8 @@ holdout (a separate corpus of the scenario, never served, never trained), per cl
 entity, with its training compute (examples seen, wall time) and the gate's verdict (default
 policy, frozen + feedback holdouts, against V1), over several seeds (the reviewer's draws, the
 sampling and the training seed). It writes ``results.json``, a Markdown table, one PNG per
-scenario and ``report.html`` under ``bench/out/retrain_strategies/``, and ``--readme`` rewrites
-the README's efficacy section from them.
+scenario and ``report.html`` under ``bench/out/retrain_strategies/``, and ``--write-doc`` rewrites
+the efficacy section of docs/benchmarks.md from them.
 
 Targets, reported (never asserted): targeted recovers ≥ 95 % of the full-retrain gain on the
 drifted holdout, loses ≤ 1 point macro-F1 on the old holdout, at ≤ 35 % of the full retrain's

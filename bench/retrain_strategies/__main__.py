@@ -1,4 +1,4 @@
-"""``python -m bench.retrain_strategies [--quick] [--readme]`` (see the package docstring)."""
+"""``python -m bench.retrain_strategies [--quick] [--write-doc]`` (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from docloop.config import ENV_PREFIX, DocloopConfig, RetrainConfig, load_config
 from docloop.errors import ConfigError
 
 OUT = Path(__file__).resolve().parent.parent / "out"
-README = Path(__file__).resolve().parent.parent.parent / "README.md"
+BENCHMARKS_DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "benchmarks.md"
 SECTION = "retrain_strategies"
 
 logger = logging.getLogger("bench.retrain_strategies")
@@ -144,7 +144,9 @@ def main() -> None:
     )
     parser.add_argument("--report-only", action="store_true", help="re-render from results.json")
     parser.add_argument(
-        "--readme", action="store_true", help="rewrite the README's efficacy section"
+        "--write-doc",
+        action="store_true",
+        help="rewrite the efficacy section of docs/benchmarks.md",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -216,13 +218,14 @@ def main() -> None:
     summary = render(out, facts, rows, json_path, config.retrain)
     show(summary, console)
     console.print(f"report: {out / 'report.html'}; figures: {json_path}")
-    if args.readme:
-        from bench.suite import rewrite_readme_section
+    if args.write_doc:
+        from bench.suite import rewrite_section
 
-        changed = rewrite_readme_section(
-            README, SECTION, (out / "retrain_strategies.md").read_text()
+        changed = rewrite_section(
+            BENCHMARKS_DOC, SECTION, (out / "retrain_strategies.md").read_text()
         )
-        console.print(f"README efficacy section {'rewritten' if changed else 'unchanged'}")
+        verdict = "rewritten" if changed else "unchanged"
+        console.print(f"{BENCHMARKS_DOC}: efficacy section {verdict}")
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ class Summary:
 
 
 def markdown(summary: Summary, facts: Mapping[str, Any]) -> str:
-    """The tables the README embeds: results per scenario, then the targets."""
+    """The tables docs/benchmarks.md embeds: results per scenario, then the targets."""
     n = len(summary.seeds)
     lines = [
         f"Mean ± standard deviation over {n} seed{'s' if n != 1 else ''}; old = V1's frozen "

@@ -1,4 +1,4 @@
-"""The bench suite's README rendering, on small JSON fixtures: no benchmark runs here."""
+"""The bench suite's rendering of docs/benchmarks.md, on small JSON fixtures (none runs)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from bench import suite
 
 pytestmark = pytest.mark.unit
 
-README = """# docloop
+DOC = """# docloop benchmarks
 
-## Performance
+## Quick runs
 
 Prose that stays.
 
@@ -101,25 +101,37 @@ def write_suite(out: Path, records: dict[str, Any]) -> None:
     )
 
 
-def readme(tmp_path: Path, text: str = README) -> Path:
-    path = tmp_path / "README.md"
+def benchmarks_doc(tmp_path: Path, text: str = DOC) -> Path:
+    path = tmp_path / "benchmarks.md"
     path.write_text(text)
     return path
 
 
+def test_the_blocks_live_in_docs_benchmarks_md_not_in_the_readme() -> None:
+    from bench.retrain_strategies.__main__ import BENCHMARKS_DOC
+
+    assert suite.BENCHMARKS_DOC == BENCHMARKS_DOC == suite.ROOT / "docs" / "benchmarks.md"
+    text = suite.BENCHMARKS_DOC.read_text(encoding="utf-8")
+    readme = (suite.ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ("suite", "retrain_strategies"):
+        for marker in suite.markers(name):
+            assert text.count(marker) == 1, marker
+            assert marker not in readme, marker
+
+
 def test_rewrite_replaces_only_the_block_and_says_whether_it_changed(tmp_path: Path) -> None:
-    path = readme(tmp_path)
-    assert suite.rewrite_readme_section(path, "suite", "| a | b | c |\n")
+    path = benchmarks_doc(tmp_path)
+    assert suite.rewrite_section(path, "suite", "| a | b | c |\n")
     text = path.read_text()
-    assert text == README.replace("old figures", "| a | b | c |")
-    assert not suite.rewrite_readme_section(path, "suite", "| a | b | c |")
+    assert text == DOC.replace("old figures", "| a | b | c |")
+    assert not suite.rewrite_section(path, "suite", "| a | b | c |")
     assert path.read_text() == text
 
 
 def test_rewrite_other_sections_by_name(tmp_path: Path) -> None:
-    text = README + "\n<!-- bench:efficacy:begin -->\n<!-- bench:efficacy:end -->\n"
-    path = readme(tmp_path, text)
-    assert suite.rewrite_readme_section(path, "efficacy", "efficacy table")
+    text = DOC + "\n<!-- bench:efficacy:begin -->\n<!-- bench:efficacy:end -->\n"
+    path = benchmarks_doc(tmp_path, text)
+    assert suite.rewrite_section(path, "efficacy", "efficacy table")
     assert "<!-- bench:efficacy:begin -->\nefficacy table\n<!-- bench:efficacy:end -->" in (
         path.read_text()
     )
@@ -132,23 +144,23 @@ def test_rewrite_other_sections_by_name(tmp_path: Path) -> None:
         "# no markers\n",
         "<!-- bench:suite:begin -->\nonly the start\n",
         "<!-- bench:suite:end -->\nreversed\n<!-- bench:suite:begin -->\n",
-        README + README,
+        DOC + DOC,
     ],
 )
 def test_missing_or_broken_markers_name_them(tmp_path: Path, text: str) -> None:
-    path = readme(tmp_path, text)
+    path = benchmarks_doc(tmp_path, text)
     with pytest.raises(suite.MarkersMissing, match=r"<!-- bench:suite:begin -->.*bench:suite:end"):
-        suite.rewrite_readme_section(path, "suite", "x")
+        suite.rewrite_section(path, "suite", "x")
     assert path.read_text() == text
 
 
 def test_render_is_byte_identical_when_the_json_is_unchanged(tmp_path: Path, out: Path) -> None:
-    path = readme(tmp_path)
-    assert suite.main(["--render-only", "--out", str(out), "--readme", str(path)]) == 0
+    path = benchmarks_doc(tmp_path)
+    assert suite.main(["--render-only", "--out", str(out), "--doc", str(path)]) == 0
     first = path.read_bytes()
-    assert suite.main(["--render-only", "--out", str(out), "--readme", str(path)]) == 0
+    assert suite.main(["--render-only", "--out", str(out), "--doc", str(path)]) == 0
     assert path.read_bytes() == first
-    assert not suite.rewrite_readme_section(path, "suite", suite.render(out))
+    assert not suite.rewrite_section(path, "suite", suite.render(out))
 
 
 def test_render_of_a_benchmark_that_ran(out: Path) -> None:
