@@ -612,7 +612,8 @@ def test_feedback_readers_page_join_and_filter(store_url: str) -> None:
         assert paged == events
         assert paged[-1].instance == 1 and paged[-1].doc_id == "doc-req-1-1"
         assert paged[1].predicted_doc_type == "invoice"
-        assert paged[1].predicted_entities == PREDICTED_ENTITIES
+        # typed entities (PredictedEntity) now; their JSON form is what the log stored
+        assert [e.model_dump() for e in paged[1].predicted_entities] == PREDICTED_ENTITIES
         assert list(iter_accepted_feedback(store, after_id=events[4].id)) == events[5:]
         later = datetime.now(UTC) + timedelta(hours=1)
         assert accepted_feedback(store, since=later) == []

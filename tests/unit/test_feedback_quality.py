@@ -19,8 +19,8 @@ from docloop.feedback.quality import (
     doc_type_label_issues,
     persist_statuses,
     reviewer_trust,
-    verdict_of,
 )
+from docloop.feedback.verdicts import verdict_of
 from docloop.store import open_store
 from docloop.store.tables import FeedbackEvent
 

@@ -7,12 +7,12 @@ import pytest
 
 from docloop.errors import InvalidInput
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
+from docloop.feedback.verdicts import newest_verdicts
 from docloop.monitor.performance import (
     RateEstimate,
     classification_performance,
     feedback_performance,
     judge,
-    newest_verdicts,
     wilson_interval,
 )
 

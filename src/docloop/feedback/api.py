@@ -27,7 +27,8 @@ Every 4xx has the body ``{"error": "<field>: <what is wrong>; <fix>", "code", "f
 ``docloop.feedback.validation``. ``503`` means the state store is unavailable (retry).
 
 Handlers are plain functions, so FastAPI runs them in its worker threads and the event loop never
-waits on the database.
+waits on the database. Error bodies, handlers and middlewares are in :mod:`docloop.feedback.http`;
+the status queries in :mod:`docloop.feedback.records`.
 """
 
 from __future__ import annotations
@@ -36,44 +37,41 @@ import contextlib
 import functools
 import logging
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
-from typing import Annotated, Any, Final, Literal
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Final, Literal
 
 import anyio.to_thread
-from fastapi import Body, FastAPI, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, text
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import Body, FastAPI, Path, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import BaseModel, Field
+from sqlalchemy import text
 
 import docloop
 from docloop.config import DocloopConfig, store_url
-from docloop.errors import StorageError, StoreBusy, StoreError
+from docloop.errors import StorageError
 from docloop.feedback.contracts import FeedbackEvent, FeedbackRecord, read_served_document
+from docloop.feedback.http import ERROR_RESPONSES, ErrorBody, install
 from docloop.feedback.records import (
     IdempotencyConflict,
+    ModelStatus,
     PredictionKey,
     StoredPrediction,
     find_predictions,
+    known_model_names,
+    model_status,
     record_feedback_batch,
 )
 from docloop.feedback.validation import FeedbackRejected, Problem, check_text, validate_event
 from docloop.storage import Storage
-from docloop.store import versions as vs
 from docloop.store.db import Store, open_store
-from docloop.store.tables import FeedbackEvent as FeedbackRow
-from docloop.store.tables import ModelVersion, Prediction
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8081
 MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
-LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 WORD_COUNT_CACHE: Final = 4096
 PREDICTION_CACHE: Final = 20_000
 DEFAULT_WORKER_THREADS: Final = 8
@@ -83,47 +81,9 @@ EVENTS = Counter(
     "Feedback events answered with success: created (stored now) or replayed (stored before).",
     ["kind", "outcome"],
 )
-REJECTED = Counter(
-    "docloop_feedback_rejected",
-    "Feedback events (or requests) rejected, by reason (the error code of the answer).",
-    ["reason"],
-)
-REQUEST_SECONDS = Histogram(
-    "docloop_feedback_request_seconds",
-    "Time to answer a feedback-API request, by endpoint.",
-    ["endpoint"],
-    buckets=LATENCY_BUCKETS,
-)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 # --- response bodies --------------------------------------------------------------------------
-class ItemError(BaseModel):
-    """One problem with one event (or with the request)."""
-
-    index: int | None = Field(
-        default=None, description="Position of the event in a batch; null for a single event."
-    )
-    field: str = Field(description="The field at fault, dotted (`correction.entities[0].type`).")
-    code: str = Field(description="Stable reason code, e.g. `unknown_label`.")
-    status: int = Field(description="The HTTP status this problem alone would get.")
-    error: str = Field(description="`<field>: <what is wrong>; <how to fix it>`.")
-
-
-class ErrorBody(BaseModel):
-    """The body of every error answer: nothing was stored."""
-
-    error: str = Field(description="The first problem: names the field, says what to fix.")
-    code: str = Field(description="Its reason code (`invalid_batch` for a batch).")
-    field: str | None = Field(default=None, description="The field at fault, if one is.")
-    errors: list[ItemError] = Field(default_factory=list, description="Every problem found.")
-
-
 class BatchResult(BaseModel):
     """The answer to a stored batch."""
 
@@ -132,73 +92,12 @@ class BatchResult(BaseModel):
     records: list[FeedbackRecord] = Field(description="The stored records, in request order.")
 
 
-class ServedVersion(BaseModel):
-    """One model version as the prediction log and the feedback table know it."""
-
-    model_config = ConfigDict(protected_namespaces=())
-
-    version: str
-    predictions: int = Field(description="Logged predictions.")
-    feedback: int = Field(description="Feedback events on them (every status).")
-    confirmations: int
-    corrections: int
-    quarantined: int = Field(description="Feedback events quarantined by the quality rules.")
-    first_prediction_at: str | None = None
-    last_prediction_at: str | None = None
-
-
-class RegisteredVersion(BaseModel):
-    """One registered version (``model_versions``)."""
-
-    model_config = ConfigDict(protected_namespaces=())
-
-    version: str
-    status: str = Field(description="candidate, canary, default, retired or rejected.")
-    status_reason: str | None = None
-    run_id: str | None = None
-    model_uri: str
-    dataset_digest: str | None = None
-    created_at: str
-    updated_at: str
-
-
-class ModelStatus(BaseModel):
-    """What the store knows about a model name."""
-
-    name: str
-    served: list[ServedVersion] = Field(
-        description="Versions seen in the prediction log under this served name, oldest first."
-    )
-    registered: list[RegisteredVersion] = Field(
-        description="Registered versions under this registry name, oldest first."
-    )
-    default_version: str | None = Field(
-        default=None, description="The registered default version, if any."
-    )
-
-
 class Health(BaseModel):
     """The service and its state store are up."""
 
     status: Literal["ok"] = "ok"
     store: str = Field(description="The store's database: sqlite or postgresql.")
 
-
-ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"model": ErrorBody, "description": "The body is not valid JSON."},
-    404: {"model": ErrorBody, "description": "No prediction has that request_id/instance."},
-    409: {"model": ErrorBody, "description": "The idempotency_key was used for another body."},
-    413: {
-        "model": ErrorBody,
-        "description": "The body is over feedback.max_payload_kb, or the batch over max_batch.",
-    },
-    422: {
-        "model": ErrorBody,
-        "description": "A field has the wrong type, is missing or unknown, or the event does "
-        "not fit its prediction (model, labels, word positions, empty or identical correction).",
-    },
-    503: {"model": ErrorBody, "description": "The state store is unavailable; retry."},
-}
 
 EVENT_EXAMPLES: Final = {
     "confirmation": {
@@ -230,283 +129,6 @@ EVENT_EXAMPLES: Final = {
         },
     },
 }
-
-
-# --- errors -----------------------------------------------------------------------------------
-def _error_response(
-    status: int,
-    problems: Sequence[Problem],
-    *,
-    batch: bool = False,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    for problem in problems:
-        REJECTED.labels(problem.code).inc()
-    first = problems[0]
-    if batch:
-        indices = sorted({p.index for p in problems if p.index is not None})
-        error = (
-            f"[{first.index}].{first.message} ({len(indices)} event(s) of the batch are "
-            "invalid, so nothing was stored: fix them and resend the whole batch)"
-            if indices
-            else first.message
-        )
-        code = "invalid_batch" if indices else first.code
-    else:
-        error, code = first.message, first.code
-    body = ErrorBody(
-        error=error,
-        code=code,
-        field=first.field,
-        errors=[
-            ItemError(index=p.index, field=p.field, code=p.code, status=p.status, error=p.message)
-            for p in problems
-        ],
-    )
-    logger.info("rejected (HTTP %d): %s", status, error)
-    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
-
-
-def _location(loc: Sequence[int | str], batch: bool) -> tuple[int | None, str]:
-    parts = list(loc)
-    if parts and parts[0] == "body":
-        parts = parts[1:]
-    index: int | None = None
-    if batch and parts and isinstance(parts[0], int):
-        index, parts = parts[0], parts[1:]
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return index, path
-
-
-_FIELD_HINTS: Final = {
-    "idempotency_key": "a unique key per verdict, 8-128 of A-Z a-z 0-9 . _ : -",
-    "model_name": "the answer's model_name",
-    "model_version": "the answer's model_version",
-    "request_id": "the predicted request's id (x-request-id)",
-    "reviewer_id": "who reviewed the prediction",
-    "kind": "'confirmation' or 'correction'",
-}
-
-
-def _pydantic_problem(error: Mapping[str, Any], batch: bool, path_param: bool) -> Problem:
-    kind = str(error.get("type", "invalid"))
-    loc = tuple(error.get("loc", ()))
-    message = str(error.get("msg", "invalid value"))
-    if path_param:
-        field = ".".join(str(part) for part in loc[1:]) or "path"
-        return Problem(
-            422,
-            "invalid_path",
-            field,
-            f"{field}: {message}; use 1-200 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit",
-        )
-    if kind == "json_invalid":  # loc is ("body", <character position>)
-        detail = (error.get("ctx") or {}).get("error", "malformed")
-        what = "a JSON array of feedback events" if batch else "one JSON object (a feedback event)"
-        return Problem(
-            400,
-            "invalid_json",
-            "body",
-            f"body: not valid JSON ({detail}); send {what} with Content-Type: application/json",
-        )
-    index, field = _location(loc, batch)
-    if not field:
-        what = "a JSON array of feedback events" if batch else "a JSON object (a feedback event)"
-        return Problem(
-            422,
-            "invalid_body",
-            "body",
-            f"body: {message}; send {what} with Content-Type: application/json",
-            index,
-        )
-    code, text = _field_problem(kind, field, message)
-    return Problem(422, code, field, text, index)
-
-
-def _field_problem(kind: str, field: str, message: str) -> tuple[str, str]:
-    """The code and message of a pydantic error on one field."""
-    name = field.rsplit(".", 1)[-1]
-    if kind == "string_unicode":
-        code = "invalid_text"
-        text = (
-            f"{field}: not valid Unicode text (an unpaired surrogate escape such as \\ud800); "
-            "send valid UTF-8, escaping only whole characters"
-        )
-    elif kind == "missing":
-        hint = _FIELD_HINTS.get(name, "see the FeedbackEvent schema at /openapi.json")
-        code, text = "missing_field", f"{field}: required but missing; add it ({hint})"
-    elif kind == "extra_forbidden":
-        code = "unknown_field"
-        text = (
-            f"{field}: not a field of this object; remove it (fields: see the schema at "
-            "/openapi.json)"
-        )
-    else:
-        hint = _FIELD_HINTS.get(name, "fix the value")
-        code, text = "invalid_field", f"{field}: {message}; send {hint}"
-    return code, text
-
-
-async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    batch = request.url.path.endswith(":batch")
-    problems = [
-        _pydantic_problem(error, batch, bool(error.get("loc")) and error["loc"][0] == "path")
-        for error in errors
-    ] or [Problem(422, "invalid_body", "body", f"body: {exc}; send a valid feedback event")]
-    status = 400 if any(p.status == 400 for p in problems) else 422
-    problems.sort(key=lambda p: p.status != status)
-    return _error_response(status, problems, batch=batch)
-
-
-async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
-    status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
-    detail = exc.detail if isinstance(exc, StarletteHTTPException) else str(exc)
-    if status == 404:
-        message = (
-            f"path: {request.url.path!r} is not an endpoint of the feedback API; see "
-            "/openapi.json for the endpoints"
-        )
-    elif status == 405:
-        message = f"method: {request.method} is not allowed here; see /openapi.json"
-    else:
-        message = f"request: {detail}"
-    code, field = {404: ("unknown_path", "path"), 405: ("method_not_allowed", "method")}.get(
-        status, ("http_error", "request")
-    )
-    return _error_response(status, [Problem(status, code, field, message)])
-
-
-async def _rejected_handler(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, FeedbackRejected)
-    return _error_response(exc.status, exc.problems, batch=exc.batch)
-
-
-async def _store_handler(_: Request, exc: Exception) -> JSONResponse:
-    busy = isinstance(exc, StoreBusy)
-    logger.error("state store failure: %s", exc)
-    message = (
-        f"store: the state store is {'busy' if busy else 'unavailable'} ({exc}); nothing was "
-        "stored: retry the same request (same idempotency_key) in a moment"
-    )
-    problem = Problem(503, "store_busy" if busy else "store_unavailable", "store", message)
-    return _error_response(503, [problem], headers={"Retry-After": "1"})
-
-
-# --- middleware -------------------------------------------------------------------------------
-class PayloadLimit:
-    """ASGI middleware: request bodies over ``max_bytes`` get HTTP 413 before they are parsed.
-
-    A declared ``Content-Length`` over the limit is refused without reading; otherwise the body
-    is read (at most ``max_bytes`` + one chunk) and handed on to the app.
-
-    Args:
-        app: the wrapped application.
-        max_bytes: the largest body accepted.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def _refuse(self, send: Send, size: int | None) -> None:
-        got = f"{size} bytes" if size is not None else f"over {self.max_bytes} bytes"
-        problem = Problem(
-            413,
-            "payload_too_large",
-            "body",
-            f"body: the request body is {got}, over the limit of {self.max_bytes} bytes "
-            "(feedback.max_payload_kb); send fewer events per batch, or shorter values",
-        )
-        response = _error_response(413, [problem])
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(response.body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": bytes(response.body)})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse oversized bodies; pass the others through (body already read)."""
-        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        for key, value in scope.get("headers", []):
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    continue
-                if declared > self.max_bytes:
-                    await self._refuse(send, declared)
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send, None)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-class RequestTimer:
-    """ASGI middleware: request latency by endpoint (a fixed, small set of label values)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    @staticmethod
-    def endpoint(path: str) -> str:
-        """The metric label of a path."""
-        if path == "/v1/feedback":
-            return "feedback"
-        if path == "/v1/feedback:batch":
-            return "feedback_batch"
-        if path.startswith("/v1/models/") and path.endswith("/status"):
-            return "model_status"
-        if path in ("/healthz", "/metrics", "/openapi.json"):
-            return path.strip("/").replace(".", "_")
-        return "other"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Time the request."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            REQUEST_SECONDS.labels(self.endpoint(scope.get("path", ""))).observe(
-                time.perf_counter() - started
-            )
 
 
 # --- the app ----------------------------------------------------------------------------------
@@ -597,97 +219,12 @@ class _Service:
             EVENTS.labels(record.kind, "created" if created else "replayed").inc()
         return results
 
-    def model_status(self, name: str) -> ModelStatus | None:
-        """The status of a served and/or registered model name (None: the store knows neither)."""
-        with self.store.read() as session:
-            served_rows = session.execute(
-                select(
-                    Prediction.model_version,
-                    func.count(),
-                    func.min(Prediction.created_at),
-                    func.max(Prediction.created_at),
-                )
-                .where(Prediction.model_name == name)
-                .group_by(Prediction.model_version)
-            ).all()
-            feedback_rows = session.execute(
-                select(
-                    FeedbackRow.model_version, FeedbackRow.kind, FeedbackRow.status, func.count()
-                )
-                .where(FeedbackRow.model_name == name)
-                .group_by(FeedbackRow.model_version, FeedbackRow.kind, FeedbackRow.status)
-            ).all()
-            registered = vs.list_versions(session, name)
-            default = vs.default_version(session, name)
-        if not served_rows and not feedback_rows and not registered:
-            return None
-        served: dict[str, ServedVersion] = {}
-        for version, count, first, last in served_rows:
-            served[version] = ServedVersion(
-                version=version,
-                predictions=count,
-                feedback=0,
-                confirmations=0,
-                corrections=0,
-                quarantined=0,
-                first_prediction_at=first.isoformat() if first is not None else None,
-                last_prediction_at=last.isoformat() if last is not None else None,
-            )
-        for version, kind, status, count in feedback_rows:
-            entry = served.setdefault(
-                version,
-                ServedVersion(
-                    version=version,
-                    predictions=0,
-                    feedback=0,
-                    confirmations=0,
-                    corrections=0,
-                    quarantined=0,
-                ),
-            )
-            entry.feedback += count
-            if kind == "correction":
-                entry.corrections += count
-            else:
-                entry.confirmations += count
-            if status == "quarantined":
-                entry.quarantined += count
-        return ModelStatus(
-            name=name,
-            served=sorted(served.values(), key=lambda v: (v.first_prediction_at or "", v.version)),
-            registered=[
-                RegisteredVersion(
-                    version=v.version,
-                    status=v.status,
-                    status_reason=v.status_reason,
-                    run_id=v.run_id,
-                    model_uri=v.model_uri,
-                    dataset_digest=v.dataset_digest,
-                    created_at=v.created_at.isoformat(),
-                    updated_at=v.updated_at.isoformat(),
-                )
-                for v in registered
-            ],
-            default_version=default.version if default is not None else None,
-        )
 
-    def known_names(self, limit: int = 20) -> tuple[list[str], list[str]]:
-        """Some served and registered model names (for a 404's message)."""
-        with self.store.read() as session:
-            served = session.scalars(
-                select(Prediction.model_name)
-                .distinct()
-                .order_by(Prediction.model_name)
-                .limit(limit)
-            ).all()
-            registered = session.scalars(
-                select(ModelVersion.model_name)
-                .distinct()
-                .order_by(ModelVersion.model_name)
-                .limit(limit)
-            ).all()
-        return list(served), list(registered)
-
+OPENAPI_TAGS: Final = [
+    {"name": "feedback", "description": "Reviewers' verdicts on predictions."},
+    {"name": "models", "description": "What the store knows about a model."},
+    {"name": "operations", "description": "Health and metrics."},
+]
 
 API_DESCRIPTION: Final = """\
 Reviewers' verdicts on the predictions of docloop's served models. A verdict names the
@@ -719,8 +256,6 @@ def create_app(
     Returns:
         The FastAPI application (serve it with uvicorn, or test it with a TestClient).
     """
-    service = _Service(config, store)
-    limits = config.feedback
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -732,19 +267,19 @@ def create_app(
         title="docloop feedback API",
         version=docloop.__version__,
         description=API_DESCRIPTION,
-        openapi_tags=[
-            {"name": "feedback", "description": "Reviewers' verdicts on predictions."},
-            {"name": "models", "description": "What the store knows about a model."},
-            {"name": "operations", "description": "Health and metrics."},
-        ],
+        openapi_tags=OPENAPI_TAGS,
     )
-    app.state.docloop = service
-    app.add_middleware(PayloadLimit, max_bytes=limits.max_payload_kb * 1024)
-    app.add_middleware(RequestTimer)
-    app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_handler)
-    app.add_exception_handler(FeedbackRejected, _rejected_handler)
-    app.add_exception_handler(StoreError, _store_handler)
+    service = app.state.docloop = _Service(config, store)
+    install(app, max_payload_bytes=config.feedback.max_payload_kb * 1024)
+    _feedback_routes(app, service)
+    _model_routes(app, service)
+    _operation_routes(app, service)
+    return app
+
+
+def _feedback_routes(app: FastAPI, service: _Service) -> None:
+    """``POST /v1/feedback`` and ``POST /v1/feedback:batch``."""
+    limits = service.config.feedback
 
     @app.post(
         "/v1/feedback",
@@ -829,6 +364,10 @@ def create_app(
             records=[record for record, _ in results],
         )
 
+
+def _model_routes(app: FastAPI, service: _Service) -> None:
+    """``GET /v1/models/{name}/status``."""
+
     @app.get(
         "/v1/models/{name}/status",
         tags=["models"],
@@ -853,9 +392,9 @@ def create_app(
             ),
         ],
     ) -> ModelStatus:
-        status = service.model_status(name)
+        status = model_status(service.store, name)
         if status is None:
-            served, registered = service.known_names()
+            served, registered = known_model_names(service.store)
             raise FeedbackRejected(
                 [
                     Problem(
@@ -870,6 +409,10 @@ def create_app(
             )
         return status
 
+
+def _operation_routes(app: FastAPI, service: _Service) -> None:
+    """``GET /healthz`` and ``GET /metrics``."""
+
     @app.get(
         "/healthz",
         tags=["operations"],
@@ -878,9 +421,9 @@ def create_app(
         responses={503: ERROR_RESPONSES[503]},
     )
     def healthz() -> Health:
-        with store.read() as session:
+        with service.store.read() as session:
             session.execute(text("SELECT 1"))
-        return Health(store=store.dialect)
+        return Health(store=service.store.dialect)
 
     @app.get(
         "/metrics",
@@ -891,8 +434,6 @@ def create_app(
     )
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return app
 
 
 def _configure_logging() -> None:

@@ -7,6 +7,12 @@ is kept as a one-row ``DocumentExample`` Parquet under :func:`served_documents_u
 verdict (``feedback_events`` table) points at the prediction by request id and carries either a
 confirmation or a correction: a document type and/or entities given by their word positions in
 that document (indices into ``DocumentExample.words``, reading order).
+
+What the predictor answers (:class:`PredictionAnswer`, with its :class:`PredictedEntity` list)
+crosses three processes: the predictor's HTTP answer, the prediction log, and the feedback records
+the stages read back. Optional parts that are not known are left out of their JSON rather than
+written as null (a prediction without a classifier has no ``doc_type``; an entity logged without
+``word_indices`` stays without), so the JSON reads as the predictor wrote it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,83 @@ from docloop.storage import Storage, join
 
 FeedbackKind = Literal["confirmation", "correction"]
 SERVED_DOCUMENTS = "served-documents"
+
+
+def _absent(value: object) -> bool:
+    """An optional part that was not given: left out of the JSON rather than written as null."""
+    return value is None
+
+
+class PredictedEntity(BaseModel):
+    """One entity as the extractor predicted it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Entity type, e.g. ``mrn``.")
+    text: str | None = Field(default=None, exclude_if=_absent, description="The entity's text.")
+    page: int | None = Field(
+        default=None, exclude_if=_absent, description="The page of its first word (0-based)."
+    )
+    box: list[int] | None = Field(
+        default=None, exclude_if=_absent, description="Bounding box of its words."
+    )
+    confidence: float | None = Field(
+        default=None, exclude_if=_absent, description="The extractor's confidence."
+    )
+    word_indices: list[int] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="Positions of its words in the document (0-based, reading order); absent "
+        "when the prediction did not record them.",
+    )
+
+    def span(self) -> tuple[str, tuple[int, ...]] | None:
+        """``(type, sorted distinct word positions)``, or None without positions."""
+        if not self.word_indices:
+            return None
+        return (self.type, tuple(sorted(set(self.word_indices))))
+
+
+class TypeAnswer(BaseModel):
+    """The classifier's answer: the type, its probability, every type's probability."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class QuarantinedPage(BaseModel):
+    """A page the predictor set aside while reading the document, with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: int | None
+    code: str
+    reason: str
+
+
+class PredictionAnswer(BaseModel):
+    """The predictor's answer for one document (one entry of V1 ``predictions``).
+
+    ``doc_type`` is absent without a classifier and ``entities`` without an extractor.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    doc_id: str
+    doc_type: TypeAnswer | None = Field(default=None, exclude_if=_absent)
+    entities: list[PredictedEntity] | None = Field(default=None, exclude_if=_absent)
+    model_name: str
+    model_version: str
+    model_versions: dict[str, str]
+    request_id: str
+    pages: int
+    words: int
+    mean_confidence: float | None
+    ocr_pages: int
+    quarantined_pages: list[QuarantinedPage]
 
 
 class CorrectedEntity(BaseModel):
@@ -108,7 +191,7 @@ class FeedbackRecord(BaseModel):
     quarantine_reason: str | None = None
     predicted_doc_type: str | None = None
     predicted_probabilities: dict[str, float] = Field(default_factory=dict)
-    predicted_entities: list[dict[str, object]] = Field(default_factory=list)
+    predicted_entities: list[PredictedEntity] = Field(default_factory=list)
 
 
 def served_documents_uri(config: DocloopConfig) -> str:

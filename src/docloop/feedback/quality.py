@@ -60,8 +60,39 @@ from sqlalchemy import update
 
 from docloop.config import FeedbackConfig
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
+from docloop.feedback.verdicts import (
+    Verdict,
+    corrected_spans,
+    corrects_doc_type,
+    gold_verdict,
+    is_empty_correction,
+    predicted_spans,
+    verdict_of,
+    verdict_order,
+)
 from docloop.store.db import Store
 from docloop.store.tables import FeedbackEvent as FeedbackEventRow
+
+__all__ = [
+    "ENTITY_CONFIDENCE",
+    "GOLD_WEIGHT",
+    "MIN_CLASS_SUPPORT",
+    "PRIOR_TRUST",
+    "EventQuality",
+    "FeedbackStatus",
+    "LabelIssue",
+    "QualityReport",
+    "ReviewerTrust",
+    "assess_feedback",
+    "audited_labels",
+    "changed_confident_entities",
+    "doc_type_label_issues",
+    "persist_statuses",
+    "reviewer_trust",
+]
+# re-exported for datasets/targeted.py until it (or the datasets/retrain/ package cut from it)
+# imports them from docloop.feedback.verdicts; then drop this line
+__all__ += ["Verdict", "predicted_spans", "verdict_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +109,6 @@ GOLD_WEIGHT: Final = 1.0
 _TRUST_ITERATIONS: Final = 50
 _TRUST_TOLERANCE: Final = 1e-9
 _TIE_TOLERANCE: Final = 1e-9
-
-Span = tuple[str, tuple[int, ...]]
 
 
 class EventQuality(BaseModel):
@@ -193,86 +222,6 @@ class QualityReport(BaseModel):
 # ------------------------------------------------------------------------------------ verdicts
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What a feedback event says the document is; ``None`` parts are not known.
-
-    Attributes:
-        doc_type: the type the verdict settles on (corrected, else predicted).
-        entities: the entity spans it settles on (corrected list, else the predicted one), each
-            as ``(type, sorted word positions)``; ``None`` when predictions carry no positions.
-    """
-
-    doc_type: str | None
-    entities: frozenset[Span] | None
-
-    def agrees(self, other: Verdict) -> bool | None:
-        """Whether two verdicts agree on every part both know (``None``: nothing to compare)."""
-        compared = False
-        if self.doc_type is not None and other.doc_type is not None:
-            if self.doc_type != other.doc_type:
-                return False
-            compared = True
-        if self.entities is not None and other.entities is not None:
-            if self.entities != other.entities:
-                return False
-            compared = True
-        return True if compared else None
-
-    def describe(self) -> str:
-        """A short human description (type and entity count)."""
-        parts = []
-        if self.doc_type is not None:
-            parts.append(f"type {self.doc_type!r}")
-        if self.entities is not None:
-            parts.append(f"{len(self.entities)} entities")
-        return ", ".join(parts) or "nothing"
-
-
-def corrected_spans(entities: Sequence[CorrectedEntity]) -> frozenset[Span]:
-    """Entity spans of a corrected entity list, positions sorted and de-duplicated."""
-    return frozenset((entity.type, tuple(sorted(set(entity.word_indices)))) for entity in entities)
-
-
-def predicted_spans(entities: Sequence[Mapping[str, object]]) -> frozenset[Span] | None:
-    """Entity spans of a prediction's entities, or ``None`` if any lacks ``word_indices``."""
-    spans: set[Span] = set()
-    for entity in entities:
-        indices = entity.get("word_indices")
-        kind = entity.get("type")
-        if not isinstance(indices, list) or not indices or not isinstance(kind, str):
-            return None
-        spans.add((kind, tuple(sorted({int(i) for i in indices}))))
-    return frozenset(spans)
-
-
-def is_empty_correction(record: FeedbackRecord) -> bool:
-    """A correction that names neither a type nor an entity list."""
-    correction = record.correction
-    return record.kind == "correction" and (
-        correction is None or (correction.doc_type is None and correction.entities is None)
-    )
-
-
-def verdict_of(record: FeedbackRecord) -> Verdict:
-    """The labels a feedback event settles on (corrections override the prediction part-wise)."""
-    correction = record.correction if record.kind == "correction" else None
-    doc_type = record.predicted_doc_type
-    if correction is not None and correction.doc_type is not None:
-        doc_type = correction.doc_type
-    if correction is not None and correction.entities is not None:
-        entities: frozenset[Span] | None = corrected_spans(correction.entities)
-    else:
-        entities = predicted_spans(record.predicted_entities)
-    return Verdict(doc_type, entities)
-
-
-def gold_verdict(gold: Correction) -> Verdict:
-    """The verdict of an audited label (parts left ``None`` were not audited)."""
-    entities = corrected_spans(gold.entities) if gold.entities is not None else None
-    return Verdict(gold.doc_type, entities)
-
-
 def audited_labels(
     records: Sequence[FeedbackRecord], auditors: Sequence[str]
 ) -> dict[str, Correction]:
@@ -293,7 +242,7 @@ def audited_labels(
     """
     chosen = set(auditors)
     audits: dict[str, Correction] = {}
-    for record in sorted(records, key=_order_key):
+    for record in sorted(records, key=verdict_order):
         if record.reviewer_id not in chosen:
             continue
         verdict = verdict_of(record)
@@ -307,17 +256,6 @@ def audited_labels(
         )
         audits[record.doc_id] = Correction(doc_type=verdict.doc_type, entities=entities)
     return audits
-
-
-def corrects_doc_type(record: FeedbackRecord) -> bool:
-    """The event corrects the document type to one other than the predicted type."""
-    correction = record.correction
-    return (
-        record.kind == "correction"
-        and correction is not None
-        and correction.doc_type is not None
-        and correction.doc_type != record.predicted_doc_type
-    )
 
 
 def changed_confident_entities(
@@ -334,16 +272,11 @@ def changed_confident_entities(
     kept = corrected_spans(correction.entities)
     changed: list[tuple[str, float]] = []
     for entity in record.predicted_entities:
-        confidence = entity.get("confidence")
-        indices = entity.get("word_indices")
-        kind = entity.get("type")
-        if not isinstance(confidence, int | float) or not isinstance(kind, str):
+        span = entity.span()
+        if entity.confidence is None or span is None:
             continue
-        if not isinstance(indices, list) or not indices:
-            continue
-        span = (kind, tuple(sorted({int(i) for i in indices})))
-        if float(confidence) >= entity_confidence and span not in kept:
-            changed.append((kind, float(confidence)))
+        if entity.confidence >= entity_confidence and span not in kept:
+            changed.append((entity.type, entity.confidence))
     return changed
 
 
@@ -360,10 +293,6 @@ class _Decision:
 
     def set(self, status: FeedbackStatus, code: str, reason: str) -> None:
         self.status, self.code, self.reason = status, code, reason
-
-
-def _order_key(record: FeedbackRecord) -> tuple[str, int]:
-    return (record.received_at, record.id)
 
 
 def reviewer_trust(
@@ -673,7 +602,7 @@ def _supersede_repeats(
 ) -> None:
     """A reviewer's earlier verdicts on a document they judged again are superseded."""
     latest: dict[tuple[str, str], FeedbackRecord] = {}
-    for record in sorted(records, key=_order_key):
+    for record in sorted(records, key=verdict_order):
         key = (record.doc_id, record.reviewer_id)
         earlier = latest.get(key)
         if earlier is not None:
@@ -812,7 +741,7 @@ def _resolve_conflicts(
                 if verdicts[voter.id].agrees(verdicts[candidate.id]) is not False
             )
             tallies.append((support, candidate))
-        tallies.sort(key=lambda item: (-item[0], _order_key(item[1])))
+        tallies.sort(key=lambda item: (-item[0], verdict_order(item[1])))
         best_support, best = tallies[0]
         winner = verdicts[best.id]
         rivals = [

@@ -26,6 +26,10 @@ Each page costs two indexed queries (the page, then its predictions by ``request
 goes into decoding the JSON columns, about 10^5 rows per 5-10 s on a busy 2-core machine.
 :func:`find_prediction` / :func:`find_predictions` look single predictions up by
 ``(request_id, instance)``.
+
+Model status (``GET /v1/models/{name}/status``): :func:`model_status` counts, per version of a
+served name, its logged predictions and its feedback by kind and status (two grouped queries), and
+reads a registered name's versions and default from ``model_versions``.
 """
 
 from __future__ import annotations
@@ -40,15 +44,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from docloop.errors import DocloopError, StoreBusy
 from docloop.feedback.contracts import FeedbackEvent, FeedbackRecord
+from docloop.store import versions as vs
 from docloop.store.db import Store
 from docloop.store.tables import FeedbackEvent as FeedbackRow
-from docloop.store.tables import Prediction, utcnow
+from docloop.store.tables import ModelVersion, Prediction, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -594,3 +600,145 @@ def accepted_feedback(
     return list(
         iter_accepted_feedback(store, since, until, model_name=model_name, after_id=after_id)
     )
+
+
+# --- model status -----------------------------------------------------------------------------
+class ServedVersion(BaseModel):
+    """One model version as the prediction log and the feedback table know it."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    predictions: int = Field(description="Logged predictions.")
+    feedback: int = Field(description="Feedback events on them (every status).")
+    confirmations: int
+    corrections: int
+    quarantined: int = Field(description="Feedback events quarantined by the quality rules.")
+    first_prediction_at: str | None = None
+    last_prediction_at: str | None = None
+
+
+class RegisteredVersion(BaseModel):
+    """One registered version (``model_versions``)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    status: str = Field(description="candidate, canary, default, retired or rejected.")
+    status_reason: str | None = None
+    run_id: str | None = None
+    model_uri: str
+    dataset_digest: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class ModelStatus(BaseModel):
+    """What the store knows about a model name."""
+
+    name: str
+    served: list[ServedVersion] = Field(
+        description="Versions seen in the prediction log under this served name, oldest first."
+    )
+    registered: list[RegisteredVersion] = Field(
+        description="Registered versions under this registry name, oldest first."
+    )
+    default_version: str | None = Field(
+        default=None, description="The registered default version, if any."
+    )
+
+
+def model_status(store: Store, name: str) -> ModelStatus | None:
+    """The status of a served and/or registered model name (None: the store knows neither).
+
+    Raises:
+        StoreError: the database failed.
+    """
+    with store.read() as session:
+        served_rows = session.execute(
+            select(
+                Prediction.model_version,
+                func.count(),
+                func.min(Prediction.created_at),
+                func.max(Prediction.created_at),
+            )
+            .where(Prediction.model_name == name)
+            .group_by(Prediction.model_version)
+        ).all()
+        feedback_rows = session.execute(
+            select(FeedbackRow.model_version, FeedbackRow.kind, FeedbackRow.status, func.count())
+            .where(FeedbackRow.model_name == name)
+            .group_by(FeedbackRow.model_version, FeedbackRow.kind, FeedbackRow.status)
+        ).all()
+        registered = vs.list_versions(session, name)
+        default = vs.default_version(session, name)
+    if not served_rows and not feedback_rows and not registered:
+        return None
+    served: dict[str, ServedVersion] = {}
+    for version, count, first, last in served_rows:
+        served[version] = ServedVersion(
+            version=version,
+            predictions=count,
+            feedback=0,
+            confirmations=0,
+            corrections=0,
+            quarantined=0,
+            first_prediction_at=first.isoformat() if first is not None else None,
+            last_prediction_at=last.isoformat() if last is not None else None,
+        )
+    for version, kind, status, count in feedback_rows:
+        entry = served.setdefault(
+            version,
+            ServedVersion(
+                version=version,
+                predictions=0,
+                feedback=0,
+                confirmations=0,
+                corrections=0,
+                quarantined=0,
+            ),
+        )
+        entry.feedback += count
+        if kind == "correction":
+            entry.corrections += count
+        else:
+            entry.confirmations += count
+        if status == "quarantined":
+            entry.quarantined += count
+    return ModelStatus(
+        name=name,
+        served=sorted(served.values(), key=lambda v: (v.first_prediction_at or "", v.version)),
+        registered=[
+            RegisteredVersion(
+                version=v.version,
+                status=v.status,
+                status_reason=v.status_reason,
+                run_id=v.run_id,
+                model_uri=v.model_uri,
+                dataset_digest=v.dataset_digest,
+                created_at=v.created_at.isoformat(),
+                updated_at=v.updated_at.isoformat(),
+            )
+            for v in registered
+        ],
+        default_version=default.version if default is not None else None,
+    )
+
+
+def known_model_names(store: Store, limit: int = 20) -> tuple[list[str], list[str]]:
+    """Some served and registered model names, sorted (for a message naming what exists).
+
+    Raises:
+        StoreError: the database failed.
+    """
+    with store.read() as session:
+        served = session.scalars(
+            select(Prediction.model_name).distinct().order_by(Prediction.model_name).limit(limit)
+        ).all()
+        registered = session.scalars(
+            select(ModelVersion.model_name)
+            .distinct()
+            .order_by(ModelVersion.model_name)
+            .limit(limit)
+        ).all()
+    return list(served), list(registered)

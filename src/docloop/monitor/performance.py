@@ -1,15 +1,11 @@
 """How well the champion does on reviewed documents: per-class and per-entity scores with intervals.
 
-Reviewers' verdicts give the truth for the documents they judged:
-
-* a **confirmation** says the prediction was right: the predicted type and entities are the truth;
-* a **correction** with ``doc_type`` gives the true type; one without (entity-only) confirms the
-  predicted type;
-* a correction with ``entities`` gives the complete true entity list (word positions; ``[]`` means
-  none); one without confirms the predicted entities.
-
-Entities match exactly: same type and the same set of word positions. When one prediction was
-judged more than once, the newest verdict counts.
+Reviewers' verdicts give the truth for the documents they judged, as
+:mod:`docloop.feedback.verdicts` reads them (the newest verdict per prediction counts). Entities
+match exactly: same type and the same set of word positions. A verdict that confirms the predicted
+entities scores every one of them right, with or without word positions; a corrected entity list
+for a prediction without positions cannot be matched, so that document is left out of the entity
+scores (``entity_documents_skipped``).
 
 Accuracy-like rates (accuracy, correction rate, per-class precision and recall, entity precision
 and recall) get **Wilson score intervals**. F1 is not a proportion of independent trials, so its
@@ -26,7 +22,7 @@ that matters.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,15 +31,21 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from docloop.errors import InvalidInput
-from docloop.feedback.contracts import FeedbackRecord
+from docloop.feedback.contracts import FeedbackRecord, PredictedEntity
+from docloop.feedback.verdicts import (
+    Span,
+    confirms_entities,
+    corrects_doc_type,
+    newest_verdicts,
+    predicted_spans,
+    verdict_of,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIDENCE: Final = 0.95
 DEFAULT_BOOTSTRAP: Final = 1000
 _BLOCK_CELLS: Final = 4_000_000  # resamples x documents per matrix product (32 MB of float64)
-
-Span = tuple[str, tuple[int, ...]]
 
 
 # --- Wilson score interval ------------------------------------------------------------------------
@@ -240,9 +242,9 @@ class JudgedDocument:
     Attributes:
         predicted_type: The predicted type (None: no classifier answered).
         true_type: The reviewer's type (the predicted one unless corrected).
-        predicted_spans: Predicted entities as (type, word positions); None when the prediction's
-            entities carry no positions.
-        true_spans: The true entities; None when they cannot be known (see above).
+        predicted_spans: Predicted entities as (type, word positions), as scored; None when they
+            cannot be scored (a corrected entity list for a prediction without positions).
+        true_spans: The true entities, as scored; None when they cannot be scored (see above).
         corrected: Whether the verdict was a correction.
     """
 
@@ -255,60 +257,34 @@ class JudgedDocument:
     entities_corrected: bool
 
 
-def _predicted_spans(entities: Sequence[dict[str, object]]) -> tuple[Span, ...] | None:
-    spans: list[Span] = []
-    for entity in entities:
-        kind = entity.get("type")
-        positions = entity.get("word_indices")
-        if not isinstance(kind, str) or not isinstance(positions, list) or not positions:
-            return None
-        spans.append((kind, tuple(sorted(int(p) for p in positions))))
-    return tuple(spans)
-
-
-def _entity_types(entities: Sequence[dict[str, object]]) -> tuple[Span, ...]:
-    """Predicted entities by type only (positions unknown but irrelevant: they were confirmed)."""
-    return tuple((str(entity.get("type")), (index,)) for index, entity in enumerate(entities))
+def _confirmed_unplaced(entities: Sequence[PredictedEntity]) -> tuple[Span, ...]:
+    """Confirmed entities without positions: each its own placeholder span, so each matches."""
+    return tuple((entity.type, (index,)) for index, entity in enumerate(entities))
 
 
 def judge(record: FeedbackRecord) -> JudgedDocument:
-    """What one verdict says about its prediction (see the module docstring for the rules)."""
-    correction = record.correction if record.kind == "correction" else None
-    predicted_type = record.predicted_doc_type
-    given_type = correction.doc_type if correction is not None else None
-    true_type = given_type if given_type is not None else predicted_type
-    predicted_spans = _predicted_spans(record.predicted_entities)
-    entities_corrected = correction is not None and correction.entities is not None
-    true_spans: tuple[Span, ...] | None
-    if correction is not None and correction.entities is not None:
-        true_spans = tuple(
-            (entity.type, tuple(sorted(entity.word_indices))) for entity in correction.entities
-        )
-        if predicted_spans is None:
-            true_spans = None  # cannot match spans without the prediction's positions
+    """What one verdict says about its prediction (:mod:`docloop.feedback.verdicts`' rule)."""
+    verdict = verdict_of(record)
+    placed = predicted_spans(record.predicted_entities)
+    predicted: tuple[Span, ...] | None = None if placed is None else tuple(sorted(placed))
+    true: tuple[Span, ...] | None
+    if confirms_entities(record):
+        if predicted is None:
+            predicted = _confirmed_unplaced(record.predicted_entities)
+        true = predicted
+    elif predicted is None:
+        true = None  # a corrected list cannot be matched against spans the prediction lacks
     else:
-        if predicted_spans is None:
-            predicted_spans = _entity_types(record.predicted_entities)
-        true_spans = predicted_spans
+        true = tuple(sorted(verdict.entities or ()))
     return JudgedDocument(
-        predicted_type=predicted_type,
-        true_type=true_type,
-        predicted_spans=predicted_spans,
-        true_spans=true_spans,
+        predicted_type=record.predicted_doc_type,
+        true_type=verdict.doc_type,
+        predicted_spans=predicted,
+        true_spans=true,
         corrected=record.kind == "correction",
-        type_corrected=given_type is not None and given_type != predicted_type,
-        entities_corrected=entities_corrected,
+        type_corrected=corrects_doc_type(record),
+        entities_corrected=not confirms_entities(record),
     )
-
-
-def newest_verdicts(records: Iterable[FeedbackRecord]) -> list[FeedbackRecord]:
-    """One record per judged prediction (request id + instance): the newest (highest id)."""
-    newest: dict[tuple[str, int], FeedbackRecord] = {}
-    for record in records:
-        key = (record.request_id, record.instance)
-        if key not in newest or record.id > newest[key].id:
-            newest[key] = record
-    return sorted(newest.values(), key=lambda r: r.id)
 
 
 # --- scores ---------------------------------------------------------------------------------------

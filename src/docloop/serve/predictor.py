@@ -11,7 +11,7 @@ served is decided when the server starts (``resolve_model_folders``):
 
 At most one model per task; a second one is an error at startup, not a silent override.
 
-Answers (one per instance, in order)::
+Answers (one per instance, in order; ``docloop.feedback.contracts.PredictionAnswer``)::
 
     {"doc_id": "...", "doc_type": {"label", "confidence", "probabilities"},   # with a classifier
      "entities": [{"type", "text", "page", "box", "confidence", "word_indices"}, ...],  # extractor
@@ -38,7 +38,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +47,12 @@ from typing import Any, Literal
 
 from docloop.config import PreprocessConfig
 from docloop.documents.examples import DocumentExample
+from docloop.feedback.contracts import (
+    PredictedEntity,
+    PredictionAnswer,
+    QuarantinedPage,
+    TypeAnswer,
+)
 from docloop.models.artifact import (
     CARD_FILE,
     LoadedModel,
@@ -148,7 +154,7 @@ class _Prepared:
     example: DocumentExample
     pages: list[ServePage]
     mean_confidence: float | None
-    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[QuarantinedPage] = field(default_factory=list)
 
 
 def _mean_confidence(pages: Sequence[ServePage]) -> float | None:
@@ -326,35 +332,37 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             instance.doc_id or result.doc_id, source_uri, result.pages, result.page_count
         )
         quarantined = [
-            {"page": entry.page, "code": entry.code, "reason": entry.reason}
+            QuarantinedPage(page=entry.page, code=entry.code, reason=entry.reason)
             for entry in result.quarantined
         ]
         return _Prepared(
             index, "document", example, result.pages, _mean_confidence(result.pages), quarantined
         )
 
-    def _answer(self, prepared: _Prepared, output: Output, request_id: str) -> dict[str, Any]:
+    def _answer(self, prepared: _Prepared, output: Output, request_id: str) -> PredictionAnswer:
         doc_type, extraction = output
-        answer: dict[str, Any] = {"doc_id": prepared.example.doc_id}
-        if doc_type is not None:
-            answer["doc_type"] = {
-                "label": doc_type.label,
-                "confidence": doc_type.confidence,
-                "probabilities": doc_type.probabilities,
-            }
-        if extraction is not None:
-            answer["entities"] = [
-                {
-                    "type": entity.type,
-                    "text": entity.text,
-                    "page": entity.page,
-                    "box": entity.box,
-                    "confidence": entity.confidence,
-                    "word_indices": list(entity.word_indices),
-                }
+        return PredictionAnswer(
+            doc_id=prepared.example.doc_id,
+            doc_type=None
+            if doc_type is None
+            else TypeAnswer(
+                label=doc_type.label,
+                confidence=doc_type.confidence,
+                probabilities=doc_type.probabilities,
+            ),
+            entities=None
+            if extraction is None
+            else [
+                PredictedEntity(
+                    type=entity.type,
+                    text=entity.text,
+                    page=entity.page,
+                    box=entity.box,
+                    confidence=entity.confidence,
+                    word_indices=list(entity.word_indices),
+                )
                 for entity in extraction.entities
-            ]
-        answer.update(
+            ],
             model_name=self.name,
             model_version=self.model_version,
             model_versions=dict(self.model_versions),
@@ -365,21 +373,20 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             ocr_pages=prepared.example.ocr_pages,
             quarantined_pages=prepared.quarantined,
         )
-        return answer
 
     def _record(
         self,
         prepared: _Prepared,
-        answer: Mapping[str, Any],
+        answer: PredictionAnswer,
         protocol: WireProtocol,
         latency_ms: float,
     ) -> PredictionRecord:
-        doc_type = answer.get("doc_type")
-        entities = list(answer.get("entities", []))
-        confidences = [entity["confidence"] for entity in entities]
+        doc_type = answer.doc_type
+        entities = answer.entities or []
+        confidences = [entity.confidence for entity in entities if entity.confidence is not None]
         return PredictionRecord(
             timestamp=datetime.now(UTC).isoformat(),
-            request_id=answer["request_id"],
+            request_id=answer.request_id,
             instance=prepared.index,
             doc_id=prepared.example.doc_id,
             source_uri=prepared.example.source_uri,
@@ -388,36 +395,36 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             model_versions=dict(self.model_versions),
             protocol=protocol,
             input=prepared.kind,
-            doc_type=doc_type["label"] if doc_type else None,
-            doc_type_confidence=doc_type["confidence"] if doc_type else None,
-            probabilities=doc_type["probabilities"] if doc_type else {},
+            doc_type=doc_type.label if doc_type else None,
+            doc_type_confidence=doc_type.confidence if doc_type else None,
+            probabilities=doc_type.probabilities if doc_type else {},
             entities=entities,
             entity_types=list(self.extractor.card.entity_types) if self.extractor else [],
             entity_count=len(entities),
             mean_entity_confidence=round(sum(confidences) / len(confidences), 6)
             if confidences
             else None,
-            pages=answer["pages"],
-            words=answer["words"],
+            pages=answer.pages,
+            words=answer.words,
             mean_confidence=prepared.mean_confidence,
-            ocr_pages=answer["ocr_pages"],
+            ocr_pages=answer.ocr_pages,
             quarantined_pages=len(prepared.quarantined),
             latency_ms=round(latency_ms, 3),
         )
 
-    def _observe(self, answers: Sequence[Mapping[str, Any]], prepared: Sequence[_Prepared]) -> None:
+    def _observe(self, answers: Sequence[PredictionAnswer], prepared: Sequence[_Prepared]) -> None:
         for answer, item in zip(answers, prepared, strict=True):
             metrics.DOCUMENTS.labels(self.name, item.kind).inc()
-            doc_type = answer.get("doc_type")
-            if doc_type is not None:
-                metrics.DOC_TYPES.labels(self.name, doc_type["label"]).inc()
-                metrics.CONFIDENCE.labels(self.name, "doc_type").observe(doc_type["confidence"])
-            for entity in answer.get("entities", []):
-                metrics.CONFIDENCE.labels(self.name, "entity").observe(entity["confidence"])
+            if answer.doc_type is not None:
+                metrics.DOC_TYPES.labels(self.name, answer.doc_type.label).inc()
+                metrics.CONFIDENCE.labels(self.name, "doc_type").observe(answer.doc_type.confidence)
+            for entity in answer.entities or []:
+                if entity.confidence is not None:
+                    metrics.CONFIDENCE.labels(self.name, "entity").observe(entity.confidence)
 
     async def predict_instances(
         self, instances: Sequence[Instance], request_id: str, protocol: WireProtocol
-    ) -> list[dict[str, Any]]:
+    ) -> list[PredictionAnswer]:
         """Answer validated instances: preprocess files, batch the forward pass, log.
 
         Args:
@@ -498,8 +505,8 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
                         name=V2_OUTPUT_NAME,
                         shape=[len(answers)],
                         datatype="BYTES",
-                        data=[json.dumps(answer) for answer in answers],
+                        data=[json.dumps(answer.model_dump()) for answer in answers],
                     )
                 ],
             )
-        return {"predictions": answers}
+        return {"predictions": [answer.model_dump() for answer in answers]}

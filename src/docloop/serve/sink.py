@@ -51,7 +51,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample
 from docloop.errors import DocloopError, StoreBusy, StoreError
-from docloop.feedback.contracts import write_served_document
+from docloop.feedback.contracts import PredictedEntity, write_served_document
 from docloop.storage import Storage
 from docloop.store.db import Store, normalize_url, open_store
 from docloop.store.tables import Prediction
@@ -85,7 +85,7 @@ class PredictionRecord(BaseModel):
     doc_type: str | None = None
     doc_type_confidence: float | None = None
     probabilities: dict[str, float] = Field(default_factory=dict)
-    entities: list[dict[str, Any]] = Field(
+    entities: list[PredictedEntity] = Field(
         default_factory=list,
         description="Predicted entities: type, text, page, box, confidence and word_indices "
         "(positions in the document's words, reading order).",
@@ -249,7 +249,7 @@ def prediction_row(record: PredictionRecord) -> dict[str, Any]:
         "outputs": {
             "doc_type": record.doc_type,
             "probabilities": record.probabilities,
-            "entities": record.entities,
+            "entities": [entity.model_dump() for entity in record.entities],
             "entity_types": record.entity_types,
             "model_versions": record.model_versions,
             "protocol": record.protocol,
