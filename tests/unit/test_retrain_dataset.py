@@ -23,7 +23,7 @@ from docloop.documents.examples import (
     write_dataset,
 )
 from docloop.errors import InvalidInput
-from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
+from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord, PredictedEntity
 from docloop.storage import Storage
 from tests.datasets import make_example
 
@@ -243,7 +243,7 @@ def test_feedback_labels_take_the_latest_verdict_and_report_unusable_ones() -> N
     later = record(2, example, minutes=5, reviewer="r2")
     untyped = record(3, document(2, "invoice")).model_copy(update={"predicted_doc_type": None})
     no_positions = record(4, document(3, "invoice")).model_copy(
-        update={"predicted_entities": [{"type": "mrn", "confidence": 0.9}]}
+        update={"predicted_entities": [PredictedEntity(type="mrn", confidence=0.9)]}
     )
     labels = feedback_labels([later, first, untyped, no_positions])
     rows = labels.table.to_pylist()

@@ -66,7 +66,6 @@ from docloop.feedback.verdicts import (
     corrects_doc_type,
     gold_verdict,
     is_empty_correction,
-    predicted_spans,
     verdict_of,
     verdict_order,
 )
@@ -90,9 +89,6 @@ __all__ = [
     "persist_statuses",
     "reviewer_trust",
 ]
-# re-exported for datasets/targeted.py until it (or the datasets/retrain/ package cut from it)
-# imports them from docloop.feedback.verdicts; then drop this line
-__all__ += ["Verdict", "predicted_spans", "verdict_of"]
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from docloop.config import load_config
-from docloop.datasets.targeted import RetrainDatasetResult, run_component
+from docloop.datasets.retrain.build import RetrainDatasetResult, run_component
 from docloop.steps.champions import resolve_champion
 
 

@@ -21,7 +21,13 @@ from typing import Any, Final
 import pyarrow as pa
 
 from docloop.feedback.contracts import FeedbackRecord
-from docloop.feedback.quality import Verdict, predicted_spans, verdict_of
+from docloop.feedback.verdicts import (
+    changed_entity_types,
+    changes_prediction,
+    predicted_spans,
+    verdict_of,
+    verdict_order,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,27 +65,6 @@ class FeedbackLabels:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def _changed_types(record: FeedbackRecord, verdict: Verdict) -> list[str]:
-    """Entity types whose spans the correction changed (empty when it corrected no entities)."""
-    correction = record.correction
-    if record.kind != "correction" or correction is None or correction.entities is None:
-        return []
-    corrected = verdict.entities or frozenset()
-    predicted = predicted_spans(record.predicted_entities)
-    if predicted is None:
-        return sorted({kind for kind, _ in corrected})
-    return sorted({kind for kind, _ in corrected.symmetric_difference(predicted)})
-
-
-def _is_correction(record: FeedbackRecord, verdict: Verdict) -> bool:
-    """The verdict differs from the prediction (a no-op correction counts as a confirmation)."""
-    if record.kind != "correction":
-        return False
-    if verdict.doc_type != record.predicted_doc_type:
-        return True
-    return verdict.entities != predicted_spans(record.predicted_entities)
-
-
 def feedback_labels(records: Sequence[FeedbackRecord]) -> FeedbackLabels:
     """Turn accepted feedback into one labelled row per reviewed document.
 
@@ -102,7 +87,7 @@ def feedback_labels(records: Sequence[FeedbackRecord]) -> FeedbackLabels:
     columns: dict[str, list[Any]] = {name: [] for name in FEEDBACK_LABEL_SCHEMA.names}
     disagreeing = 0
     for doc_id in sorted(by_doc):
-        group = sorted(by_doc[doc_id], key=lambda r: (r.received_at, r.id))
+        group = sorted(by_doc[doc_id], key=verdict_order)
         latest = group[-1]
         verdict = verdict_of(latest)
         verdicts = [verdict_of(record) for record in group]
@@ -115,7 +100,7 @@ def feedback_labels(records: Sequence[FeedbackRecord]) -> FeedbackLabels:
             skipped["no_entity_positions"] += 1
             continue
         corrected = any(
-            _is_correction(record, other)
+            changes_prediction(record, other)
             for record, other in zip(group, verdicts, strict=True)
             if other.agrees(verdict) is not False
         )
@@ -124,7 +109,7 @@ def feedback_labels(records: Sequence[FeedbackRecord]) -> FeedbackLabels:
                 kind
                 for record, other in zip(group, verdicts, strict=True)
                 if other.agrees(verdict) is not False
-                for kind in _changed_types(record, other)
+                for kind in changed_entity_types(record)
             }
         )
         columns["doc_id"].append(doc_id)
