@@ -2,11 +2,11 @@
 
 Everything a strategy trains on comes from the product's own code paths: the corpora from
 ``docloop.documents.synth`` through real preprocessing (OCR for scanned pages), the feedback
-from V1's answers judged by ``docloop.demo.simulate.review`` (gold labels, a share of deliberately
-wrong corrections) and filtered by ``docloop.feedback.quality.assess_feedback``, and every
-retraining dataset from ``docloop.datasets.targeted.build_retrain_dataset`` — with the policy
-under test, or with targeting switched off for the baselines — so the strategies differ only in
-what they sample, never in how labels become training rows.
+from V1's answers judged by ``docloop.feedback.simulated_reviewer.review`` (gold labels, a share
+of deliberately wrong corrections) and filtered by ``docloop.feedback.quality.assess_feedback``,
+and every retraining dataset from ``docloop.datasets.targeted.build_retrain_dataset`` — with the
+policy under test, or with targeting switched off for the baselines — so the strategies differ
+only in what they sample, never in how labels become training rows.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from docloop.config import DocloopConfig, FeedbackConfig, RetrainConfig
+from docloop.datasets.synthetic import labelled_examples
+from docloop.datasets.targeted import (
+    FEEDBACK_HOLDOUT,
+    build_retrain_dataset,
+    entity_f1_from_feedback,
+)
 from docloop.documents.examples import (
     DatasetManifest,
     DocumentExample,
@@ -27,17 +33,11 @@ from docloop.documents.examples import (
     stratified_splits,
     write_dataset,
 )
-from docloop.datasets.targeted import (
-    FEEDBACK_HOLDOUT,
-    build_retrain_dataset,
-    entity_f1_from_feedback,
-)
-from docloop.demo.run import labelled_examples
 from docloop.feedback.contracts import FeedbackRecord
 from docloop.feedback.quality import assess_feedback
+from docloop.feedback.simulated_reviewer import review
 from docloop.models.artifact import LoadedModel
 from docloop.models.inference import classify, extract
-from docloop.demo.simulate import review
 from docloop.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def write_v1_dataset(
 def answers_of(
     classifier: LoadedModel, extractor: LoadedModel, examples: Sequence[DocumentExample]
 ) -> list[dict[str, Any]]:
-    """V1's answers in the predictor's response shape (what ``simulate.review`` judges)."""
+    """V1's answers in the predictor's response shape (what the simulated reviewer judges)."""
     types = classify(classifier, examples)
     entities = extract(extractor, examples)
     return [

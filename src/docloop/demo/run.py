@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, Final
@@ -44,10 +44,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from docloop.config import DocloopConfig, load_config, store_url
-from docloop.datasets.initial import labelled_entities, read_labels
-from docloop.documents.examples import DocumentExample, build_examples, read_examples
-from docloop.documents.preprocess import preprocess, read_page_records
-from docloop.documents.synth import generate_corpus
+from docloop.datasets.synthetic import labelled_examples
+from docloop.demo.result import DemoResult, Scores
+from docloop.documents.examples import DocumentExample, read_examples
 from docloop.errors import DocloopError
 from docloop.storage import Storage
 
@@ -91,54 +90,6 @@ SIZES: Final = {
     # seconds of training: a tiny extractor may not reach any floor, so the small size has none
     "small": DemoSize("small", 40, 14, 6, 6, 40, 0.0, 6, 0.0),
 }
-
-
-@dataclass
-class Scores:
-    """One model version on one holdout: the key metric and the per-label F1."""
-
-    metric: float
-    per_label: dict[str, float]
-    documents: int
-
-
-@dataclass
-class DemoResult:
-    """What the demo did and measured (also ``demo-summary.json``)."""
-
-    size: str
-    seconds: float
-    stages: dict[str, float] = field(default_factory=dict)
-    scores: dict[str, dict[str, dict[str, Scores]]] = field(default_factory=dict)
-    """version → holdout (``old``, ``drifted``) → task → scores."""
-    versions: dict[str, dict[str, str]] = field(default_factory=dict)
-    """``V1``/``V2``/``final`` → task → registry version."""
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    round2_by_hand: bool = False
-    round2_rejected: bool = False
-    report: str = ""
-    claims: dict[str, bool] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The result as JSON."""
-        return {
-            "size": self.size,
-            "seconds": self.seconds,
-            "stages": self.stages,
-            "versions": self.versions,
-            "scores": {
-                version: {
-                    holdout: {task: vars(s) for task, s in by_task.items()}
-                    for holdout, by_task in by_holdout.items()
-                }
-                for version, by_holdout in self.scores.items()
-            },
-            "alerts": self.alerts,
-            "round2_by_hand": self.round2_by_hand,
-            "round2_rejected": self.round2_rejected,
-            "claims": self.claims,
-            "report": self.report,
-        }
 
 
 class _Alerts(BaseHTTPRequestHandler):
@@ -218,39 +169,12 @@ def start_over(workdir: Path, config_file: Path) -> None:
             path.unlink()
 
 
-def labelled_examples(
-    workdir: Path,
-    name: str,
-    scenario: str,
-    docs: int,
-    seed: int,
-    config: DocloopConfig,
-    scanned_fraction: float,
-) -> list[DocumentExample]:
-    """A labelled corpus of ``scenario`` as examples (generated and preprocessed once)."""
-    storage = Storage(config.storage)
-    corpus = workdir / "corpus" / name
-    marker = corpus / ".complete"
-    if not marker.is_file() or marker.read_text() != f"{docs}:{seed}:{scanned_fraction}":
-        shutil.rmtree(corpus, ignore_errors=True)
-        generate_corpus(corpus, docs, seed, scenario, scanned_fraction=scanned_fraction)
-        marker.write_text(f"{docs}:{seed}:{scanned_fraction}")
-    pages = workdir / "pages" / name
-    preprocess(str(corpus), str(pages), config.preprocess, storage)
-    labels = read_labels(storage, str(corpus / "labels.jsonl"))
-    return build_examples(
-        read_page_records(storage, str(pages)),
-        {label.doc_id: label.doc_type for label in labels},
-        labelled_entities(labels),
-    )
-
-
 def score_version(
     config: DocloopConfig, version_uris: dict[str, str], holdouts: dict[str, list[DocumentExample]]
 ) -> dict[str, dict[str, Scores]]:
     """Each task's model on each holdout: the gate's key metric and the per-label F1."""
-    from docloop.models.artifact import fetch_model_folder, load_model
     from docloop.evaluation.scoring import score_model
+    from docloop.models.artifact import fetch_model_folder, load_model
 
     storage = Storage(config.storage)
     metric = {"classify": config.gate.classify_metric, "extract": config.gate.extract_metric}
@@ -470,7 +394,8 @@ class Demo:
     ) -> None:
         import httpx
 
-        from docloop.demo.simulate import request_predictions, review, send_feedback
+        from docloop.demo.simulate import request_predictions, send_feedback
+        from docloop.feedback.simulated_reviewer import review
 
         with httpx.Client(base_url=url) as client:
             answers = request_predictions(client, MODEL_NAME, examples)
