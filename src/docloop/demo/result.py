@@ -30,6 +30,8 @@ class DemoResult:
     round2_by_hand: bool = False
     round2_rejected: bool = False
     report: str = ""
+    logs: str = ""
+    """The folder of the demo's logs (``demo.log`` and one file per pipeline task)."""
     claims: dict[str, bool] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -51,4 +53,5 @@ class DemoResult:
             "round2_rejected": self.round2_rejected,
             "claims": self.claims,
             "report": self.report,
+            "logs": self.logs,
         }

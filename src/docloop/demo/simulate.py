@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from docloop.documents.examples import DocumentExample
@@ -66,23 +67,60 @@ def send_feedback(
 ) -> dict[str, int]:
     """Post verdicts to ``/v1/feedback:batch``; counts of stored and refused events.
 
+    No per-request timeout is passed: Starlette's ``TestClient`` (the in-process API) deprecates
+    it; a real ``httpx.Client`` takes its timeout where it is made.
+
     A batch the API refuses (HTTP 4xx: one bad verdict fails its batch, nothing stored) is
     re-sent one verdict at a time so that the good ones are kept and the bad ones are counted.
     """
     counts = {"stored": 0, "refused": 0}
     for start in range(0, len(events), batch_size):
         chunk = [event.model_dump(mode="json") for event in events[start : start + batch_size]]
-        response = client.post("/v1/feedback:batch", json=chunk, timeout=60)
+        response = client.post("/v1/feedback:batch", json=chunk)
         if response.status_code < 300:
             counts["stored"] += len(chunk)
             continue
         for body in chunk:
-            single = client.post("/v1/feedback", json=body, timeout=60)
+            single = client.post("/v1/feedback", json=body)
             if single.status_code < 300:
                 counts["stored"] += 1
             else:
                 counts["refused"] += 1
                 logger.warning("feedback refused (%d): %s", single.status_code, single.text)
+    return counts
+
+
+def deliver_feedback(
+    client: HttpClient,
+    events: Sequence[FeedbackEvent],
+    *,
+    timeout_s: float = 120.0,
+    poll_s: float = 0.25,
+    batch_size: int = 100,
+) -> dict[str, int]:
+    """Post verdicts as soon as their predictions are logged; counts of stored and refused events.
+
+    The servers write their prediction log a moment after answering (after 1 s idle), so a batch
+    the API answers ``404`` (every refused verdict names a prediction not logged yet) is sent again
+    every ``poll_s`` — same idempotency keys, nothing stored twice — until it is stored or
+    ``timeout_s`` has passed; any other refusal goes to :func:`send_feedback`. Every verdict is
+    stored on a loaded machine too, where a fixed wait would lose the late ones.
+    """
+    counts = {"stored": 0, "refused": 0}
+    deadline = time.monotonic() + timeout_s
+    for start in range(0, len(events), batch_size):
+        batch = events[start : start + batch_size]
+        body = [event.model_dump(mode="json") for event in batch]
+        while True:
+            response = client.post("/v1/feedback:batch", json=body)
+            if response.status_code < 300:
+                counts["stored"] += len(batch)
+                break
+            if response.status_code != 404 or time.monotonic() >= deadline:
+                for key, count in send_feedback(client, batch).items():
+                    counts[key] += count
+                break
+            time.sleep(poll_s)
     return counts
 
 
@@ -92,8 +130,10 @@ class LiveTraffic:
     Every ``interval_s`` it sends ``per_round`` random examples to the predictor (the local
     target's router), waits for the prediction log to flush, and posts the reviewer's verdicts;
     verdicts the API refuses because their prediction is not logged yet are sent again next round
-    (same idempotency keys, so nothing is stored twice). Use as a context manager around the
-    pipeline run; a canary analysis then judges both variants on real answers.
+    (same idempotency keys, so nothing is stored twice). With ``only_while``, it sends only while
+    that answers true (the demo: while a canary is served, so that what a retrain trains on never
+    depends on how fast the pipeline ran). Use as a context manager around the pipeline run; a
+    canary analysis then judges both variants on real answers.
     """
 
     def __init__(
@@ -107,6 +147,7 @@ class LiveTraffic:
         per_round: int = 4,
         interval_s: float = 1.5,
         wrong_rate: float = 0.0,
+        only_while: Callable[[], bool] | None = None,
     ) -> None:
         """Configure the traffic (nothing is sent before ``__enter__``)."""
         import threading
@@ -119,6 +160,7 @@ class LiveTraffic:
         self.per_round = min(per_round, len(self.examples))
         self.interval_s = interval_s
         self.wrong_rate = wrong_rate
+        self.only_while = only_while
         self.sent = 0
         self.stored = 0
         self._stop = threading.Event()
@@ -138,6 +180,9 @@ class LiveTraffic:
         pending: list[FeedbackEvent] = []
         with httpx.Client(base_url=self.predictor_url) as client:
             while not self._stop.is_set():
+                if self.only_while is not None and not self.only_while():
+                    self._stop.wait(0.5)
+                    continue
                 chunk = self.rng.sample(self.examples, self.per_round)
                 try:
                     answers = request_predictions(client, self.model_name, chunk)
