@@ -258,7 +258,8 @@ class Demo:
         rows: list[Any] = []
         try:
             with store.read() as session:
-                for table in (DriftCheck, PromotionAudit, Deployment, RetrainAttempt):
+                tables: tuple[Any, ...] = (DriftCheck, PromotionAudit, Deployment, RetrainAttempt)
+                for table in tables:
                     seen = self._seen.get(table.__name__, 0)
                     found = list(session.scalars(select(table).where(table.id > seen)))
                     self._seen[table.__name__] = max([seen, *(row.id for row in found)])
