@@ -512,8 +512,12 @@ class Demo:
 
 
 def _canary_served(local: Any) -> bool:
-    """Whether the local target serves a canary now."""
-    state = local.state()
+    """Whether the local target serves a canary now (no while its state file cannot be read)."""
+    try:
+        state = local.state()
+    except DocloopError as exc:
+        logger.debug("live traffic waits: %s", exc)
+        return False
     return state is not None and state.canary_label is not None
 
 
