@@ -1072,11 +1072,17 @@ def run_locally(
     logs = TaskLogs(task_logs, echo=sys.stdout if echo else None)
     try:
         with contextlib.redirect_stdout(logs), warnings.catch_warnings():
-            # kfp.local warns on every task whose image name lacks "python" (ours is the
-            # docloop image, which has Python); the task runs in this venv, so it does not apply
-            warnings.filterwarnings(
-                "ignore", message="You may be attemping to run a task", category=RuntimeWarning
-            )
+            if not echo:
+                # kfp.local's own warnings, expected for every local run of our pipelines: the
+                # image name lacks "python" (it is the docloop image; the task runs in this venv
+                # anyway), and the training task's accelerator request means nothing locally
+                warnings.filterwarnings(
+                    "ignore", "You may be attemping to run a task", RuntimeWarning, "kfp"
+                )
+                warnings.filterwarnings(
+                    "ignore", r"Task '.*': settings \[.*\] have no effect in the current local",
+                    UserWarning, "kfp",
+                )  # fmt: skip
             getattr(module, name)(**arguments)
     finally:
         logs.close()
