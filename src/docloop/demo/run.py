@@ -350,6 +350,7 @@ class Demo:
 
         with self.stage("serve V1 (local target)"):
             self._deploy_champion(config, local)
+        self._decisions()
         old_holdout = self._old_holdout(config, v1["classify"][1])
         holdouts = {"old": old_holdout, "drifted": drifted_test}
         with self.stage("score V1 on the holdouts"):
