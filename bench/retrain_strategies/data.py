@@ -2,11 +2,11 @@
 
 Everything a strategy trains on comes from the product's own code paths: the corpora from
 ``docloop.documents.synth`` through real preprocessing (OCR for scanned pages), the feedback
-from V1's answers judged by ``docloop.demo.simulate.review`` (gold labels, a share of deliberately
-wrong corrections) and filtered by ``docloop.feedback.quality.assess_feedback``, and every
-retraining dataset from ``docloop.datasets.retrain.build.build_retrain_dataset`` — with the policy
-under test, or with targeting switched off for the baselines — so the strategies differ only in
-what they sample, never in how labels become training rows.
+from V1's answers judged by ``docloop.feedback.simulated_reviewer.review`` (gold labels, a share
+of deliberately wrong corrections) and filtered by ``docloop.feedback.quality.assess_feedback``,
+and every retraining dataset from ``docloop.datasets.retrain.build.build_retrain_dataset`` — with
+the policy under test, or with targeting switched off for the baselines — so the strategies differ
+only in what they sample, never in how labels become training rows.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from docloop.config import DocloopConfig, FeedbackConfig, RetrainConfig
 from docloop.datasets.retrain.build import build_retrain_dataset
 from docloop.datasets.retrain.labels import entity_f1_from_feedback
 from docloop.datasets.retrain.write import FEEDBACK_HOLDOUT
-from docloop.demo.run import labelled_examples
-from docloop.demo.simulate import review
+from docloop.datasets.synthetic import labelled_examples
 from docloop.documents.examples import (
     DatasetManifest,
     DocumentExample,
@@ -34,6 +33,7 @@ from docloop.documents.examples import (
 )
 from docloop.feedback.contracts import FeedbackRecord
 from docloop.feedback.quality import assess_feedback
+from docloop.feedback.simulated_reviewer import review
 from docloop.models.artifact import LoadedModel
 from docloop.models.inference import classify, extract
 from docloop.storage import Storage
@@ -134,7 +134,7 @@ def write_v1_dataset(
 def answers_of(
     classifier: LoadedModel, extractor: LoadedModel, examples: Sequence[DocumentExample]
 ) -> list[dict[str, Any]]:
-    """V1's answers in the predictor's response shape (what ``simulate.review`` judges)."""
+    """V1's answers in the predictor's response shape (what the simulated reviewer judges)."""
     types = classify(classifier, examples)
     entities = extract(extractor, examples)
     return [

@@ -66,19 +66,49 @@ def _config(path: Path | None) -> DocloopConfig:
         raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
 
 
-@app.callback()
-def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-) -> None:
-    """Self-improving document AI on Kubeflow Pipelines, MLflow and KServe."""
+QUIET_LIBRARIES = (
+    "alembic",
+    "botocore",
+    "filelock",
+    "google",
+    "httpcore",
+    "httpx",
+    "matplotlib",
+    "mlflow",
+    "PIL",
+    "urllib3",
+)
+"""Third-party loggers shown only with ``--verbose`` (``HTTP Request: ...``, migration steps)."""
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show everything: debug logs, every task's output.")
+]
+
+
+def configure_logging(verbose: bool, *, level: int = logging.INFO) -> None:
+    """The CLI's one logging setup: rich lines on stderr.
+
+    Informative by default (records from ``level`` up on the terminal, third-party libraries'
+    only from warnings up; handlers added later, like the demo's log file, get ``INFO``); with
+    ``verbose``, everything from ``DEBUG`` and the libraries' own information too.
+    """
+    terminal = RichHandler(console=console, show_path=False, rich_tracebacks=True)
+    terminal.setLevel(logging.DEBUG if verbose else level)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+        handlers=[terminal],
         force=True,
     )
-    for noisy in ("botocore", "urllib3", "google", "PIL", "filelock", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.captureWarnings(True)
+
+
+@app.callback()
+def main(verbose: VerboseOption = False) -> None:
+    """Self-improving document AI on Kubeflow Pipelines, MLflow and KServe."""
+    configure_logging(verbose)
 
 
 @app.command()
@@ -105,18 +135,27 @@ def demo(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="The local router's port (127.0.0.1).")
     ] = 8080,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the whole self-improving loop on this machine (what `make demo` runs).
 
     Bootstrap V1, serve it, drifted traffic and reviews, drift check -> retrain -> canary -> V2,
     a second round whose candidate must fail, then demo-report/index.html. Exit code 0 when the
     loop did what it claims, 6 when a claim does not hold (the report says which), 2 on errors.
+    The terminal shows the stages and one line per decision; every task's output goes to a file
+    under the workdir's logs/ (named at the end); -v shows everything as it happens.
     """
     from docloop.demo.run import print_summary, run_demo
 
+    verbose = verbose or logging.getLogger().level <= logging.DEBUG  # also `docloop -v demo`
+    # the stages and decisions are the demo's story; the stages' own records go to demo.log
+    configure_logging(verbose, level=logging.WARNING)
     try:
         with _progress() as progress:
-            result = run_demo(workdir, report_dir=report, size=size, port=port, progress=progress)
+            result = run_demo(
+                workdir, report_dir=report, size=size, port=port, progress=progress,
+                verbose=verbose,
+            )  # fmt: skip
     except DocloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc

@@ -16,15 +16,17 @@ import io
 import json
 import logging
 import os
+import re
 import ssl
 import sys
+import threading
 import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import yaml
 
@@ -976,14 +978,83 @@ def _quiet() -> Iterator[None]:
             logger.debug("kfp: %s", line)
 
 
-def run_locally(name: str, pipeline_root: Path, root: Path | None = None, **arguments: Any) -> None:
+_TASK_STARTS = re.compile(r"Executing task '([^']+)'")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class TaskLogs(io.TextIOBase):
+    """Where ``kfp.local``'s output goes while a pipeline runs: one file per task.
+
+    ``kfp.local`` (2.17) prints each task's subprocess output line by line with ``print`` and
+    logs its own lines through a handler on ``sys.stdout``, from the thread that runs the task
+    (``ParallelFor`` iterations run side by side). Put in place of ``sys.stdout``, this stream
+    opens ``<folder>/<NN>-<task>.log`` when a thread announces ``Executing task '<task>'`` and
+    sends that thread's later writes there; writes before any task go to ``pipeline.log``.
+    """
+
+    def __init__(self, folder: Path, echo: TextIO | None = None) -> None:
+        """Write under ``folder``; with ``echo``, also pass everything through to it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.echo = echo
+        self.files: list[Path] = []
+        self._lock = threading.Lock()
+        self._current = threading.local()
+        self._pipeline = (folder / "pipeline.log").open("a", encoding="utf-8")
+        self._open: list[TextIO] = [self._pipeline]
+
+    def writable(self) -> bool:
+        """A text sink."""
+        return True
+
+    def write(self, text: str) -> int:
+        """Send ``text`` to the writing thread's task file (and to ``echo``)."""
+        started = _TASK_STARTS.search(_ANSI.sub("", text))
+        with self._lock:
+            if started is not None:
+                path = self.folder / f"{len(self.files) + 1:02d}-{started.group(1)}.log"
+                self.files.append(path)
+                handle = path.open("w", encoding="utf-8")
+                self._open.append(handle)
+                self._current.file = handle
+            target: TextIO = getattr(self._current, "file", self._pipeline)
+            target.write(_ANSI.sub("", text))
+            target.flush()
+            if self.echo is not None:
+                self.echo.write(text)
+        return len(text)
+
+    def close(self) -> None:
+        """Close every file."""
+        with self._lock:
+            for handle in self._open:
+                handle.close()
+        super().close()
+
+
+def run_locally(
+    name: str,
+    pipeline_root: Path,
+    root: Path | None = None,
+    *,
+    task_logs: Path | None = None,
+    echo: bool = True,
+    **arguments: Any,
+) -> list[Path]:
     """Run the pipeline ``pipelines/<name>.py`` through ``kfp.local`` in this interpreter's venv.
 
     Each task is a subprocess of the current Python (``SubprocessRunner(use_venv=False)``), so
     docloop must be installed here; a failed task raises (``kfp.local``'s ``raise_on_error``).
+    With ``task_logs``, each task's output (``kfp.local``'s lines and the subprocess's stdout and
+    stderr) goes to its own file in that folder (:class:`TaskLogs`), and to this process's stdout
+    too only with ``echo``.
+
+    Returns:
+        The task log files written (none without ``task_logs``).
 
     Raises:
         ConfigError: ``name`` is not a docloop pipeline.
+        RuntimeError: a task failed (the message names it; its log is the last file written).
     """
     if name not in PIPELINE_NAMES:
         raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINE_NAMES)}")
@@ -995,4 +1066,24 @@ def run_locally(name: str, pipeline_root: Path, root: Path | None = None, **argu
         runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root)
     )
     module = importlib.import_module(f"pipelines.{name}")
-    getattr(module, name)(**arguments)
+    if task_logs is None:
+        getattr(module, name)(**arguments)
+        return []
+    logs = TaskLogs(task_logs, echo=sys.stdout if echo else None)
+    try:
+        with contextlib.redirect_stdout(logs), warnings.catch_warnings():
+            if not echo:
+                # kfp.local's own warnings, expected for every local run of our pipelines: the
+                # image name lacks "python" (it is the docloop image; the task runs in this venv
+                # anyway), and the training task's accelerator request means nothing locally
+                warnings.filterwarnings(
+                    "ignore", "You may be attemping to run a task", RuntimeWarning, "kfp"
+                )
+                warnings.filterwarnings(
+                    "ignore", r"Task '.*': settings \[.*\] have no effect in the current local",
+                    UserWarning, "kfp",
+                )  # fmt: skip
+            getattr(module, name)(**arguments)
+    finally:
+        logs.close()
+    return logs.files

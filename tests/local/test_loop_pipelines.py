@@ -114,10 +114,11 @@ def run_scenario(
     from fastapi.testclient import TestClient
 
     from docloop.config import load_config
-    from docloop.demo.simulate import LiveTraffic, request_predictions, review, send_feedback
+    from docloop.demo.simulate import LiveTraffic, request_predictions, send_feedback
     from docloop.deploy.local_target import LocalTarget
     from docloop.deploy.run import run_deploy
     from docloop.feedback.api import create_app
+    from docloop.feedback.simulated_reviewer import review
     from docloop.store import open_store
     from docloop.store.registry import Registry
     from pipelines.drift_check import drift_check

@@ -1,1 +1,1 @@
-"""The demo: the whole loop on one machine (run), its HTML report, simulated traffic and reviews."""
+"""The demo: the whole loop on one machine, what it measured, its report, simulated traffic."""

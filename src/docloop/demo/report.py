@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from docloop.config import DocloopConfig, store_url
+from docloop.demo.result import DemoResult
 from docloop.models.metrics import figure_to_base64_png
 from docloop.store.db import open_store
 from docloop.store.tables import (
@@ -30,7 +31,6 @@ from docloop.store.tables import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from docloop.demo.run import DemoResult
 
 REPORT_FILE = "index.html"
 TASK_PREFIXES = ("classify: ", "extract: ", "pipeline: ")

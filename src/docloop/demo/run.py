@@ -33,7 +33,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, Final
@@ -44,10 +45,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from docloop.config import DocloopConfig, load_config, store_url
-from docloop.documents.examples import DocumentExample, build_examples, read_examples
-from docloop.documents.labels import labelled_entities, read_labels
-from docloop.documents.preprocess import preprocess, read_page_records
-from docloop.documents.synth import generate_corpus
+from docloop.datasets.synthetic import labelled_examples
+from docloop.demo.result import DemoResult, Scores
+from docloop.documents.examples import DocumentExample, read_examples
 from docloop.errors import DocloopError
 from docloop.storage import Storage
 
@@ -73,6 +73,8 @@ class DemoSize:
         scanned_fraction: Share of scanned (OCR'd) documents in the corpora.
         canary_requests: Answers per variant before the canary analysis decides.
         extract_floor: The gate's entity-F1 floor (a first extractor below it is not registered).
+        canary_latency_ratio: The canary's allowed p95 latency, as a multiple of the champion's.
+        canary_accuracy_drop: The canary's allowed drop in live accuracy below the champion's.
     """
 
     name: str
@@ -84,61 +86,18 @@ class DemoSize:
     scanned_fraction: float
     canary_requests: int
     extract_floor: float
+    canary_latency_ratio: float
+    canary_accuracy_drop: float
 
 
 SIZES: Final = {
-    "full": DemoSize("full", 150, 36, 18, 12, 90, 0.1, 12, 0.3),
-    # seconds of training: a tiny extractor may not reach any floor, so the small size has none
-    "small": DemoSize("small", 40, 14, 6, 6, 40, 0.0, 6, 0.0),
+    "full": DemoSize("full", 150, 36, 18, 12, 90, 0.1, 12, 0.3, 3.0, 0.05),
+    # seconds of training: a tiny extractor may not reach any floor, so the small size has none.
+    # Its canary sees a handful of answers per variant on a shared machine: one document is 0.17
+    # to 0.33 of live accuracy, and a server's first answers are slow, so its limits catch a
+    # broken canary (errors, a collapse in accuracy, a hang), not a one-document difference.
+    "small": DemoSize("small", 40, 14, 6, 6, 40, 0.0, 6, 0.0, 10.0, 0.5),
 }
-
-
-@dataclass
-class Scores:
-    """One model version on one holdout: the key metric and the per-label F1."""
-
-    metric: float
-    per_label: dict[str, float]
-    documents: int
-
-
-@dataclass
-class DemoResult:
-    """What the demo did and measured (also ``demo-summary.json``)."""
-
-    size: str
-    seconds: float
-    stages: dict[str, float] = field(default_factory=dict)
-    scores: dict[str, dict[str, dict[str, Scores]]] = field(default_factory=dict)
-    """version → holdout (``old``, ``drifted``) → task → scores."""
-    versions: dict[str, dict[str, str]] = field(default_factory=dict)
-    """``V1``/``V2``/``final`` → task → registry version."""
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    round2_by_hand: bool = False
-    round2_rejected: bool = False
-    report: str = ""
-    claims: dict[str, bool] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The result as JSON."""
-        return {
-            "size": self.size,
-            "seconds": self.seconds,
-            "stages": self.stages,
-            "versions": self.versions,
-            "scores": {
-                version: {
-                    holdout: {task: vars(s) for task, s in by_task.items()}
-                    for holdout, by_task in by_holdout.items()
-                }
-                for version, by_holdout in self.scores.items()
-            },
-            "alerts": self.alerts,
-            "round2_by_hand": self.round2_by_hand,
-            "round2_rejected": self.round2_rejected,
-            "claims": self.claims,
-            "report": self.report,
-        }
 
 
 class _Alerts(BaseHTTPRequestHandler):
@@ -195,7 +154,8 @@ def demo_settings(workdir: Path, size: DemoSize, port: int, webhook: str) -> dic
                 "min_feedback": max(3, size.canary_requests // 2),
                 "poll_s": 2.0,
                 "max_duration_s": 240.0,
-                "max_p95_latency_ratio": 3.0,
+                "max_p95_latency_ratio": size.canary_latency_ratio,
+                "max_accuracy_drop": size.canary_accuracy_drop,
             },
         },
     }
@@ -210,39 +170,12 @@ def start_over(workdir: Path, config_file: Path) -> None:
             LocalTarget(load_config(config_file)).stop_all()
         except DocloopError as exc:
             logger.warning("could not stop the previous demo's servers: %s", exc)
-    for name in ("state.db", "mlflow.db", "data", "kfp", "tmp", "mlruns"):
+    for name in ("state.db", "mlflow.db", "data", "kfp", "tmp", "mlruns", "logs"):
         path = workdir / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def labelled_examples(
-    workdir: Path,
-    name: str,
-    scenario: str,
-    docs: int,
-    seed: int,
-    config: DocloopConfig,
-    scanned_fraction: float,
-) -> list[DocumentExample]:
-    """A labelled corpus of ``scenario`` as examples (generated and preprocessed once)."""
-    storage = Storage(config.storage)
-    corpus = workdir / "corpus" / name
-    marker = corpus / ".complete"
-    if not marker.is_file() or marker.read_text() != f"{docs}:{seed}:{scanned_fraction}":
-        shutil.rmtree(corpus, ignore_errors=True)
-        generate_corpus(corpus, docs, seed, scenario, scanned_fraction=scanned_fraction)
-        marker.write_text(f"{docs}:{seed}:{scanned_fraction}")
-    pages = workdir / "pages" / name
-    preprocess(str(corpus), str(pages), config.preprocess, storage)
-    labels = read_labels(storage, str(corpus / "labels.jsonl"))
-    return build_examples(
-        read_page_records(storage, str(pages)),
-        {label.doc_id: label.doc_type for label in labels},
-        labelled_entities(labels),
-    )
 
 
 def score_version(
@@ -271,7 +204,13 @@ class Demo:
     """One run of the demo; each stage is a method, timed and shown as a progress task."""
 
     def __init__(
-        self, workdir: Path, report_dir: Path, size: DemoSize, port: int, progress: Progress | None
+        self,
+        workdir: Path,
+        report_dir: Path,
+        size: DemoSize,
+        port: int,
+        progress: Progress | None,
+        verbose: bool = False,
     ) -> None:
         """Set up paths (nothing runs yet)."""
         self.workdir = workdir.resolve()
@@ -279,9 +218,56 @@ class Demo:
         self.size = size
         self.port = port
         self.progress = progress
+        self.verbose = verbose
         self.config_file = self.workdir / "docloop.yaml"
-        self.result = DemoResult(size=size.name, seconds=0.0)
+        self.logs = self.workdir / "logs"
+        self.result = DemoResult(size=size.name, seconds=0.0, logs=str(self.logs))
         self.seed = 0
+        self._pipelines = 0
+        self._seen: dict[str, int] = {}
+
+    def say(self, line: str) -> None:
+        """One line on the terminal above the progress bars (a decision), and in the demo log."""
+        logger.info("%s", line)
+        if self.progress is not None and not self.verbose:
+            self.progress.console.print(line, overflow="ellipsis", no_wrap=True, highlight=False)
+
+    def pipeline(self, name: str, **arguments: Any) -> None:
+        """Run a pipeline (its tasks' logs under ``logs/``), then say what it decided."""
+        from docloop.kubeflow import run_locally
+
+        self._pipelines += 1
+        folder = self.logs / f"{self._pipelines}-{name}"
+        try:
+            run_locally(
+                name, self.workdir / "kfp", task_logs=folder, echo=self.verbose, **arguments
+            )
+        except RuntimeError as exc:
+            raise DocloopError(f"{exc}; the task logs are in {folder}") from exc
+        finally:
+            self._decisions()
+
+    def _decisions(self) -> None:
+        """One line per decision the store recorded since the last look, in time order."""
+        from sqlalchemy import select
+
+        from docloop.store.db import open_store
+        from docloop.store.tables import Deployment, DriftCheck, PromotionAudit, RetrainAttempt
+
+        store = open_store(store_url(load_config(self.config_file).store))
+        rows: list[Any] = []
+        try:
+            with store.read() as session:
+                tables: tuple[Any, ...] = (DriftCheck, PromotionAudit, Deployment, RetrainAttempt)
+                for table in tables:
+                    seen = self._seen.get(table.__name__, 0)
+                    found = list(session.scalars(select(table).where(table.id > seen)))
+                    self._seen[table.__name__] = max([seen, *(row.id for row in found)])
+                    rows += found
+        finally:
+            store.close()
+        for row in sorted(rows, key=_when):
+            self.say(f"  -> {_decision(row)}")
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -301,10 +287,16 @@ class Demo:
         started = time.perf_counter()
         self.workdir.mkdir(parents=True, exist_ok=True)
         start_over(self.workdir, self.config_file)
+        self.logs.mkdir()
         saved = {name: os.environ.get(name) for name in ("DOCLOOP_CONFIG", "TMPDIR")}
+        log_file = logging.FileHandler(self.logs / "demo.log", encoding="utf-8")
+        log_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(log_file)
         try:
             config = self._run_loop()
         finally:
+            logging.getLogger().removeHandler(log_file)
+            log_file.close()
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
@@ -334,10 +326,7 @@ class Demo:
         return config
 
     def _loop(self, config: DocloopConfig, local: Any) -> None:
-        from docloop.kubeflow import run_locally
-
         size = self.size
-        kfp_root = self.workdir / "kfp"
         with self.stage("synthesise and preprocess corpora"):
             corpus = self.workdir / "corpus" / "base"
             labelled_examples(
@@ -352,15 +341,16 @@ class Demo:
             )  # fmt: skip
 
         with self.stage("bootstrap pipeline (V1)"):
-            run_locally(
-                "bootstrap", kfp_root, input_uri=str(corpus),
-                labels_uri=str(corpus / "labels.jsonl"), num_shards=2, max_steps=size.max_steps,
+            self.pipeline(
+                "bootstrap", input_uri=str(corpus), labels_uri=str(corpus / "labels.jsonl"),
+                num_shards=2, max_steps=size.max_steps,
             )  # fmt: skip
         v1 = self._champions(config)
         self.result.versions["V1"] = {task: version for task, (version, _) in v1.items()}
 
         with self.stage("serve V1 (local target)"):
             self._deploy_champion(config, local)
+        self._decisions()
         old_holdout = self._old_holdout(config, v1["classify"][1])
         holdouts = {"old": old_holdout, "drifted": drifted_test}
         with self.stage("score V1 on the holdouts"):
@@ -374,10 +364,13 @@ class Demo:
             with self.stage("round 1: drift check -> retrain -> canary (V2)"):
                 from docloop.demo.simulate import LiveTraffic
 
+                # traffic only while a canary is served: the retrain trains on round 1's reviews
+                # alone, however long the pipeline takes on this machine
                 with LiveTraffic(
-                    local.url, MODEL_NAME, traffic, api, wrong_rate=0.05, interval_s=3.0
-                ):
-                    run_locally("drift_check", kfp_root, max_steps=size.max_steps)
+                    local.url, MODEL_NAME, traffic, api, wrong_rate=0.05, interval_s=3.0,
+                    only_while=lambda: _canary_served(local),
+                ):  # fmt: skip
+                    self.pipeline("drift_check", max_steps=size.max_steps)
         v2 = self._champions(config)
         self.result.versions["V2"] = {task: version for task, (version, _) in v2.items()}
         with self.stage("score V2 on the holdouts"):
@@ -388,11 +381,12 @@ class Demo:
         with self._feedback_api(config) as api, self.stage("round 2: a candidate that must fail"):
             self._serve_and_review(local.url, fail_traffic, api, wrong_rate=0.0)
             attempts_before = self._attempt_count(config)
-            run_locally("drift_check", kfp_root, max_steps=1)
+            self.pipeline("drift_check", max_steps=1)
             if self._attempt_count(config) == attempts_before:
                 # the policy saw no reason to retrain: start one by hand, as a team would
                 self.result.round2_by_hand = True
-                run_locally("retrain", kfp_root, max_steps=1)
+                self.say("  -> the drift check did not trigger: a retrain started by hand")
+                self.pipeline("retrain", max_steps=1)
             self.result.round2_rejected = self._last_outcome(config) == "rejected"
         final = self._champions(config)
         self.result.versions["final"] = {task: version for task, (version, _) in final.items()}
@@ -470,14 +464,15 @@ class Demo:
     ) -> None:
         import httpx
 
-        from docloop.demo.simulate import request_predictions, review, send_feedback
+        from docloop.demo.simulate import deliver_feedback, request_predictions
+        from docloop.feedback.simulated_reviewer import review
 
         with httpx.Client(base_url=url) as client:
             answers = request_predictions(client, MODEL_NAME, examples)
-        time.sleep(1.5)  # the servers' prediction log flushes after 1 s idle
         verdicts = review(answers, examples, rng=random.Random(3), wrong_rate=wrong_rate)
-        counts = send_feedback(api, verdicts)
-        logger.info("served %d documents, %s verdicts", len(answers), counts)
+        counts = deliver_feedback(api, verdicts)  # every verdict, once its prediction is logged
+        self.say(f"served {len(answers)} documents; verdicts stored {counts['stored']}, "
+                 f"refused {counts['refused']}")  # fmt: skip
 
     def _last_outcome(self, config: DocloopConfig) -> str | None:
         from sqlalchemy import select
@@ -517,6 +512,42 @@ class Demo:
         (self.workdir / "demo-summary.json").write_text(json.dumps(self.result.as_json(), indent=2))
 
 
+def _canary_served(local: Any) -> bool:
+    """Whether the local target serves a canary now (no while its state file cannot be read)."""
+    try:
+        state = local.state()
+    except DocloopError as exc:
+        logger.debug("live traffic waits: %s", exc)
+        return False
+    return state is not None and state.canary_label is not None
+
+
+def _versions(versions: dict[str, str]) -> str:
+    return ", ".join(f"{task}={version}" for task, version in sorted(versions.items()))
+
+
+def _decision(row: Any) -> str:
+    """A store row as one line: a drift check, a registry action, a deployment, an attempt."""
+    from docloop.store.tables import Deployment, DriftCheck, PromotionAudit
+
+    if isinstance(row, DriftCheck):
+        return f"drift check: {'trigger' if row.trigger else 'no trigger'} - {row.headline}"
+    if isinstance(row, PromotionAudit):
+        return f"{row.model_name} v{row.to_version}: {row.action} - {row.reason}"
+    if isinstance(row, Deployment):
+        return f"deploy {_versions(row.versions)}: {row.status} - {row.reason or ''}"
+    return f"retrain attempt: {row.outcome} - {'; '.join(row.reasons or [])}"
+
+
+def _when(row: Any) -> float:
+    """When a store row happened (seconds), to put decisions of several tables in order."""
+    for name in ("at", "checked_at", "started_at", "created_at"):
+        value = getattr(row, name, None)
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return 0.0
+
+
 def claims(result: DemoResult, config: DocloopConfig) -> dict[str, bool]:
     """What the demo claims, checked on its own numbers (shown in red when false)."""
     scores = result.scores
@@ -554,11 +585,17 @@ def run_demo(
     size: str = "full",
     port: int = 8080,
     progress: Progress | None = None,
+    verbose: bool = False,
 ) -> DemoResult:
-    """Run the whole loop in ``workdir`` and write the report to ``report_dir``."""
+    """Run the whole loop in ``workdir`` and write the report to ``report_dir``.
+
+    Each pipeline task's output goes to ``<workdir>/logs/<n>-<pipeline>/<NN>-<task>.log`` and
+    this process's log records to ``<workdir>/logs/demo.log``; ``verbose`` also streams the
+    tasks' output to stdout.
+    """
     if size not in SIZES:
         raise DocloopError(f"unknown demo size {size!r}; choose one of {', '.join(SIZES)}")
-    return Demo(workdir, report_dir, SIZES[size], port, progress).run()
+    return Demo(workdir, report_dir, SIZES[size], port, progress, verbose).run()
 
 
 def print_summary(result: DemoResult, console: Console) -> None:
@@ -585,3 +622,4 @@ def print_summary(result: DemoResult, console: Console) -> None:
     kinds = sorted({str(alert.get("kind")) for alert in result.alerts})
     console.print(f"alerts received: {', '.join(kinds) or 'none'}")
     console.print(f"report: {result.report}")
+    console.print(f"logs: {result.logs} (one file per pipeline task, and demo.log)")

@@ -3,21 +3,21 @@
 Used by the demo and the loop's tests. Traffic is sent to the predictor's KServe V1 endpoint and
 verdicts to the feedback API through any ``httpx``-compatible client (a real ``httpx.Client``
 against servers on 127.0.0.1, or FastAPI's ``TestClient`` in-process), so the loop is exercised
-through the same interfaces users call. The reviewer confirms right predictions and corrects
-wrong ones with the gold labels; ``wrong_rate`` of its corrections are deliberately wrong (a
-random other type), so the feedback-quality rules have something to catch.
+through the same interfaces users call. The reviewer is
+:func:`docloop.feedback.simulated_reviewer.review`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from docloop.documents.examples import OUTSIDE, DocumentExample
-from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackEvent
+from docloop.documents.examples import DocumentExample
+from docloop.feedback.contracts import FeedbackEvent
+from docloop.feedback.simulated_reviewer import review
 
 logger = logging.getLogger(__name__)
 
@@ -62,99 +62,13 @@ def request_predictions(
     return answers
 
 
-def gold_entities(example: DocumentExample) -> list[CorrectedEntity]:
-    """The example's entities (from its IOB2 tags) as word positions."""
-    entities: list[CorrectedEntity] = []
-    current: tuple[str, list[int]] | None = None
-    for index, tag in enumerate([*example.tags, OUTSIDE]):
-        inside = tag.startswith("I-") and current is not None and current[0] == tag[2:]
-        if inside and current is not None:
-            current[1].append(index)
-            continue
-        if current is not None:
-            words = " ".join(example.words[i] for i in current[1])
-            entities.append(CorrectedEntity(type=current[0], word_indices=current[1], value=words))
-            current = None
-        if tag.startswith(("B-", "I-")):
-            current = (tag[2:], [index])
-    return entities
-
-
-def _spans(entities: Sequence[CorrectedEntity] | Sequence[dict[str, Any]]) -> set[tuple[str, ...]]:
-    spans: set[tuple[str, ...]] = set()
-    for entity in entities:
-        if isinstance(entity, CorrectedEntity):
-            kind, indices = entity.type, entity.word_indices
-        else:
-            kind, indices = str(entity["type"]), list(entity.get("word_indices", []))
-        spans.add((kind, *(str(i) for i in indices)))
-    return spans
-
-
-def review(
-    answers: Sequence[dict[str, Any]],
-    examples: Sequence[DocumentExample],
-    *,
-    rng: random.Random,
-    wrong_rate: float = 0.0,
-    reviewers: Sequence[str] = ("reviewer-a", "reviewer-b", "reviewer-c"),
-    careless_reviewer: str | None = None,
-) -> list[FeedbackEvent]:
-    """One verdict per answered document, from the gold labels.
-
-    Args:
-        answers: The predictor's answers (``request_predictions``), in example order.
-        examples: The gold examples the answers are for.
-        rng: Draws reviewers and wrong corrections.
-        wrong_rate: Share of corrections replaced by a wrong type (noise for the quality rules).
-        reviewers: Reviewer ids, drawn at random.
-        careless_reviewer: If set, this reviewer makes every wrong correction (a low-trust
-            reviewer for the trust rules); else they are spread over all reviewers.
-
-    Returns:
-        The verdicts, each with a fresh idempotency key.
-    """
-    events: list[FeedbackEvent] = []
-    for answer, example in zip(answers, examples, strict=True):
-        predicted_type = (answer.get("doc_type") or {}).get("label")
-        gold = gold_entities(example)
-        type_wrong = predicted_type != example.doc_type
-        entities_wrong = _spans(gold) != _spans(answer.get("entities", []))
-        reviewer = rng.choice(list(reviewers))
-        correction: Correction | None = None
-        if type_wrong or entities_wrong:
-            correction = Correction(
-                doc_type=example.doc_type if type_wrong else None,
-                entities=gold if entities_wrong else None,
-            )
-            if rng.random() < wrong_rate:
-                others = sorted(
-                    set((answer.get("doc_type") or {}).get("probabilities", {}))
-                    - {str(example.doc_type), str(predicted_type)}
-                )
-                if others:
-                    correction = Correction(doc_type=rng.choice(others), entities=None)
-                    reviewer = careless_reviewer or reviewer
-        key = hashlib.sha256(f"{answer['request_id']}:{answer['instance']}".encode()).hexdigest()
-        events.append(
-            FeedbackEvent(
-                idempotency_key=f"sim-{key[:32]}",
-                model_name=str(answer["model_name"]),
-                model_version=str(answer["model_version"]),
-                request_id=str(answer["request_id"]),
-                instance=int(answer["instance"]),
-                reviewer_id=reviewer,
-                kind="correction" if correction is not None else "confirmation",
-                correction=correction,
-            )
-        )
-    return events
-
-
 def send_feedback(
     client: HttpClient, events: Sequence[FeedbackEvent], batch_size: int = 100
 ) -> dict[str, int]:
     """Post verdicts to ``/v1/feedback:batch``; counts of stored and refused events.
+
+    No per-request timeout is passed: Starlette's ``TestClient`` (the in-process API) deprecates
+    it; a real ``httpx.Client`` takes its timeout where it is made.
 
     A batch the API refuses (HTTP 4xx: one bad verdict fails its batch, nothing stored) is
     re-sent one verdict at a time so that the good ones are kept and the bad ones are counted.
@@ -162,17 +76,51 @@ def send_feedback(
     counts = {"stored": 0, "refused": 0}
     for start in range(0, len(events), batch_size):
         chunk = [event.model_dump(mode="json") for event in events[start : start + batch_size]]
-        response = client.post("/v1/feedback:batch", json=chunk, timeout=60)
+        response = client.post("/v1/feedback:batch", json=chunk)
         if response.status_code < 300:
             counts["stored"] += len(chunk)
             continue
         for body in chunk:
-            single = client.post("/v1/feedback", json=body, timeout=60)
+            single = client.post("/v1/feedback", json=body)
             if single.status_code < 300:
                 counts["stored"] += 1
             else:
                 counts["refused"] += 1
                 logger.warning("feedback refused (%d): %s", single.status_code, single.text)
+    return counts
+
+
+def deliver_feedback(
+    client: HttpClient,
+    events: Sequence[FeedbackEvent],
+    *,
+    timeout_s: float = 120.0,
+    poll_s: float = 0.25,
+    batch_size: int = 100,
+) -> dict[str, int]:
+    """Post verdicts as soon as their predictions are logged; counts of stored and refused events.
+
+    The servers write their prediction log a moment after answering (after 1 s idle), so a batch
+    the API answers ``404`` (every refused verdict names a prediction not logged yet) is sent again
+    every ``poll_s`` — same idempotency keys, nothing stored twice — until it is stored or
+    ``timeout_s`` has passed; any other refusal goes to :func:`send_feedback`. Every verdict is
+    stored on a loaded machine too, where a fixed wait would lose the late ones.
+    """
+    counts = {"stored": 0, "refused": 0}
+    deadline = time.monotonic() + timeout_s
+    for start in range(0, len(events), batch_size):
+        batch = events[start : start + batch_size]
+        body = [event.model_dump(mode="json") for event in batch]
+        while True:
+            response = client.post("/v1/feedback:batch", json=body)
+            if response.status_code < 300:
+                counts["stored"] += len(batch)
+                break
+            if response.status_code != 404 or time.monotonic() >= deadline:
+                for key, count in send_feedback(client, batch).items():
+                    counts[key] += count
+                break
+            time.sleep(poll_s)
     return counts
 
 
@@ -182,8 +130,10 @@ class LiveTraffic:
     Every ``interval_s`` it sends ``per_round`` random examples to the predictor (the local
     target's router), waits for the prediction log to flush, and posts the reviewer's verdicts;
     verdicts the API refuses because their prediction is not logged yet are sent again next round
-    (same idempotency keys, so nothing is stored twice). Use as a context manager around the
-    pipeline run; a canary analysis then judges both variants on real answers.
+    (same idempotency keys, so nothing is stored twice). With ``only_while``, it sends only while
+    that answers true (the demo: while a canary is served, so that what a retrain trains on never
+    depends on how fast the pipeline ran). Use as a context manager around the pipeline run; a
+    canary analysis then judges both variants on real answers.
     """
 
     def __init__(
@@ -197,6 +147,7 @@ class LiveTraffic:
         per_round: int = 4,
         interval_s: float = 1.5,
         wrong_rate: float = 0.0,
+        only_while: Callable[[], bool] | None = None,
     ) -> None:
         """Configure the traffic (nothing is sent before ``__enter__``)."""
         import threading
@@ -209,6 +160,7 @@ class LiveTraffic:
         self.per_round = min(per_round, len(self.examples))
         self.interval_s = interval_s
         self.wrong_rate = wrong_rate
+        self.only_while = only_while
         self.sent = 0
         self.stored = 0
         self._stop = threading.Event()
@@ -228,6 +180,9 @@ class LiveTraffic:
         pending: list[FeedbackEvent] = []
         with httpx.Client(base_url=self.predictor_url) as client:
             while not self._stop.is_set():
+                if self.only_while is not None and not self.only_while():
+                    self._stop.wait(0.5)
+                    continue
                 chunk = self.rng.sample(self.examples, self.per_round)
                 try:
                     answers = request_predictions(client, self.model_name, chunk)
