@@ -26,7 +26,7 @@ import pytest
 
 from tests.loop import World, fork, in_world
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # whole pipelines on a bootstrapped world
 
 DRIFT_DOCS = 20
 # A quick canary: half the live traffic, a few answers and reviews per variant are enough, and
@@ -114,10 +114,10 @@ def run_scenario(
     from fastapi.testclient import TestClient
 
     from docloop.config import load_config
+    from docloop.demo.simulate import LiveTraffic, request_predictions, review, send_feedback
     from docloop.deploy.local_target import LocalTarget
     from docloop.deploy.run import run_deploy
     from docloop.feedback.api import create_app
-    from docloop.demo.simulate import LiveTraffic, request_predictions, review, send_feedback
     from docloop.store import open_store
     from docloop.store.registry import Registry
     from pipelines.drift_check import drift_check
