@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPILED = ROOT / "pipelines" / "compiled" / "bootstrap.yaml"
 
 
+@pytest.mark.slow  # runs the whole bootstrap pipeline (the session's world)
 def test_bootstrap_ends_with_a_default_model_and_a_champion(bootstrapped: World) -> None:
     from mlflow import MlflowClient
 
@@ -41,6 +42,7 @@ def test_bootstrap_ends_with_a_default_model_and_a_champion(bootstrapped: World)
         assert (model_dir / "docloop-model.json").is_file()
 
 
+@pytest.mark.slow  # runs the whole bootstrap pipeline (the session's world)
 def test_preprocess_fanned_out_over_two_shards(bootstrapped: World) -> None:
     root = bootstrapped.root
     summaries = sorted(

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from tests.object_stores import free_port
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # the small demo, end to end
 
 
 def test_the_demo_runs_the_loop_and_writes_its_report(tmp_path: Path) -> None:

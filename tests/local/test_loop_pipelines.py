@@ -26,7 +26,7 @@ import pytest
 
 from tests.loop import World, fork, in_world
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # whole pipelines on a bootstrapped world
 
 DRIFT_DOCS = 20
 # A quick canary: half the live traffic, a few answers and reviews per variant are enough, and

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from docloop.config import FeedbackConfig
-from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
+from docloop.feedback.contracts import Correction, FeedbackRecord
 from docloop.feedback.quality import (
     PRIOR_TRUST,
     QualityReport,
@@ -23,6 +23,7 @@ from docloop.feedback.quality import (
 from docloop.feedback.verdicts import verdict_of
 from docloop.store import open_store
 from docloop.store.tables import FeedbackEvent
+from tests.feedback import correction, feedback_record
 
 pytestmark = pytest.mark.unit
 
@@ -51,26 +52,13 @@ def rec(
     kind: str | None = None,
     minutes: int = 0,
 ) -> FeedbackRecord:
-    correction = None
-    if to_type is not None or to_entities is not None:
-        correction = Correction(
-            doc_type=to_type,
-            entities=None
-            if to_entities is None
-            else [CorrectedEntity(type=k, word_indices=list(i)) for k, i in to_entities],
-        )
-    return FeedbackRecord(
-        id=id_,
-        idempotency_key=f"key-{id_:06d}",
-        model_name="docloop",
-        model_version="1",
-        request_id=f"req-{id_}",
+    return feedback_record(
+        id_,
+        kind=kind,  # type: ignore[arg-type]
+        correction=correction(to_type, to_entities),
         doc_id=doc,
         reviewer_id=reviewer,
-        kind=kind or ("correction" if correction is not None else "confirmation"),  # type: ignore[arg-type]
-        correction=correction,
-        received_at=(T0 + timedelta(minutes=minutes or id_)).isoformat(),
-        status="accepted",
+        received_at=T0 + timedelta(minutes=minutes or id_),
         predicted_doc_type=predicted,
         predicted_probabilities=probabilities or probs(predicted),
         predicted_entities=[

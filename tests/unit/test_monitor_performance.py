@@ -15,6 +15,7 @@ from docloop.monitor.performance import (
     judge,
     wilson_interval,
 )
+from tests.feedback import feedback_record
 
 pytestmark = pytest.mark.unit
 
@@ -29,18 +30,11 @@ def record(
     request: str | None = None,
     status: str = "accepted",
 ) -> FeedbackRecord:
-    return FeedbackRecord(
-        id=id_,
-        idempotency_key=f"key-{id_:05d}",
-        model_name="docloop",
-        model_version="1",
-        request_id=request or f"req-{id_}",
-        instance=0,
-        doc_id=f"doc-{id_}",
-        reviewer_id="alice",
+    return feedback_record(
+        id_,
         kind=kind,  # type: ignore[arg-type]
         correction=correction,
-        received_at="2026-01-01T00:00:00+00:00",
+        request_id=request,
         status=status,
         quarantine_reason="untrusted" if status == "quarantined" else None,
         predicted_doc_type=predicted,

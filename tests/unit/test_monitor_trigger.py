@@ -12,6 +12,7 @@ from docloop.errors import InvalidInput
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord
 from docloop.monitor.performance import PerformanceReport, RateEstimate, feedback_performance
 from docloop.monitor.trigger import TriggerDecision, decide_trigger
+from tests.feedback import feedback_record
 
 pytestmark = pytest.mark.unit
 
@@ -147,20 +148,11 @@ def verdict(
     index: int, predicted: list[dict[str, object]], true: list[CorrectedEntity] | None
 ) -> FeedbackRecord:
     """A verdict on one prediction: a confirmation, or an entity correction to ``true``."""
-    return FeedbackRecord(
-        id=index + 1,
-        idempotency_key=f"key-{index:05d}",
-        model_name="docloop",
-        model_version="1",
-        request_id=f"req-{index}",
-        instance=0,
-        doc_id=f"doc-{index}",
-        reviewer_id="alice",
-        kind="confirmation" if true is None else "correction",
+    return feedback_record(
+        index + 1,
         correction=None if true is None else Correction(entities=true),
-        received_at="2026-01-01T00:00:00+00:00",
-        status="accepted",
-        predicted_doc_type="invoice",
+        request_id=f"req-{index}",
+        doc_id=f"doc-{index}",
         predicted_entities=predicted,
     )
 

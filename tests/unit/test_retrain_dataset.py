@@ -23,9 +23,10 @@ from docloop.documents.examples import (
     write_dataset,
 )
 from docloop.errors import InvalidInput
-from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackRecord, PredictedEntity
+from docloop.feedback.contracts import FeedbackRecord, PredictedEntity
 from docloop.storage import Storage
 from tests.datasets import make_example
+from tests.feedback import correction, feedback_record
 
 pytestmark = pytest.mark.unit
 
@@ -77,27 +78,13 @@ def record(
     """A feedback record on ``example``: a confirmation unless a correction is given."""
     spans = gold_spans(example) if predicted is None else list(predicted)
     predicted_type = predicted_type or example.doc_type
-    correction = None
-    if correct_type is not None or correct_entities is not None:
-        correction = Correction(
-            doc_type=correct_type,
-            entities=None
-            if correct_entities is None
-            else [CorrectedEntity(type=k, word_indices=list(i)) for k, i in correct_entities],
-        )
     probabilities = {t: (0.9 if t == predicted_type else 0.05) for t in TYPES}
-    return FeedbackRecord(
-        id=id_,
-        idempotency_key=f"key-{id_:08d}",
-        model_name="docloop",
-        model_version="1",
-        request_id=f"req-{id_}",
+    return feedback_record(
+        id_,
+        correction=correction(correct_type, correct_entities),
         doc_id=example.doc_id,
         reviewer_id=reviewer,
-        kind="correction" if correction is not None else "confirmation",
-        correction=correction,
-        received_at=(T0 + timedelta(minutes=minutes)).isoformat(),
-        status="accepted",
+        received_at=T0 + timedelta(minutes=minutes),
         predicted_doc_type=predicted_type,
         predicted_probabilities=probabilities,
         predicted_entities=predicted_entities(spans),
