@@ -16,7 +16,11 @@ CORRECTED = 12  # the first documents were predicted with the other type and cor
 
 
 def review(world: World) -> None:
-    """Predictions of ``SERVED`` documents, their served copies, and a verdict on each."""
+    """Predictions of ``SERVED`` documents, their served copies, and a verdict on each.
+
+    The classifier was unsure (0.6 on the right type): a correction that contradicted a confident
+    prediction from an untrusted reviewer would be quarantined by the quality rules.
+    """
     from docloop.config import load_config
     from docloop.feedback.contracts import FeedbackEvent, write_served_document
     from docloop.feedback.records import find_prediction, record_feedback
@@ -41,7 +45,7 @@ def review(world: World) -> None:
                 instance=0, doc_id=e.doc_id, source_uri="request://x/0", model_name="docloop",
                 model_version="1", model_versions={"classify": "1"}, protocol="v1",
                 input="pages", doc_type=predicted[i], doc_type_confidence=0.6,
-                probabilities={t: 0.6 if t == predicted[i] else 0.4 for t in TYPES},
+                probabilities={t: 0.6 if t == e.doc_type else 0.4 for t in TYPES},
                 entities=[], entity_types=[], entity_count=0, pages=1, words=len(e.words),
                 mean_confidence=90.0, ocr_pages=1, latency_ms=1.0,
             )
@@ -83,5 +87,6 @@ def test_corrections_train_and_the_frozen_holdout_stays(world: World) -> None:
     assert manifest.digests["holdout"] == before.digests["holdout"]
     corrected = sum(split.get("corrected", 0) for split in manifest.source_counts.values())
     assert corrected == CORRECTED
+    assert task.outputs["dataset"].metadata["quality"]["counts"]["quarantined"] == 0
     assert CORRECTED <= task.outputs["feedback"] <= SERVED
     assert task.outputs["train"] == manifest.counts["train"] > 0
