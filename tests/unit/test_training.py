@@ -130,6 +130,7 @@ def test_warm_start_keeps_the_incumbents_labels_first(
     assert float(drift) < 0.05
 
 
+@pytest.mark.slow  # a 12-step run in a subprocess, killed, then resumed
 def test_a_killed_run_resumes_from_its_checkpoint(
     dataset: Path, tmp_path: Path, tracking: TrackingConfig
 ) -> None:
@@ -181,6 +182,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(
     assert same_weights(tmp_path / "killed", tmp_path / "whole")
 
 
+@pytest.mark.slow  # a whole epoch on the packaged encoder
 def test_the_classifier_trains_on_each_document_once(tmp_path: Path) -> None:
     """Repeated rows (the retrain builder's entity oversampling) weight only the extractor."""
     from docloop.documents.examples import read_examples, write_dataset

@@ -41,7 +41,7 @@ def test_a_registered_candidate_becomes_the_champion(world: World, blessed: Bles
     )
 
     client = MlflowClient(tracking_uri=world.tracking_uri, registry_uri=world.tracking_uri)
-    assert client.get_model_version_by_alias("docloop-extractor", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("docloop-extractor", "champion").version) == "1"
     store = open_store(world.store_url)
     with store.read() as session:
         attempts = list(session.scalars(select(RetrainAttempt)))
