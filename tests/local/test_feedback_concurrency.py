@@ -33,7 +33,7 @@ from docloop.store import open_store
 from docloop.store.tables import FeedbackEvent as FeedbackRow
 from tests.serving import free_port
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # worker processes racing on one store
 
 logger = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # imported for real by pytest_plugins (so that its asserts ar
     from tests.serving import TinyModels
 
 pytest_plugins = ["tests.serving"]
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # real ModelServer processes and a router
 
 NAME = "docloop"
 WORDS = ["Invoice", "Statement", "Patient:", "Jane", "Doe", "MRN", "4821937", "the", "report"]

@@ -12,7 +12,7 @@ import pytest
 from tests.local.components.conftest import Blessed
 from tests.loop import World
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.slow]  # the local target starts real servers
 
 
 def test_champions_and_no_challenger_leave_the_service_unchanged(

@@ -10,6 +10,7 @@ from tests.datasets import write_tiny_dataset
 pytestmark = pytest.mark.local
 
 
+@pytest.mark.slow  # a real training run inside a kfp.local task
 def test_train_gpu_trains_on_cpu_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import kfp.local
     from kfp import dsl
