@@ -23,7 +23,7 @@ test: $(STAMP)
 	DOCLOOP_REQUIRE_POSTGRES=$${DOCLOOP_REQUIRE_POSTGRES:-$(REQUIRE_POSTGRES)} $(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	DOCLOOP_REQUIRE_POSTGRES=$${DOCLOOP_REQUIRE_POSTGRES:-$(REQUIRE_POSTGRES)} $(PY) -m pytest -q -m "not slow"
+	DOCLOOP_REQUIRE_POSTGRES=$${DOCLOOP_REQUIRE_POSTGRES:-$(REQUIRE_POSTGRES)} $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 # Needs a cluster with KServe and KFP (see tests/e2e/test_canary_e2e.py for the variables).
 e2e: $(STAMP)

@@ -496,9 +496,12 @@ def test_model_status_of_unknown_or_invalid_names(client: TestClient) -> None:
     assert_error(client.get("/v1/models/-bad/status"), 422, "invalid_path", "name", "letters")
 
 
-def test_health_and_metrics(client: TestClient) -> None:
+def test_health_and_metrics(client: TestClient, store: Store) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "store": "sqlite"}
     client.post("/v1/feedback", json=event(request_id="req-nope"))
+    # its own created verdict: the counter must not depend on which tests ran before (xdist)
+    SqlSink(store).write([prediction("req-metrics")])
+    assert client.post("/v1/feedback", json=event(request_id="req-metrics")).status_code == 201
     text = client.get("/metrics").text
     assert re.search(r'docloop_feedback_rejected_total\{reason="unknown_prediction"\} [1-9]', text)
     assert re.search(
