@@ -103,8 +103,8 @@ def _chosen_annotation(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not kept:
         return None
     truth = [a for a in kept if a.get("ground_truth")]
-    pool = truth or kept
-    return max(pool, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""),))
+    pool: list[Mapping[str, Any]] = truth or kept
+    return max(pool, key=lambda a: str(a.get("updated_at") or a.get("created_at") or ""))
 
 
 @dataclass
