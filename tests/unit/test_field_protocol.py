@@ -1,0 +1,60 @@
+"""The field protocol (docloop.evaluation.fields): SROIE-style exact value match per field."""
+
+from __future__ import annotations
+
+import pytest
+
+from docloop.evaluation.fields import field_protocol, field_values, normalise_value
+from docloop.models.inference import EntityPrediction
+
+
+def entity(kind: str, text: str, confidence: float) -> EntityPrediction:
+    return EntityPrediction(type=kind, text=text, page=0, box=[0, 0, 1, 1], confidence=confidence)
+
+
+def test_normalisation_folds_case_and_whitespace_only() -> None:
+    assert normalise_value("  Book TA .K\n SDN   BHD ") == "book ta .k sdn bhd"
+    assert normalise_value("RM9.00") != normalise_value("9.00")
+
+
+def test_the_most_confident_span_is_the_fields_value() -> None:
+    values = field_values(
+        [entity("total", "8.00", 0.6), entity("total", "9.00", 0.9), entity("date", "x", 0.5)]
+    )
+    assert values == {"total": "9.00", "date": "x"}
+    assert field_values([entity("t", "a", 0.5), entity("t", "b", 0.5)]) == {"t": "a"}
+
+
+def test_precision_recall_and_f1_per_field_and_overall() -> None:
+    gold = {
+        "r1": {"company": "ACME SDN BHD", "total": "9.00"},
+        "r2": {"company": "FOO", "total": "1.50"},
+    }
+    predicted = {
+        "r1": {"company": "acme  sdn bhd", "total": "RM9.00"},
+        "r2": {"total": "1.50", "date": "01/01/2018"},
+        "unscored": {"total": "3"},
+    }
+    report = field_protocol(gold, predicted)
+    company, total, date = (report.per_field[k] for k in ("company", "total", "date"))
+    assert (company.gold, company.predicted, company.correct) == (2, 1, 1)
+    assert (total.gold, total.predicted, total.correct) == (2, 2, 1)
+    assert (date.gold, date.predicted, date.correct) == (0, 1, 0)
+    assert report.overall.precision == pytest.approx(2 / 4)
+    assert report.overall.recall == pytest.approx(2 / 4)
+    assert company.f1 == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+    assert ("r1", "total", "9.00", "RM9.00") in report.errors
+    assert ("r2", "company", "FOO", "") in report.errors
+    assert report.as_dict()["overall"] == {
+        "gold": 4,
+        "predicted": 4,
+        "correct": 2,
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+    }
+
+
+def test_nothing_predicted_scores_zero_not_an_error() -> None:
+    report = field_protocol({"r": {"total": "1"}}, {})
+    assert report.overall.f1 == 0.0 and report.per_field["total"].recall == 0.0
