@@ -3,9 +3,10 @@
 The corpus (:mod:`docloop.documents.synth`) is written under ``<workdir>/corpus/<name>`` with a
 ``.complete`` marker naming its size, seed and scanned share, so a second call with the same
 arguments reuses it; its pages go through the real preprocessing (OCR for scanned pages, skipped
-when already processed) into ``<workdir>/pages/<name>``, and its ``labels.jsonl`` is aligned with
-the words exactly as an initial dataset's labels are (:func:`docloop.datasets.initial.check_labels`),
-under the demo's declared schema (:data:`docloop.documents.synth.SYNTHETIC_SCHEMA`).
+when already processed) into ``<workdir>/pages/<name>``, and its ``labels.jsonl`` is aligned
+with the words exactly as an initial dataset's labels are
+(:func:`docloop.datasets.initial.check_labels`), under the demo's declared schema
+(:data:`docloop.documents.synth.SYNTHETIC_SCHEMA`).
 """
 
 from __future__ import annotations
