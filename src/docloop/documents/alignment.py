@@ -190,7 +190,8 @@ class _Documents:
             doc_id=label.doc_id,
             message=f"no processed document has this {how}; check it against the preprocess "
             "output (doc_id: sha256 of the file's bytes; source: its path below the input "
-            "prefix) and run preprocess on the document if it is new",
+            "prefix) and run preprocess on the document if it is new; a file with the same "
+            "bytes as another is processed once, under the other's name (label it by doc_id)",
         )
 
 
