@@ -26,11 +26,15 @@ def build_dataset(
 
     Args:
         pages: Page records from preprocess (or merge-pages).
-        labels_uri: JSON lines with ``doc_id`` (sha256 of the file), ``doc_type`` and
-            ``entities`` (type, value, page, words with boxes) per document.
+        labels_uri: JSON lines, one per document, naming it by ``doc_id`` (sha256 of the file)
+            or ``source`` (its path below the preprocess input), with its ``doc_type`` and
+            ``entities`` (field, value, page, words with boxes) and/or ``fields`` (``{field:
+            value}``, located among the OCR words). The config's ``schema`` section names the
+            document types and fields (empty: taken from the labels).
         dataset: Output. ``train.parquet``, ``val.parquet``, ``holdout.parquet`` (one example per
             document: words, boxes, pages, BIO tags, type) and ``manifest.json`` (label sets,
-            counts per split/class/entity, digest per split).
+            counts per split/class/entity, digest per split, the schema, and the label report:
+            coverage per field and every label not taken exactly).
         seed: Split seed.
         val_fraction: Share of each type's documents for validation (early stopping).
         holdout_fraction: Share of each type's documents for the frozen holdout (the gate).

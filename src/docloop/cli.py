@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.progress import (
 from docloop import __version__
 from docloop.config import DocloopConfig, load_config
 from docloop.errors import ConfigError, DocloopError, NothingToProcess, StorageError
+
+if TYPE_CHECKING:
+    from docloop.documents.alignment import LabelReport
 
 app = typer.Typer(
     name="docloop",
@@ -259,7 +262,12 @@ def build_dataset(
     holdout_fraction: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
     config: ConfigOption = None,
 ) -> None:
-    """Labelled page records -> train / val / holdout split by document id (initial mode)."""
+    """Labelled page records -> train / val / holdout split by document id (initial mode).
+
+    Labels name their documents by doc_id or source and give word positions or values; the
+    config's ``schema`` section (or the labels themselves) names the types and fields. Prints
+    the label coverage per field and every label not taken exactly (also in the manifest).
+    """
     from docloop.datasets.initial import build_initial_dataset
     from docloop.storage import Storage
 
@@ -273,12 +281,82 @@ def build_dataset(
             seed=seed,
             val_fraction=val_fraction,
             holdout_fraction=holdout_fraction,
+            schema=settings.label_schema,
         )
     except DocloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    if manifest.labels is not None:
+        _print_label_report(manifest.labels)
     counts = " ".join(f"{name}={count}" for name, count in manifest.counts.items())
     typer.echo(f"{counts} digest={manifest.digest[:16]} -> {output}")
+
+
+labels_app = typer.Typer(help="Check labels against page records and the schema.")
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("check")
+def labels_check(
+    pages: Annotated[str, typer.Option(help="Page records written by preprocess.")],
+    labels: Annotated[str, typer.Option(help="Labels JSONL (word positions and/or values).")],
+    show: Annotated[
+        int, typer.Option(min=0, help="Issues listed (all are counted; 0 lists none).")
+    ] = 50,
+    config: ConfigOption = None,
+) -> None:
+    """Locate every label among the OCR words and print the coverage per field (writes nothing).
+
+    Exit code 0 when every label is usable, 1 when some are not located or refused, 2 on a
+    malformed labels file or an invalid configuration.
+    """
+    from docloop.datasets.initial import check_labels
+    from docloop.storage import Storage
+
+    settings = _config(config)
+    try:
+        resolved = check_labels(pages, labels, Storage(settings.storage), settings.label_schema)
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    _print_label_report(resolved.report, show=show)
+    if any(issue.code not in ("located_fuzzily", "misaligned") for issue in resolved.report.issues):
+        raise typer.Exit(EXIT_NOTHING_PROCESSED)
+
+
+def _print_label_report(report: LabelReport, show: int = 20) -> None:
+    """The coverage table and the first ``show`` issues (rich, on stdout)."""
+    from rich.table import Table
+
+    out = Console()
+    table = Table(title=f"labels: {report.documents_used} of {report.documents} documents used")
+    for column in ("field", "given", "exact", "fuzzy", "not located", "located"):
+        table.add_column(column, justify="left" if column == "field" else "right")
+    rows = [*report.coverage.items(), ("all", report.total)]
+    for name, row in rows:
+        share = f"{row.located / row.given:.1%}" if row.given else "-"
+        table.add_row(
+            name, str(row.given), str(row.exact), str(row.fuzzy), str(row.not_located), share
+        )
+    out.print(table)
+    if not report.issues or show == 0:
+        return
+    issues = Table(title=f"{len(report.issues)} labels not taken exactly (first {show})")
+    for column in ("document", "field", "issue", "value", "taken / best", "dist", "what to do"):
+        issues.add_column(column, overflow="fold")
+    minor = ("located_fuzzily", "misaligned")
+    ordered = sorted(report.issues, key=lambda issue: issue.code in minor)  # problems first
+    for issue in ordered[:show]:
+        issues.add_row(
+            issue.document,
+            issue.field or "",
+            issue.code,
+            issue.value or "",
+            issue.taken or "",
+            "" if issue.distance is None else str(issue.distance),
+            issue.message,
+        )
+    out.print(issues)
 
 
 @app.command()

@@ -9,12 +9,13 @@ section forbids unknown keys, so a misspelt key or a pasted secret fails loudly,
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from docloop.errors import ConfigError
 
@@ -375,8 +376,78 @@ class DeployConfig(Section):
     canary: CanaryConfig = CanaryConfig()
 
 
+FieldKind = Literal["text", "date", "amount", "id"]
+"""How a field's value is printed: ``date`` and ``amount`` values are also matched in their other
+printed forms (``25/12/2018`` = ``25-12-2018``, ``9.00`` = ``RM9.00``); ``id`` and ``text`` by
+their characters."""
+
+_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def label_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a document type or field name (None when it can)."""
+    if not name:
+        return "a name must not be empty"
+    if _CONTROL.search(name):
+        return f"{name!r} holds a space or a control character; use e.g. {'_'.join(name.split())!r}"
+    if name == "O":
+        return "'O' is the IOB tag of words outside every field; choose another name"
+    return None
+
+
+class SchemaConfig(Section):
+    """The user's document types and fields (the label contract's names).
+
+    Empty (the default): taken from the labels file, every field of kind ``text``. Declared: a
+    label naming a type or field outside it is refused, with the names listed.
+    """
+
+    doc_types: list[str] = Field(
+        default_factory=list, description="Document types, e.g. [receipt, invoice]."
+    )
+    fields: dict[str, FieldKind] = Field(
+        default_factory=dict,
+        description="Field name -> kind (text, date, amount, id), e.g. {total: amount}.",
+    )
+    max_char_error_rate: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="Value location: edits allowed per character of a value (OCR errors).",
+    )
+
+    @field_validator("doc_types")
+    @classmethod
+    def _valid_doc_types(cls, names: list[str]) -> list[str]:
+        return _checked_names(names, "schema.doc_types")
+
+    @field_validator("fields")
+    @classmethod
+    def _valid_fields(cls, fields: dict[str, FieldKind]) -> dict[str, FieldKind]:
+        _checked_names(list(fields), "schema.fields")
+        return fields
+
+
+def _checked_names(names: list[str], where: str) -> list[str]:
+    problems = [problem for name in names if (problem := label_name_problem(name))]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        problems.append(f"{', '.join(duplicates)} declared more than once")
+    if problems:
+        raise ValueError(f"{where}: " + "; ".join(problems))
+    return names
+
+
 class DocloopConfig(Section):
-    """The whole configuration."""
+    """The whole configuration (the ``schema`` section is the attribute ``label_schema``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
 
     data_root: str = Field(
         default="file://./.docloop",
@@ -384,6 +455,7 @@ class DocloopConfig(Section):
     )
     storage: StorageConfig = StorageConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    label_schema: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
     store: StoreConfig = StoreConfig()

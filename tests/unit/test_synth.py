@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from docloop.documents.labels import DOC_TYPES, ENTITY_TYPES
 from docloop.documents.synth import (
+    DOC_TYPES,
+    ENTITY_TYPES,
     LABELS_FILE,
     SCENARIOS,
     SynthDocument,

@@ -3,8 +3,10 @@
 The corpus (:mod:`docloop.documents.synth`) is written under ``<workdir>/corpus/<name>`` with a
 ``.complete`` marker naming its size, seed and scanned share, so a second call with the same
 arguments reuses it; its pages go through the real preprocessing (OCR for scanned pages, skipped
-when already processed) into ``<workdir>/pages/<name>``, and its ``labels.jsonl`` is aligned with
-the words exactly as an initial dataset's labels are (:func:`docloop.documents.labels.read_labels`).
+when already processed) into ``<workdir>/pages/<name>``, and its ``labels.jsonl`` is aligned
+with the words exactly as an initial dataset's labels are
+(:func:`docloop.datasets.initial.check_labels`), under the demo's declared schema
+(:data:`docloop.documents.synth.SYNTHETIC_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import shutil
 from pathlib import Path
 
 from docloop.config import DocloopConfig
+from docloop.datasets.initial import check_labels
 from docloop.documents.examples import DocumentExample, build_examples
-from docloop.documents.labels import labelled_entities, read_labels
 from docloop.documents.preprocess import preprocess, read_page_records
-from docloop.documents.synth import generate_corpus
+from docloop.documents.synth import SYNTHETIC_SCHEMA, generate_corpus
 from docloop.storage import Storage
 
 
@@ -39,9 +41,8 @@ def labelled_examples(
         marker.write_text(f"{docs}:{seed}:{scanned_fraction}")
     pages = workdir / "pages" / name
     preprocess(str(corpus), str(pages), config.preprocess, storage)
-    labels = read_labels(storage, str(corpus / "labels.jsonl"))
-    return build_examples(
-        read_page_records(storage, str(pages)),
-        {label.doc_id: label.doc_type for label in labels},
-        labelled_entities(labels),
+    records = read_page_records(storage, str(pages))
+    resolved = check_labels(
+        str(pages), str(corpus / "labels.jsonl"), storage, SYNTHETIC_SCHEMA, records
     )
+    return build_examples(records, resolved.doc_types, resolved.entities)

@@ -1,10 +1,11 @@
 """Training examples: a document's OCR words and boxes with its type and per-word BIO tags.
 
 One example per document (pages concatenated in reading order, each word keeps its page index),
-so the classifier sees the whole document and the extractor sees every word once. Gold entity
-labels are boxes on the final page; a word takes an entity's tag when its box centre lies inside
-one of the entity's word boxes (``docloop.documents.labels.covered_word_indices``), so the same
-rule tags born-digital text layers and noisy OCR alike.
+so the classifier sees the whole document and the extractor sees every word once. A gold entity
+tags the words alignment decided for it (:mod:`docloop.documents.alignment`); an entity given
+only boxes tags the words whose box centre lies inside one of them
+(``docloop.documents.labels.covered_word_indices``), so the same rule tags born-digital text
+layers and noisy OCR alike.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from docloop.documents.alignment import LabelReport
+from docloop.documents.label_schema import LabelSchema
 from docloop.documents.labels import LabelledEntity, covered_word_indices
 from docloop.documents.schema import PageRecord
 from docloop.storage import Storage, join
@@ -82,7 +85,12 @@ def tag_words(
     unmatched = 0
     for entity in entities:
         page = by_page.get(entity.page)
-        indices = covered_word_indices(page, entity.boxes) if page is not None else []
+        if page is None:
+            indices: Sequence[int] = []
+        elif entity.indices is not None:
+            indices = entity.indices
+        else:
+            indices = covered_word_indices(page, entity.boxes)
         if not indices:
             unmatched += 1
             continue
@@ -281,6 +289,15 @@ class DatasetManifest(BaseModel):
         "was first written with.",
     )
     sampling: RetrainSampling | None = None
+    label_schema: LabelSchema | None = Field(
+        default=None,
+        description="The schema the labels were checked against: document types, fields and "
+        "their kinds (absent in manifests written before it).",
+    )
+    labels: LabelReport | None = Field(
+        default=None,
+        description="Coverage per field and every label not taken exactly (initial mode).",
+    )
 
     @property
     def digest(self) -> str:
@@ -347,8 +364,15 @@ def write_dataset(
     uri: str,
     splits: Mapping[str, Sequence[DocumentExample]],
     seed: int,
+    *,
+    label_schema: LabelSchema | None = None,
+    labels: LabelReport | None = None,
 ) -> DatasetManifest:
-    """Write ``<uri>/<split>.parquet`` for each split plus ``manifest.json``."""
+    """Write ``<uri>/<split>.parquet`` for each split plus ``manifest.json``.
+
+    ``label_schema`` and ``labels`` (the schema in force and the label report) go into the
+    manifest as given.
+    """
     all_examples = [example for examples in splits.values() for example in examples]
     doc_types = sorted({e.doc_type for e in all_examples if e.doc_type is not None})
     entity_types = sorted({t for e in all_examples for t in entity_types_of(e.tags)})
@@ -370,6 +394,8 @@ def write_dataset(
         entity_counts=entity_counts,
         digests={name: examples_digest(examples) for name, examples in splits.items()},
         seed=seed,
+        label_schema=label_schema,
+        labels=labels,
     )
     storage.write_text(join(uri, "manifest.json"), manifest.model_dump_json(indent=2))
     return manifest

@@ -21,7 +21,7 @@ def run(
 
     Args:
         pages_dir: the preprocess output (page records).
-        labels_uri: the labels JSONL.
+        labels_uri: the labels JSONL; the config's ``schema`` section names the types and fields.
         output_dir: the component's ``dataset`` path.
         seed: fixes the split.
         val_fraction: share of validation.
@@ -30,6 +30,7 @@ def run(
     Returns:
         The dataset's manifest (digests and counts for the outputs).
     """
+    config = load_config()
     return build_initial_dataset(
         pages_dir,
         labels_uri,
@@ -37,5 +38,6 @@ def run(
         seed=seed,
         val_fraction=val_fraction,
         holdout_fraction=holdout_fraction,
-        storage=Storage(load_config().storage),
+        storage=Storage(config.storage),
+        schema=config.label_schema,
     )

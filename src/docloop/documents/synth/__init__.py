@@ -3,9 +3,10 @@
 :func:`generate_corpus` writes PDFs and a ``labels.jsonl`` (one :class:`SynthDocument` per
 line): document type, template, whether the PDF is scanned, and every entity's value with the
 boxes of its words (0-1000, top-left origin, in the coordinates of the page as stored, i.e.
-after any scan rotation), in the label contract of :mod:`docloop.documents.labels`. Six document
-types (:data:`~docloop.documents.labels.DOC_TYPES`) carry their own vocabulary; ten entity types
-(:data:`~docloop.documents.labels.ENTITY_TYPES`) appear in realistic subsets per type.
+after any scan rotation), in the label contract of :mod:`docloop.documents.labels`, under the
+demo's schema (:data:`SYNTHETIC_SCHEMA`, declared like any user's). Six document types
+(:data:`DOC_TYPES`) carry their own vocabulary; ten fields (:data:`ENTITY_TYPES`) appear in
+realistic subsets per type.
 Born-digital PDFs have a text layer whose word boxes match the labels exactly; scanned PDFs are
 image-only (200 dpi JPEG pages, rotated, blurred, noisy), so OCR makes real errors.
 
@@ -32,12 +33,21 @@ from docloop.documents.synth.corpus import (
     generate_corpus,
     generate_document,
 )
-from docloop.documents.synth.schema import SCENARIOS, SynthDocument
+from docloop.documents.synth.schema import (
+    DOC_TYPES,
+    ENTITY_TYPES,
+    SCENARIOS,
+    SYNTHETIC_SCHEMA,
+    SynthDocument,
+)
 
 __all__ = [
+    "DOC_TYPES",
+    "ENTITY_TYPES",
     "LABELS_FILE",
     "SCENARIOS",
     "SCENARIO_SPECS",
+    "SYNTHETIC_SCHEMA",
     "Scenario",
     "SynthDocument",
     "generate_corpus",

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from docloop.documents.labels import DOC_TYPES, EntityLabel, LabelWord
+from docloop.documents.labels import EntityLabel, LabelWord
 from docloop.documents.synth.doctypes import build_content
 from docloop.documents.synth.layout import Layout, PlacedWord, render_pdf
 from docloop.documents.synth.scan import HARSH, MILD, PageScan, ScanProfile, rotate_box, scan_pdf
-from docloop.documents.synth.schema import SCENARIOS, SynthDocument
+from docloop.documents.synth.schema import DOC_TYPES, SCENARIOS, SynthDocument
 from docloop.documents.synth.templates import BASE_TEMPLATES, NEW_TEMPLATE, lay_out
 from docloop.documents.synth.vocab import Values, base_formats, new_vendor_formats
 from docloop.errors import InvalidInput

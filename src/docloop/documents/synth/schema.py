@@ -9,7 +9,49 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from docloop.documents.labels import DOC_TYPES, EntityLabel
+from docloop.config import SchemaConfig
+from docloop.documents.labels import EntityLabel
+
+DOC_TYPES: tuple[str, ...] = (
+    "referral_letter",
+    "lab_report",
+    "prescription",
+    "insurance_claim",
+    "invoice",
+    "discharge_summary",
+)
+"""The demo's document types, the targets of its classifier."""
+
+ENTITY_TYPES: tuple[str, ...] = (
+    "patient_name",
+    "date_of_birth",
+    "mrn",
+    "provider_name",
+    "npi",
+    "date_of_service",
+    "total_amount",
+    "payer",
+    "member_id",
+    "diagnosis_code",
+)
+"""The demo's fields, the targets of its extractor."""
+
+SYNTHETIC_SCHEMA = SchemaConfig(
+    doc_types=list(DOC_TYPES),
+    fields={
+        "patient_name": "text",
+        "date_of_birth": "date",
+        "mrn": "id",
+        "provider_name": "text",
+        "npi": "id",
+        "date_of_service": "date",
+        "total_amount": "amount",
+        "payer": "text",
+        "member_id": "id",
+        "diagnosis_code": "id",
+    },
+)
+"""The demo's schema, declared as a user declares theirs (the config's ``schema`` section)."""
 
 SCENARIOS: tuple[str, ...] = ("base", "new_template", "class_mix", "scan_quality", "new_vendor")
 """Drift scenarios a corpus can be generated under (see :mod:`docloop.documents.synth`)."""
@@ -49,6 +91,17 @@ class SynthDocument(BaseModel):
             msg = f"unknown doc_type {value!r}; expected one of {', '.join(DOC_TYPES)}"
             raise ValueError(msg)
         return value
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entity_types(cls, entities: list[EntityLabel]) -> list[EntityLabel]:
+        unknown = sorted({e.type for e in entities} - set(ENTITY_TYPES))
+        if unknown:
+            msg = f"unknown entity type(s) {', '.join(unknown)}; expected one of " + ", ".join(
+                ENTITY_TYPES
+            )
+            raise ValueError(msg)
+        return entities
 
     @field_validator("scenario")
     @classmethod
