@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 from docloop.documents.examples import DocumentExample, write_dataset
+from docloop.documents.label_schema import schema_from_names
 from docloop.storage import Storage
 
 FILLER = [
@@ -74,7 +75,10 @@ def write_tiny_dataset(folder: Path, train: int = 24, val: int = 8, seed: int = 
         "val": examples[train : train + val],
         "holdout": examples[train + val :],
     }
-    write_dataset(Storage(), str(folder), splits, seed)
+    schema = schema_from_names(
+        {e.doc_type for e in examples}, ["mrn", "patient_name"], {"mrn": "id"}
+    )
+    write_dataset(Storage(), str(folder), splits, seed, label_schema=schema)
     return folder
 
 

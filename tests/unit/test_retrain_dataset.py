@@ -22,6 +22,7 @@ from docloop.documents.examples import (
     read_manifest,
     write_dataset,
 )
+from docloop.documents.label_schema import schema_from_names
 from docloop.errors import InvalidInput
 from docloop.feedback.contracts import FeedbackRecord, PredictedEntity
 from docloop.storage import Storage
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.unit
 
 TYPES = ("invoice", "referral_letter", "lab_report")
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+SPLITS = ("train", "val", "holdout")
 
 
 def gold_spans(example: DocumentExample) -> list[tuple[str, list[int]]]:
@@ -414,6 +416,29 @@ def test_splits_are_disjoint_by_document(tmp_path: Path) -> None:
     assert manifest.counts[FEEDBACK_HOLDOUT] == pytest.approx(0.2 * 120, abs=3)
     per_type = Counter(e.doc_type for e in split(output, FEEDBACK_HOLDOUT))
     assert set(per_type) == set(TYPES)
+
+
+def test_a_field_added_through_feedback_grows_the_schema(tmp_path: Path) -> None:
+    """The previous dataset's declared schema knows no ``vendor``; a reviewer labels one."""
+    previous = previous_dataset(tmp_path / "prev")
+    storage = Storage()
+    old = read_manifest(storage, str(previous))
+    kinds = {name: "text" for name in old.entity_types} | {"mrn": "id"}
+    schema = schema_from_names(old.doc_types, old.entity_types, kinds).model_copy(
+        update={"declared": True}
+    )
+    splits = {n: read_examples(storage, str(previous / f"{n}.parquet")) for n in SPLITS}
+    write_dataset(storage, str(previous), splits, 0, label_schema=schema)
+    scenario = Scenario(0, 30)
+    for i in range(4):
+        scenario.add(document(4000 + i, "invoice"), correct_entities=[("vendor", [2, 3])])
+    manifest, output = build(tmp_path, scenario, previous=previous)
+    assert "vendor" in manifest.entity_types
+    assert manifest.label_schema is not None
+    assert manifest.label_schema.kinds == {**kinds, "vendor": "text"}
+    assert manifest.label_schema.declared
+    tagged = [e for e in split(output, "train") if "B-vendor" in e.tags]
+    assert tagged and all(e.tags[2:4] == ["B-vendor", "I-vendor"] for e in tagged)
 
 
 def test_previously_trained_documents_retrain_with_their_new_label(tmp_path: Path) -> None:

@@ -13,8 +13,11 @@ import pytest
 from safetensors.torch import load_file
 
 from docloop.config import TrackingConfig, TrainingConfig
+from docloop.documents.examples import read_examples, write_dataset
+from docloop.errors import InvalidInput
 from docloop.models.artifact import load_model
 from docloop.models.training import train
+from docloop.storage import Storage
 from tests.datasets import write_tiny_dataset
 
 pytestmark = pytest.mark.unit
@@ -56,8 +59,10 @@ def test_train_writes_a_model_and_logs_to_mlflow(
     assert card.dataset_digest and card.code_version.startswith("0.1.0")
     if task == "classify":
         assert card.labels == ["invoice", "referral_letter"]
+        assert card.field_kinds == {}
     else:
         assert card.labels == ["O", "B-mrn", "I-mrn", "B-patient_name", "I-patient_name"]
+        assert card.field_kinds == {"mrn": "id", "patient_name": "text"}  # the dataset's schema
     assert 0.0 <= card.metrics["val_score"] <= 1.0
     assert not (tmp_path / "model" / "checkpoint").exists()
     load_model(tmp_path / "model")  # loads back
@@ -71,6 +76,18 @@ def test_train_writes_a_model_and_logs_to_mlflow(
 
     again = train(task, str(dataset), str(tmp_path / "model"), FAST, tracking)  # type: ignore[arg-type]
     assert again.already_trained
+
+
+def test_one_document_type_is_nothing_to_classify(tmp_path: Path) -> None:
+    storage = Storage()
+    single = [
+        e.model_copy(update={"doc_type": "receipt"})
+        for e in read_examples(storage, str(write_tiny_dataset(tmp_path / "d") / "train.parquet"))
+    ]
+    write_dataset(storage, str(tmp_path / "one"), {"train": single, "val": single[:2]}, 0)
+    off = TrackingConfig(enabled=False)
+    with pytest.raises(InvalidInput, match=r"one document type \(receipt\).*--task extract"):
+        train("classify", str(tmp_path / "one"), str(tmp_path / "m"), FAST, off)
 
 
 def test_training_is_deterministic_on_cpu(

@@ -59,6 +59,26 @@ class LabelSchema(BaseModel):
         """The extractor's IOB2 tags: ``O``, then ``B-``/``I-`` per field."""
         return [OUTSIDE_TAG] + [f"{p}-{name}" for name in self.field_names for p in ("B", "I")]
 
+    def grown(
+        self,
+        doc_types: Iterable[str],
+        fields: Iterable[str],
+        kinds: Mapping[str, FieldKind] | None = None,
+    ) -> LabelSchema:
+        """This schema with the new document types and fields a retrain brought (feedback).
+
+        A schema only grows: known names keep their kind; a new field takes its kind from
+        ``kinds`` (the config's declaration) or ``text``.
+        """
+        known = self.kinds
+        added = {name: (kinds or {}).get(name, "text") for name in fields if name not in known}
+        merged = {**known, **added}
+        return LabelSchema(
+            doc_types=sorted({*self.doc_types, *doc_types}),
+            fields=[FieldSpec(name=n, kind=k) for n, k in sorted(merged.items())],
+            declared=self.declared,
+        )
+
     def kind_of(self, name: str) -> FieldKind:
         """The kind of field ``name`` (``text`` for a field the schema does not name)."""
         return self.kinds.get(name, "text")

@@ -44,6 +44,11 @@ class ModelCard(BaseModel):
     format: int = ARTIFACT_FORMAT
     task: Task
     labels: list[str] = Field(description="Document types, or IOB2 tags for the extractor.")
+    field_kinds: dict[str, str] = Field(
+        default_factory=dict,
+        description="The extractor's fields and their kinds (text, date, amount, id), from the "
+        "schema of the dataset it was trained on; empty for cards written before schemas.",
+    )
     encoder: str = Field(description="Name or path of the encoder it was fine-tuned from.")
     max_length: int
     max_pages: int = 1

@@ -186,6 +186,14 @@ def _labels_for(
     return list(incumbent.labels) + [label for label in wanted if label not in incumbent.labels]
 
 
+def _field_kinds(trainer: Trainer, incumbent: ModelCard | None) -> dict[str, str]:
+    """The extractor's fields with their kinds: the incumbent's, updated by the dataset's schema."""
+    if trainer.task != "extract":
+        return {}
+    known = dict(incumbent.field_kinds) if incumbent is not None else {}
+    return dict(sorted({**known, **trainer.field_kinds}.items()))
+
+
 def once_per_document(examples: Sequence[DocumentExample]) -> list[DocumentExample]:
     """Each document's first row only: what the classifier trains on.
 
@@ -255,6 +263,7 @@ class Trainer:
         self.storage = storage
         self.init_from = init_from
         self.on_step = on_step
+        self.field_kinds: dict[str, str] = {}
 
     # ---------------------------------------------------------------- data and model set-up
     def _load_data(self) -> tuple[list[DocumentExample], list[DocumentExample], str, list[str]]:
@@ -267,6 +276,14 @@ class Trainer:
         if not types:
             what = "document types" if self.task == "classify" else "entity labels"
             raise InvalidInput(f"dataset {self.dataset_uri} has no {what}")
+        if self.task == "classify" and len(types) < 2:
+            raise InvalidInput(
+                f"dataset {self.dataset_uri} has one document type ({types[0]}): there is nothing "
+                "to classify; train the extractor only (--task extract), or label documents of "
+                "a second type"
+            )
+        schema = manifest.label_schema
+        self.field_kinds = dict(schema.kinds) if schema is not None else {}
         return train, val, manifest.digest, list(types)
 
     def _identity(self, digest: str) -> dict[str, Any]:
@@ -393,6 +410,7 @@ class _Run:
         self.card = ModelCard(
             task=trainer.task,
             labels=_labels_for(trainer.task, types, incumbent.card if incumbent else None),
+            field_kinds=_field_kinds(trainer, incumbent.card if incumbent else None),
             encoder=encoder_name,
             max_length=config.max_length,
             max_pages=config.max_pages,

@@ -170,4 +170,9 @@ def retrain_manifest(
         source_counts={name: part.sources for name, part in splits.items()},
         digest_method="file",
         sampling=sampling,
+        label_schema=(
+            old.label_schema.grown(doc_types, entity_types)
+            if old.label_schema is not None
+            else None
+        ),
     )
