@@ -50,6 +50,7 @@ from sqlalchemy import text
 
 import docloop
 from docloop.config import DocloopConfig, store_url
+from docloop.documents.label_schema import schema_from_config
 from docloop.errors import StorageError
 from docloop.feedback.contracts import FeedbackEvent, FeedbackRecord, read_served_document
 from docloop.feedback.http import ERROR_RESPONSES, ErrorBody, install
@@ -63,7 +64,16 @@ from docloop.feedback.records import (
     model_status,
     record_feedback_batch,
 )
-from docloop.feedback.validation import FeedbackRejected, Problem, check_text, validate_event
+from docloop.feedback.validation import (
+    FeedbackRejected,
+    Problem,
+    check_shape,
+    check_text,
+    document_unreadable,
+    validate_event,
+    value_not_found,
+)
+from docloop.feedback.values import resolve_values
 from docloop.storage import Storage
 from docloop.store.db import Store, open_store
 
@@ -138,6 +148,7 @@ class _Service:
     def __init__(self, config: DocloopConfig, store: Store) -> None:
         self.config = config
         self.store = store
+        self.schema = schema_from_config(config.label_schema)
         self._storage: Storage | None = None
         self.word_count = functools.lru_cache(maxsize=WORD_COUNT_CACHE)(self._word_count)
         # Logged predictions never change, so found ones are remembered (retries and several
@@ -175,6 +186,26 @@ class _Service:
             logger.warning("served document %s unreadable (%s); positions unchecked", doc_id, exc)
             return None
 
+    def resolve_values(
+        self, event: FeedbackEvent, prediction: StoredPrediction
+    ) -> tuple[FeedbackEvent, list[Problem]]:
+        """Give entities named by value their word positions in the served document."""
+        entities = event.correction.entities if event.correction else None
+        if not entities or all(e.word_indices is not None for e in entities):
+            return event, []
+        if self._storage is None:
+            self._storage = Storage(self.config.storage)
+        try:
+            document = read_served_document(self._storage, self.config, prediction.doc_id)
+        except (StorageError, OSError, ValueError) as exc:
+            logger.warning("served document %s unreadable (%s)", prediction.doc_id, exc)
+            by_value = [i for i, e in enumerate(entities) if e.word_indices is None]
+            return event, [document_unreadable(i) for i in by_value]
+        kinds = self.schema.kinds if self.schema is not None else {}
+        rate = self.config.label_schema.max_char_error_rate
+        resolved, missing = resolve_values(event, document, kinds, rate)
+        return resolved, [value_not_found(i, str(entities[i].value), why) for i, why in missing]
+
     def validate(
         self, events: Sequence[FeedbackEvent], *, batch: bool
     ) -> list[tuple[FeedbackEvent, StoredPrediction]]:
@@ -195,7 +226,12 @@ class _Service:
             words = None
             if prediction is not None and prediction.word_count is None:
                 words = self.word_count(prediction.doc_id)
-            found = validate_event(event, prediction, word_count=words)
+            if prediction is not None and not check_shape(event):
+                event, unresolved = self.resolve_values(event, prediction)
+                if unresolved:
+                    problems.extend(p.at(index) if batch else p for p in unresolved)
+                    continue
+            found = validate_event(event, prediction, word_count=words, declared=self.schema)
             problems.extend(p.at(index) if batch else p for p in found)
             if not found and prediction is not None:
                 pairs.append((event, prediction))

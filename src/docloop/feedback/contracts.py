@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample, read_examples, write_examples
@@ -112,14 +112,35 @@ class CorrectedEntity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64, description="Entity type, e.g. ``mrn``.")
-    word_indices: list[int] = Field(
+    word_indices: list[int] | None = Field(
+        default=None,
         min_length=1,
         max_length=512,
-        description="Positions of the entity's words in the document (0-based, reading order).",
+        description="Positions of the entity's words in the document (0-based, reading order). "
+        "Leave out to name the entity by ``value``: the API then finds the words that print it "
+        "in the served document and stores their positions.",
     )
     value: str | None = Field(
-        default=None, max_length=1024, description="The text, for humans; positions decide."
+        default=None,
+        max_length=1024,
+        description="The text as printed. With ``word_indices`` it is for humans (positions "
+        "decide); without, it is how the entity is found.",
     )
+
+    @model_validator(mode="after")
+    def _positions_or_value(self) -> CorrectedEntity:
+        if self.word_indices is None and not (self.value or "").strip():
+            msg = (
+                "an entity needs its word_indices, or its value for the API to find the words "
+                '(e.g. {"type": "total", "value": "9.00"})'
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def positions(self) -> list[int]:
+        """The word positions (empty while the entity is named by value only)."""
+        return list(self.word_indices or [])
 
 
 class Correction(BaseModel):

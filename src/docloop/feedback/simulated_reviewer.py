@@ -39,7 +39,7 @@ def _spans(entities: Sequence[CorrectedEntity] | Sequence[dict[str, Any]]) -> se
     spans: set[tuple[str, ...]] = set()
     for entity in entities:
         if isinstance(entity, CorrectedEntity):
-            kind, indices = entity.type, entity.word_indices
+            kind, indices = entity.type, entity.positions
         else:
             kind, indices = str(entity["type"]), list(entity.get("word_indices", []))
         spans.add((kind, *(str(i) for i in indices)))

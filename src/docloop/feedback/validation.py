@@ -21,9 +21,11 @@ Label sets: the classifier's labels are the keys of the prediction's ``probabili
 classifier scores every label it knows); the extractor's entity types are the prediction's
 ``entity_types``, which the predictor records from the extractor's model card with every
 prediction. Both therefore belong to exactly the model version that made the prediction, and the
-API needs no access to model folders. A prediction logged without ``entity_types`` (an older
-log) gets no entity-type check. The document's word count is the prediction's ``ocr.words`` (the
-length of the served ``DocumentExample.words``).
+API needs no access to model folders. The deployment's declared schema (config ``schema``) adds
+its document types and fields to those, so a type or field the model does not know yet can be
+taught through corrections (the next retrain's dataset and model carry it). A prediction logged
+without ``entity_types`` (an older log) gets no entity-type check. The document's word count is
+the prediction's ``ocr.words`` (the length of the served ``DocumentExample.words``).
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from docloop.documents.label_schema import LabelSchema
 from docloop.errors import DocloopError
-from docloop.feedback.contracts import CorrectedEntity, FeedbackEvent
+from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackEvent
 from docloop.feedback.records import StoredPrediction
 
+DECLARE: Final = (
+    "a new one is accepted once declared under schema in docloop.yaml (the next retrain learns it)"
+)
 MAX_SHOWN: Final = 60
 MAX_LISTED: Final = 30
 
@@ -146,7 +152,7 @@ def _entity_problems(entities: Sequence[CorrectedEntity]) -> list[Problem]:
     for e, entity in enumerate(entities):
         field = f"correction.entities[{e}].word_indices"
         seen: set[int] = set()
-        for position, index in enumerate(entity.word_indices):
+        for position, index in enumerate(entity.positions):
             if index < 0:
                 problems.append(
                     _problem(
@@ -213,6 +219,33 @@ def check_shape(event: FeedbackEvent) -> list[Problem]:
 
 
 # --- 3. against the prediction ----------------------------------------------------------------
+def value_not_found(entity: int, value: str, why: str) -> Problem:
+    """The 422 for an entity named by a value the served document does not print."""
+    return _problem(
+        422,
+        "value_not_found",
+        f"correction.entities[{entity}].value",
+        f"{show(value)} is not printed in the served document ({why})",
+        "correct the value as the document prints it, or send the entity's word_indices",
+    )
+
+
+def document_unreadable(entity: int) -> Problem:
+    """The 503 for a by-value entity whose served document cannot be read right now."""
+    return _problem(
+        503,
+        "served_document_unavailable",
+        f"correction.entities[{entity}].value",
+        "the served document, where the value would be looked up, cannot be read now",
+        "retry later, or send the entity's word_indices",
+    )
+
+
+def _with_declared(known: Sequence[str], declared: Sequence[str]) -> list[str]:
+    """The model's names, then declared ones it does not know yet."""
+    return [*known, *(name for name in declared if name not in known)]
+
+
 def unknown_prediction(event: FeedbackEvent) -> Problem:
     """The 404 for an event whose prediction is not in the log."""
     return _problem(
@@ -265,15 +298,13 @@ def _model_problems(event: FeedbackEvent, prediction: StoredPrediction) -> list[
     return problems
 
 
-def _label_problems(
-    event: FeedbackEvent, prediction: StoredPrediction, word_count: int | None
+def _doc_type_problems(
+    correction: Correction, prediction: StoredPrediction, model: str, declared: LabelSchema | None
 ) -> list[Problem]:
-    correction = event.correction
-    if correction is None:
-        return []
-    model = f"model {prediction.model_name!r} version {prediction.model_version!r}"
     problems: list[Problem] = []
     doc_types = prediction.doc_types
+    if doc_types and declared is not None:
+        doc_types = _with_declared(doc_types, declared.doc_types)
     if correction.doc_type is not None:
         if not doc_types:
             problems.append(
@@ -293,13 +324,29 @@ def _label_problems(
                     "unknown_label",
                     "correction.doc_type",
                     f"{show(correction.doc_type)} is not a document type of {model}",
-                    f"use one of: {_listing(doc_types)}",
+                    f"use one of: {_listing(doc_types)}; {DECLARE}",
                 )
             )
+    return problems
+
+
+def _label_problems(
+    event: FeedbackEvent,
+    prediction: StoredPrediction,
+    word_count: int | None,
+    declared: LabelSchema | None = None,
+) -> list[Problem]:
+    correction = event.correction
+    if correction is None:
+        return []
+    model = f"model {prediction.model_name!r} version {prediction.model_version!r}"
+    problems = _doc_type_problems(correction, prediction, model, declared)
     if correction.entities is None:
         return problems
+    extractor = bool(prediction.entity_types) or bool(prediction.entities)
     entity_types = prediction.entity_types
-    extractor = bool(entity_types) or bool(prediction.entities)
+    if entity_types and declared is not None:
+        entity_types = _with_declared(entity_types, declared.field_names)
     if not extractor:
         problems.append(
             _problem(
@@ -320,12 +367,12 @@ def _label_problems(
                     "unknown_label",
                     f"correction.entities[{e}].type",
                     f"{show(entity.type)} is not an entity type of {model}",
-                    f"use one of: {_listing(entity_types)}",
+                    f"use one of: {_listing(entity_types)}; {DECLARE}",
                 )
             )
         if word_count is None:
             continue
-        for position, index in enumerate(entity.word_indices):
+        for position, index in enumerate(entity.positions):
             if index >= word_count:
                 problems.append(
                     _problem(
@@ -349,7 +396,7 @@ def _same_as_prediction(event: FeedbackEvent, prediction: StoredPrediction) -> P
     same_entities = True
     if correction.entities is not None:
         predicted = _spans(prediction.entities)
-        given = {(e.type, tuple(sorted(e.word_indices))) for e in correction.entities}
+        given = {(e.type, tuple(sorted(e.positions))) for e in correction.entities}
         same_entities = predicted is not None and given == predicted
     if not (same_type and same_entities):
         return None
@@ -369,7 +416,11 @@ def _same_as_prediction(event: FeedbackEvent, prediction: StoredPrediction) -> P
 
 
 def check_against_prediction(
-    event: FeedbackEvent, prediction: StoredPrediction, *, word_count: int | None = None
+    event: FeedbackEvent,
+    prediction: StoredPrediction,
+    *,
+    word_count: int | None = None,
+    declared: LabelSchema | None = None,
 ) -> list[Problem]:
     """Whether the event fits the prediction it judges.
 
@@ -378,6 +429,8 @@ def check_against_prediction(
         prediction: the logged prediction of ``(event.request_id, event.instance)``.
         word_count: words in the served document; None: the prediction's ``ocr.words`` (no
             position check when neither is known).
+        declared: the deployment's declared schema (config ``schema``): its document types and
+            fields are accepted beyond the model's, so a new one can be taught through feedback.
 
     Returns:
         The problems found (empty: the event may be stored).
@@ -386,7 +439,7 @@ def check_against_prediction(
     if problems:
         return problems  # labels and positions of another model mean nothing here
     count = word_count if word_count is not None else prediction.word_count
-    problems = _label_problems(event, prediction, count)
+    problems = _label_problems(event, prediction, count, declared)
     if problems:
         return problems
     same = _same_as_prediction(event, prediction)
@@ -398,6 +451,7 @@ def validate_event(
     prediction: StoredPrediction | None,
     *,
     word_count: int | None = None,
+    declared: LabelSchema | None = None,
 ) -> list[Problem]:
     """Every check of one event, in order (see the module docstring).
 
@@ -405,6 +459,7 @@ def validate_event(
         event: the verdict.
         prediction: the prediction it names, or None when none is logged.
         word_count: words in the served document (default: from the prediction).
+        declared: the deployment's declared schema (see :func:`check_against_prediction`).
 
     Returns:
         The problems (empty: valid). Text problems stop the checks there.
@@ -417,4 +472,4 @@ def validate_event(
         return [*problems, unknown_prediction(event)]
     if problems:
         return problems
-    return check_against_prediction(event, prediction, word_count=word_count)
+    return check_against_prediction(event, prediction, word_count=word_count, declared=declared)

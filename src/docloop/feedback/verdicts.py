@@ -50,7 +50,7 @@ Span = tuple[str, tuple[int, ...]]
 
 def corrected_spans(entities: Sequence[CorrectedEntity]) -> frozenset[Span]:
     """Entity spans of a corrected entity list, positions sorted and de-duplicated."""
-    return frozenset((entity.type, tuple(sorted(set(entity.word_indices)))) for entity in entities)
+    return frozenset((entity.type, tuple(sorted(set(entity.positions)))) for entity in entities)
 
 
 def predicted_spans(entities: Sequence[PredictedEntity]) -> frozenset[Span] | None:
