@@ -267,7 +267,9 @@ Reviewers' verdicts on the predictions of docloop's served models. A verdict nam
 prediction it judges by the predictor's `request_id` and the document's position in that request
 (`instance`), and either **confirms** the prediction or **corrects** it: the right document type
 and/or the document's complete entity list, each entity given by the positions of its words in
-the document (`word_indices`, 0-based, reading order, as in the prediction's entities).
+the document (`word_indices`, 0-based, reading order, as in the prediction's entities) or by its
+printed `value` alone: the API then finds the words in the served document and stores their
+positions (`422 value_not_found`, with the closest text, when the document does not print it).
 
 Every verdict carries an `idempotency_key`: sending it again with the same body is safe (`200`,
 the stored record), so clients retry freely; a key reused with another body is `409`.
