@@ -16,7 +16,10 @@ def build_dataset(
     seed: int = 0,
     val_fraction: float = 0.15,
     holdout_fraction: float = 0.2,
-) -> NamedTuple("DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]):
+) -> NamedTuple(
+    "DatasetOutputs",
+    [("digest", str), ("holdout_digest", str), ("train", int), ("doc_types", int)],
+):
     """Join page records with labels and split them by document, stratified by type.
 
     A document lands in exactly one split; within each document type the split follows a draw
@@ -43,6 +46,7 @@ def build_dataset(
         digest: Digest of the whole dataset (all splits).
         holdout_digest: Digest of the frozen holdout.
         train: Training documents.
+        doc_types: Document types in the schema (with one, there is no classifier to train).
     """
     from docloop.steps import build_dataset as step
 
@@ -58,6 +62,12 @@ def build_dataset(
         {"digest": manifest.digest, "counts": manifest.counts, "doc_types": manifest.doc_types}
     )
     outputs = NamedTuple(  # noqa: UP014
-        "DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]
+        "DatasetOutputs",
+        [("digest", str), ("holdout_digest", str), ("train", int), ("doc_types", int)],
     )
-    return outputs(manifest.digest, manifest.digests["holdout"], manifest.counts["train"])
+    return outputs(
+        manifest.digest,
+        manifest.digests["holdout"],
+        manifest.counts["train"],
+        len(manifest.doc_types),
+    )

@@ -292,7 +292,7 @@ def build_dataset(
     typer.echo(f"{counts} digest={manifest.digest[:16]} -> {output}")
 
 
-labels_app = typer.Typer(help="Check labels against page records and the schema.")
+labels_app = typer.Typer(help="Check labels against page records and the schema; import them.")
 app.add_typer(labels_app, name="labels")
 
 
@@ -322,6 +322,66 @@ def labels_check(
     _print_label_report(resolved.report, show=show)
     if any(issue.code not in ("located_fuzzily", "misaligned") for issue in resolved.report.issues):
         raise typer.Exit(EXIT_NOTHING_PROCESSED)
+
+
+@labels_app.command("import-label-studio")
+def labels_import_label_studio(
+    export: Annotated[str, typer.Argument(help="Label Studio JSON export (a URI or a path).")],
+    output: Annotated[str, typer.Option(help="Labels JSONL to write (labels by value).")],
+    document_key: Annotated[
+        str | None,
+        typer.Option(help="Task data key holding the document (default: image, ocr, pdf, ...)."),
+    ] = None,
+    strip_prefix: Annotated[
+        str, typer.Option(help="Leading path to drop so sources are relative to the input.")
+    ] = "",
+    rename: Annotated[
+        list[str] | None,
+        typer.Option(help="LABEL=field: map a Label Studio label to a schema field (repeat)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Label Studio's JSON export (OCR or NER template) -> a labels file by value.
+
+    Each task becomes a line naming its document by ``source`` with its field values; check
+    them against the page records with ``docloop labels check``. Every task or region left out
+    is listed with the reason.
+    """
+    from rich.table import Table
+
+    from docloop.documents.label_studio import convert_export, parse_export
+    from docloop.storage import Storage
+
+    settings = _config(config)
+    names: dict[str, str] = {}
+    for item in rename or []:
+        label, sep, name = item.partition("=")
+        if not sep or not label or not name:
+            console.print(f"[red]error:[/red] --rename {item!r}: write it as LABEL=field")
+            raise typer.Exit(EXIT_CONFIG_OR_STORAGE)
+        names[label] = name
+    storage = Storage(settings.storage)
+    try:
+        tasks = parse_export(storage.read_text(export), export)
+        result = convert_export(
+            tasks, document_key=document_key, strip=strip_prefix, field_names=names
+        )
+        storage.write_text(output, result.jsonl())
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    out = Console()
+    values = ", ".join(f"{name}={count}" for name, count in sorted(result.values.items()))
+    out.print(
+        f"{len(result.lines)} of {result.tasks} tasks -> {output} (values: {values or 'none'})"
+    )
+    if result.skipped:
+        table = Table(title=f"{len(result.skipped)} tasks or regions left out")
+        for column in ("task", "region", "why"):
+            table.add_column(column)
+        for item in result.skipped:
+            table.add_row(str(item.task), item.region or "-", item.reason)
+        out.print(table)
 
 
 def _print_label_report(report: LabelReport, show: int = 20) -> None:
