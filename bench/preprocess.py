@@ -24,9 +24,9 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
 import string
-import shutil
 import tempfile
 import time
 from pathlib import Path

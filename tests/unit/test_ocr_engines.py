@@ -118,7 +118,7 @@ def ocr_grey(image: Image.Image) -> object:
         {"ocr_engine": "rapidocr"},
         {"fallback_engine": "none"},
         {"tesseract_model": "best"},
-        {"tesseract_psm": 6},
+        {"tesseract_psm": 4},
         {"tesseract_dictionaries": False},
         {"ocr_text_height": 20},
         {"ocr_binarise": not PreprocessConfig().ocr_binarise},

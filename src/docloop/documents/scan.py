@@ -1,5 +1,6 @@
-"""Image preparation before OCR: greyscale, text-height scaling, adaptive binarisation, deskew,
-a white border; and the mapping of OCR boxes back onto the original page image.
+"""Image preparation before OCR, and the mapping of OCR boxes back onto the page as given.
+
+Steps: greyscale, text-height scaling, adaptive binarisation, deskew, a white border.
 
 Every step is cheap (OpenCV on a greyscale array, the estimates on a downscaled copy), so it can
 run on every scanned page.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +25,7 @@ MIN_SCALE = 0.5
 SKEW_LIMIT_DEG = 5.0
 SKEW_STEP_DEG = 0.25
 
-GreyImage = NDArray[np.uint8]
+GreyImage = NDArray[Any]
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,10 @@ class PreparedPage:
         cos_a = math.cos(math.radians(self.angle_deg))
         sin_a = math.sin(math.radians(self.angle_deg))
         for x, y in corners:
-            x, y = x - self.border - centre_x, y - self.border - centre_y
+            dx, dy = x - self.border - centre_x, y - self.border - centre_y
             # undo the rotation (the image was turned by angle_deg about its centre)
-            x, y = x * cos_a - y * sin_a, x * sin_a + y * cos_a
-            mapped.append(((x + centre_x) / self.scale, (y + centre_y) / self.scale))
+            rx, ry = dx * cos_a - dy * sin_a, dx * sin_a + dy * cos_a
+            mapped.append(((rx + centre_x) / self.scale, (ry + centre_y) / self.scale))
         xs = [x for x, _ in mapped]
         ys = [y for _, y in mapped]
         return min(xs), min(ys), max(xs), max(ys)
@@ -100,8 +102,10 @@ def _ink(grey: GreyImage) -> GreyImage:
 
 
 def text_height(grey: GreyImage) -> float | None:
-    """Estimate the capital-letter height in pixels: the 75th percentile of the heights of
-    letter-sized connected components (on a copy at most 800 px wide; ~5 ms a page).
+    """Estimate the capital-letter height in pixels.
+
+    The 75th percentile of the heights of letter-sized connected components, on a copy at most
+    800 px wide (~5 ms a page).
 
     Returns:
         The height in the original image's pixels, or None when the page has too few components.
@@ -119,8 +123,11 @@ def text_height(grey: GreyImage) -> float | None:
 
 
 def skew_angle(grey: GreyImage) -> float:
-    """The angle (degrees, counter-clockwise positive) that levels the text lines: the rotation
-    within +/- 5 degrees whose row profile of ink is the sharpest (projection-profile method)."""
+    """The angle (degrees, counter-clockwise positive) that levels the text lines.
+
+    The rotation within +/- 5 degrees whose row profile of ink is the sharpest (projection-profile
+    method), on a copy at most 800 px wide.
+    """
     small, _ = _small(grey)
     ink = (_ink(small) > 0).astype(np.float32)
     height, width = ink.shape
@@ -147,14 +154,13 @@ def prepare(image: Image.Image, steps: Preparation) -> PreparedPage:
     height, width = grey.shape
     scale = 1.0
     measured = text_height(grey) if steps.text_height or steps.binarise else None
-    if steps.text_height:
-        if measured is not None:
-            wanted = min(MAX_SCALE, max(MIN_SCALE, steps.text_height / measured))
-            if abs(wanted - 1.0) > 0.25:
-                scale = wanted
-                size = (round(width * scale), round(height * scale))
-                method = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
-                grey = cv2.resize(grey, size, interpolation=method)
+    if steps.text_height and measured is not None:
+        wanted = min(MAX_SCALE, max(MIN_SCALE, steps.text_height / measured))
+        if abs(wanted - 1.0) > 0.25:
+            scale = wanted
+            size = (round(width * scale), round(height * scale))
+            method = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+            grey = cv2.resize(grey, size, interpolation=method)
     angle = 0.0
     if steps.deskew:
         angle = skew_angle(grey)

@@ -1,10 +1,10 @@
 """Files sent to the predictor -> pages, with the preprocess component's own code.
 
 The same ``inspect_document`` (type sniffing, encryption, page count and size caps, text layer)
-and ``process_page`` (render, text layer or OCR with its retries, empty-page detection) run here, inline
-in the calling thread and in a temporary folder, so a served document gets exactly the words and
-boxes a preprocessed one would. What preprocess would quarantine becomes an HTTP 400 whose message
-names the field and carries the quarantine code and reason.
+and ``process_page`` (render, text layer or OCR with its retries, empty-page detection) run
+here, inline in the calling thread and in a temporary folder, so a served document gets exactly
+the words and boxes a preprocessed one would. What preprocess would quarantine becomes an HTTP
+400 whose message names the field and carries the quarantine code and reason.
 """
 
 from __future__ import annotations
