@@ -422,8 +422,8 @@ def labels_import_label_studio(
         table = Table(title=f"{len(result.skipped)} tasks or regions left out")
         for column in ("task", "region", "why"):
             table.add_column(column)
-        for item in result.skipped:
-            table.add_row(str(item.task), item.region or "-", item.reason)
+        for left in result.skipped:
+            table.add_row(str(left.task), left.region or "-", left.reason)
         out.print(table)
 
 
