@@ -51,12 +51,13 @@ class PreprocessConfig(Section):
     force_ocr: bool = Field(default=False, description="OCR every page even with a text layer.")
     ocr_lang: str = Field(default="eng", description="Tesseract language(s), e.g. ``eng+deu``.")
     ocr_engine: Literal["tesseract", "rapidocr"] = Field(
-        default="tesseract",
-        description="OCR engine for pages without a text layer: tesseract, or RapidOCR (PP-OCR "
-        "ONNX models shipped in its wheel; reads Latin script).",
+        default="rapidocr",
+        description="OCR engine for pages without a text layer: RapidOCR (PP-OCRv6 ONNX models "
+        "shipped in its wheel; on 40 SROIE receipts token recall 0.92, field-value ceiling "
+        "0.88, 2.4 CPU s a receipt) or tesseract (psm 6: 0.79, 0.67, 1.1 s).",
     )
     fallback_engine: Literal["none", "tesseract", "rapidocr"] = Field(
-        default="rapidocr",
+        default="tesseract",
         description="Engine tried on a page where the main engine finds almost nothing (fewer "
         "than ocr_retry_words words), after a retry with full image preparation.",
     )

@@ -194,6 +194,21 @@ def _page_box(prepared: PreparedPage, x0: float, y0: float, x1: float, y1: float
     return normalise_box(left, top, right, bottom, prepared.width, prepared.height)
 
 
+RAPIDOCR_TUNING: dict[str, Any] = {
+    "Det.limit_type": "max",
+    "Det.limit_side_len": 960,
+    "Rec.rec_batch_num": 1,
+}
+"""Detection on the page scaled to at most 960 px a side, recognition one line at a time.
+
+Measured on 16 SROIE receipts, one thread (process CPU time): RapidOCR's defaults (detection
+scales the *short* side up to 736 px; six lines per recognition batch) 3.59 s a receipt, token
+recall 0.920; these 2.33 s, 0.921. Batches pad every line to the widest, so one line per batch
+is both faster (2.90 s alone) and reads more (0.927); on synthetic A4 pages 2.54 s a page
+instead of 4.83 s, 1,387 words instead of 1,391. In the settings digest (a change re-OCRs).
+"""
+
+
 def rapidocr_model_dir() -> Path:
     """The ``models`` folder inside the installed rapidocr wheel."""
     spec = importlib.util.find_spec("rapidocr")
@@ -225,6 +240,7 @@ def rapidocr_params(model_dir: Path | None = None) -> dict[str, Any]:
         "Cls.model_path": str(paths["cls"]),
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        **RAPIDOCR_TUNING,
     }
 
 

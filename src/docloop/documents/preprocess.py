@@ -44,6 +44,7 @@ from docloop.documents.intake import (
     inspect_document,
 )
 from docloop.documents.ocr import (
+    RAPIDOCR_TUNING,
     OcrSettings,
     best_tessdata_dir,
     poppler_version,
@@ -200,6 +201,7 @@ def settings_digest(config: PreprocessConfig) -> str:
         relevant["tesseract_model_file"] = tesseract_model_stamp(config.tesseract_model)
     if "rapidocr" in (config.ocr_engine, config.fallback_engine):
         relevant["rapidocr"] = rapidocr_version()
+        relevant["rapidocr_tuning"] = RAPIDOCR_TUNING
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
