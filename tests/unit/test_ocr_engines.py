@@ -115,7 +115,7 @@ def ocr_grey(image: Image.Image) -> object:
 @pytest.mark.parametrize(
     "change",
     [
-        {"ocr_engine": "rapidocr"},
+        {"ocr_engine": "tesseract"},
         {"fallback_engine": "none"},
         {"tesseract_model": "best"},
         {"tesseract_psm": 4},

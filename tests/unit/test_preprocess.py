@@ -110,7 +110,7 @@ def test_good_documents_in_the_same_batch_are_processed(
     for name in ("scan.png", "scan.tiff", "mixed-scan.pdf"):
         record = by_name[name][0]
         assert record.source == "ocr"
-        assert record.ocr_engine.startswith("tesseract ")
+        assert record.ocr_engine.split()[0] == PreprocessConfig().ocr_engine
         assert {"Invoice", "Aetna"} <= set(record.words)
         assert 50 < record.mean_confidence <= 100
     for record in records:
@@ -123,11 +123,18 @@ def test_good_documents_in_the_same_batch_are_processed(
     assert result.summary_line().startswith(f"processed={len(GOOD)} quarantined=")
 
 
-def test_text_layer_boxes_agree_with_ocr_boxes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("engine", "tolerance"),
+    # RapidOCR's word boxes come from its detector's line boxes, which it widens ("unclip") by
+    # design: about 4 units off at the median, up to 10 vertically (bench/preprocess.py).
+    [("tesseract", 8), ("rapidocr", 12)],
+)
+def test_text_layer_boxes_agree_with_ocr_boxes(tmp_path: Path, engine: str, tolerance: int) -> None:
     pdf = documents.born_digital_pdf([["Discharge summary for Jane Doe", "Total due 1,234.56"]])
     documents.write(tmp_path / "in", "d.pdf", pdf)
     storage = Storage()
-    config = PreprocessConfig()  # 200 dpi: OCR at 100 dpi splits words
+    # 200 dpi: OCR at 100 dpi splits words
+    config = PreprocessConfig().model_copy(update={"ocr_engine": engine})
     fast = preprocess(str(tmp_path / "in"), str(tmp_path / "fast"), config, storage, workers=1)
     slow = preprocess(
         str(tmp_path / "in"),
@@ -147,7 +154,7 @@ def test_text_layer_boxes_agree_with_ocr_boxes(tmp_path: Path) -> None:
     ]
     assert len(pairs) >= 0.75 * len(layer.words), (layer.words, ocr.words)
     for a, b in pairs:
-        assert all(abs(p - q) <= 8 for p, q in zip(a, b, strict=True)), (a, b)
+        assert all(abs(p - q) <= tolerance for p, q in zip(a, b, strict=True)), (a, b)
 
 
 def test_rerun_on_unchanged_input_does_no_work(batch: tuple[Path, Path, PreprocessResult]) -> None:
