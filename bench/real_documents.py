@@ -2,9 +2,11 @@
 
 Run with ``python -m bench.real_documents --sroie DIR [--limit N] [--variant NAME ...]`` where
 ``DIR`` is the ``data/`` folder of ``zzzDavid/ICDAR-2019-SROIE`` (``img/``, ``box/``, ``key/``;
-never committed). Stage implemented here: OCR. Each variant runs docloop's own preprocess
-(``docloop.documents.preprocess``, one worker) over the same receipts and is scored against the
-reference transcription:
+never committed). ``--variant`` scores OCR settings only; without it the whole path runs on
+docloop's defaults (``--pipeline``): OCR -> labels by value -> build-dataset -> train -> score.
+
+OCR stage. Each variant runs docloop's own preprocess (``docloop.documents.preprocess``) over the
+same receipts and is scored against the reference transcription:
 
 - token recall: share of the reference tokens (``box/*.csv`` text split at whitespace) that the OCR
   words hold, counted as multisets (a token found twice in the reference needs two OCR words).
@@ -21,11 +23,28 @@ reference transcription:
   its reaped children: the worker and its tesseract processes), which a busy machine inflates less.
 
 Receipts: ``--limit N`` takes N spread evenly over the sorted file names (deterministic).
+
+The pipeline (after the OCR stage on the defaults):
+
+- labels by value: one line per receipt, ``{"source": "NAME.jpg", "doc_type": "receipt",
+  "fields": key/NAME.json}``, resolved by build-dataset's own code against the schema
+  ``company: text, date: date, address: text, total: amount``; coverage per field (values given,
+  located exactly, fuzzily, not located);
+- the split, fixed and documented: a receipt is in the holdout when the first 8 hex digits of
+  ``sha256(file name)`` are below 20 % of their range, else in training, where those of
+  ``sha256("val:" + file name)`` put 10 % into validation (early stopping);
+- training: ``docloop.models.training.train`` on the extractor task with the configured defaults
+  (``--max-steps`` caps it for quick runs), MLflow off;
+- scoring on the holdout: entity F1 (seqeval, strict IOB2) against the located labels, and the
+  SROIE field protocol (``docloop.evaluation.fields``: the most confident span per field, exact
+  match after case and whitespace normalisation) against the key values themselves, so labels
+  the OCR could not hold count as misses.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +52,7 @@ import platform
 import resource
 import string
 import tempfile
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -43,12 +63,21 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from docloop.config import PreprocessConfig
+from docloop.config import PreprocessConfig, SchemaConfig, TrackingConfig, TrainingConfig
+from docloop.datasets.initial import check_labels
+from docloop.documents.examples import DocumentExample, build_examples, write_dataset
 from docloop.documents.preprocess import preprocess, read_page_records
+from docloop.evaluation.fields import field_protocol, field_values
 from docloop.storage import Storage
 
 OUT = Path(__file__).resolve().parent / "out"
 FIELDS = ("company", "date", "address", "total")
+RECEIPT_SCHEMA = SchemaConfig(
+    doc_types=["receipt"],
+    fields={"company": "text", "date": "date", "address": "text", "total": "amount"},
+)
+HOLDOUT_SHARE = 0.2
+VAL_SHARE = 0.1
 EDGE_PUNCTUATION = string.punctuation + "\u2018\u2019\u201c\u201d\u00b7\u2022\u2013\u2014"
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -212,8 +241,10 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def ocr_stage(sroie: Path, names: list[str], config: PreprocessConfig, workdir: Path) -> OcrScore:
-    """Preprocess the receipts with ``config`` (one worker) and score the page records."""
+def ocr_stage(
+    sroie: Path, names: list[str], config: PreprocessConfig, workdir: Path, workers: int = 1
+) -> OcrScore:
+    """Preprocess the receipts with ``config`` and score the page records (pages in workdir)."""
     inputs = workdir / "img"
     inputs.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -222,20 +253,160 @@ def ocr_stage(sroie: Path, names: list[str], config: PreprocessConfig, workdir: 
             link.symlink_to((sroie / "img" / f"{name}.jpg").resolve())
     output = workdir / "pages"
     before = _cpu_seconds()
-    result = preprocess(str(inputs), str(output), config, Storage(), workers=1)
+    result = preprocess(str(inputs), str(output), config, Storage(), workers=workers)
     cpu = _cpu_seconds() - before
     words_by_name: dict[str, list[str]] = {}
     for record in read_page_records(Storage(), str(output)):
         stem = Path(record.source_uri).stem
         words_by_name.setdefault(stem, []).extend(record.words)
     score = OcrScore()
-    score.seconds = result.seconds
+    score.seconds = result.seconds * workers
     score.cpu_seconds = cpu
     for name in names:
         keys = json.loads((sroie / "key" / f"{name}.json").read_text(encoding="utf-8"))
         reference = reference_lines(sroie / "box" / f"{name}.csv")
         score.add(reference, words_by_name.get(name, []), keys)
     return score
+
+
+def in_holdout(name: str) -> bool:
+    """The fixed split: a hash of the file name puts ~20 % of receipts in the holdout."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) < HOLDOUT_SHARE * 16**8
+
+
+def in_val(name: str) -> bool:
+    """Within training, ~10 % of receipts validate (early stopping)."""
+    return int(hashlib.sha256(f"val:{name}".encode()).hexdigest()[:8], 16) < VAL_SHARE * 16**8
+
+
+def write_labels(sroie: Path, names: Sequence[str], path: Path) -> None:
+    """Labels by value from the key files: one line per receipt, named by its source."""
+    with path.open("w", encoding="utf-8") as out:
+        for name in names:
+            keys = json.loads((sroie / "key" / f"{name}.json").read_text(encoding="utf-8"))
+            fields = {k: v for k, v in keys.items() if k in FIELDS}
+            line = {"source": f"{name}.jpg", "doc_type": "receipt", "fields": fields}
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def dataset_stage(sroie: Path, names: Sequence[str], workdir: Path) -> dict[str, Any]:
+    """Labels by value -> the fixed split -> a dataset folder; coverage per field."""
+    labels = workdir / "labels.jsonl"
+    write_labels(sroie, names, labels)
+    storage = Storage()
+    pages = str(workdir / "pages")
+    records = read_page_records(storage, pages)
+    resolved = check_labels(pages, str(labels), storage, RECEIPT_SCHEMA, records)
+    examples = [
+        e
+        for e in build_examples(records, resolved.doc_types, resolved.entities)
+        if e.doc_type is not None
+    ]
+    splits: dict[str, list[DocumentExample]] = {"train": [], "val": [], "holdout": []}
+    for example in examples:
+        name = Path(example.source_uri).name
+        split = "holdout" if in_holdout(name) else "val" if in_val(name) else "train"
+        splits[split].append(example)
+    write_dataset(
+        storage,
+        str(workdir / "dataset"),
+        splits,
+        0,
+        label_schema=resolved.schema,
+        labels=resolved.report,
+    )
+    report = resolved.report
+    coverage = {
+        name: {
+            "given": row.given,
+            "exact": row.exact,
+            "fuzzy": row.fuzzy,
+            "not_located": row.not_located,
+            "located": round(row.located / row.given, 4) if row.given else 0.0,
+        }
+        for name, row in [*report.coverage.items(), ("all", report.total)]
+    }
+    return {
+        "documents": {split: len(rows) for split, rows in splits.items()},
+        "coverage": coverage,
+        "issues": dict(Counter(issue.code for issue in report.issues)),
+    }
+
+
+def train_stage(workdir: Path, max_steps: int | None) -> dict[str, Any]:
+    """Train the extractor on the dataset; score it on the holdout (entity F1, field protocol)."""
+    from docloop.models.artifact import load_model
+    from docloop.models.inference import extract
+    from docloop.models.metrics import entity_metrics
+    from docloop.models.training import train
+
+    config = TrainingConfig()
+    if max_steps:
+        config = config.model_copy(update={"max_steps": max_steps})
+    started = time.perf_counter()
+    result = train(
+        "extract",
+        str(workdir / "dataset"),
+        str(workdir / "model"),
+        config,
+        TrackingConfig(enabled=False),
+    )
+    seconds = time.perf_counter() - started
+    from docloop.documents.examples import read_examples
+
+    holdout = read_examples(Storage(), str(workdir / "dataset" / "holdout.parquet"))
+    model = load_model(workdir / "model")
+    predictions = extract(model, holdout)
+    entity = entity_metrics([e.tags for e in holdout], [p.tags for p in predictions])
+    return {
+        "steps": result.card.steps,
+        "train_seconds": round(seconds, 1),
+        "holdout_receipts": len(holdout),
+        "entity_f1": round(entity.f1, 4),
+        "entity_f1_per_field": {k: round(v.f1, 4) for k, v in sorted(entity.per_entity.items())},
+        "predicted": {
+            Path(e.source_uri).stem: field_values(p.entities)
+            for e, p in zip(holdout, predictions, strict=True)
+        },
+    }
+
+
+def score_fields(sroie: Path, predicted: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The SROIE field protocol on the holdout receipts against their key values."""
+    gold = {}
+    for name in predicted:
+        keys = json.loads((sroie / "key" / f"{name}.json").read_text(encoding="utf-8"))
+        gold[name] = {k: v for k, v in keys.items() if k in FIELDS}
+    report = field_protocol(gold, predicted)
+    return report.as_dict()
+
+
+def run_pipeline(
+    sroie: Path, limit: int | None, workers: int, max_steps: int | None, keep: Path | None
+) -> dict[str, Any]:
+    """OCR -> labels by value -> dataset -> extractor -> scores, on docloop's defaults."""
+    names = receipt_names(sroie, limit)
+    figures: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}",
+        "receipts": len(names),
+        "variants": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="docloop-sroie-") as tmp:
+        workdir = keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        log = logging.getLogger(__name__)
+        log.warning("OCR of %d receipts (%d workers)", len(names), workers)
+        score = ocr_stage(sroie, names, PreprocessConfig(), workdir, workers)
+        figures["variants"]["default"] = score.figures()
+        log.warning("labels by value and the dataset")
+        figures["dataset"] = dataset_stage(sroie, names, workdir)
+        log.warning("training the extractor")
+        trained = train_stage(workdir, max_steps)
+        predicted = trained.pop("predicted")
+        figures["training"] = trained
+        figures["fields"] = score_fields(sroie, predicted)
+    return figures
 
 
 def run(sroie: Path, limit: int | None, variants: list[str]) -> dict[str, Any]:
@@ -291,7 +462,43 @@ def report(figures: dict[str, Any], console: Console) -> None:
     )
 
 
-def main() -> None:
+def report_pipeline(figures: dict[str, Any], console: Console) -> None:
+    """Print the label coverage, training and the extractor's scores."""
+    dataset = figures["dataset"]
+    table = Table(title=f"labels by value ({dataset['documents']} documents per split)")
+    for column in ("field", "given", "exact", "fuzzy", "not located", "located"):
+        table.add_column(column)
+    for name, row in dataset["coverage"].items():
+        table.add_row(
+            name,
+            *(str(row[k]) for k in ("given", "exact", "fuzzy", "not_located")),
+            f"{row['located']:.3f}",
+        )
+    console.print(table)
+    training, fields = figures["training"], figures["fields"]
+    table = Table(
+        title=f"extractor: {training['steps']} steps in {training['train_seconds']:.0f} s; "
+        f"{training['holdout_receipts']} holdout receipts"
+    )
+    for column in ("field", "entity F1 (seqeval)", "field F1 (SROIE protocol)", "P", "R"):
+        table.add_column(column)
+    per_field = fields["per_field"]
+    for name in [*FIELDS, "all"]:
+        row = fields["overall"] if name == "all" else per_field.get(name, {})
+        entity = (
+            training["entity_f1"] if name == "all" else training["entity_f1_per_field"].get(name)
+        )
+        table.add_row(
+            name,
+            f"{entity:.3f}" if entity is not None else "-",
+            f"{row.get('f1', 0):.3f}",
+            f"{row.get('precision', 0):.3f}",
+            f"{row.get('recall', 0):.3f}",
+        )
+    console.print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sroie", type=Path, required=True, help="the SROIE data/ folder")
     parser.add_argument("--limit", type=int, default=None, help="receipts (default: all)")
@@ -299,17 +506,35 @@ def main() -> None:
         "--variant",
         action="append",
         choices=sorted(VARIANTS),
-        help="OCR settings to score (repeatable; default: docloop's defaults)",
+        help="OCR settings to score, OCR stage only (repeatable)",
     )
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the size make bench runs: 120 receipts, 200 training steps",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="OCR worker processes")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on training steps")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the JSON goes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("docloop").setLevel(logging.ERROR)
-    console = Console()
-    figures = run(args.sroie, args.limit, args.variant or ["default"])
-    report(figures, console)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "real_documents.json").write_text(json.dumps(figures, indent=2))
-    console.print(f"figures written to {OUT / 'real_documents.json'}")
+    console = Console(width=120)
+    if not (args.sroie / "img").is_dir():
+        parser.error(f"--sroie {args.sroie}: no img/ folder; point it at the SROIE data/ folder")
+    if args.variant:
+        figures = run(args.sroie, args.limit, args.variant)
+        report(figures, console)
+    else:
+        limit, steps = (120, 200) if args.quick else (args.limit, args.max_steps)
+        figures = run_pipeline(args.sroie, limit, args.workers, steps, args.keep)
+        report(figures, console)
+        report_pipeline(figures, console)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "real_documents-quick.json" if args.quick else "real_documents.json"
+    (args.out / name).write_text(json.dumps(figures, indent=2))
+    console.print(f"figures written to {args.out / name}")
 
 
 if __name__ == "__main__":
