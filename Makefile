@@ -50,9 +50,11 @@ component: $(STAMP)
 	@test -n "$(NAME)" || { echo "make component: name it, e.g. make component NAME=redact_pages" >&2; exit 2; }
 	$(PY) -m components.scaffold $(NAME)
 
+# SROIE=<the data/ folder of zzzDavid/ICDAR-2019-SROIE> adds the real-receipt benchmark (skipped
+# without it); the full-size run is `python -m bench.real_documents --sroie DIR`.
 bench: $(STAMP)
 	$(PY) -m pip install -q -c requirements.lock -e ".[bench]"
-	$(PY) -m bench.suite
+	DOCLOOP_SROIE_DIR=$${DOCLOOP_SROIE_DIR:-$(SROIE)} $(PY) -m bench.suite
 
 # The retraining-strategy benchmark at its default size (28 min on 2 CPU cores, 23 once cached);
 # rewrites the efficacy section of docs/benchmarks.md.

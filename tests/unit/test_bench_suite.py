@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from bench import suite
 
@@ -285,10 +287,36 @@ def test_the_suite_runs_the_quick_sizes_in_order() -> None:
         "python -m bench.training --quick",
         "python -m bench.retrain_strategies --quick",
     ]
-    assert commands[6].startswith("python -m bench.training_cuda")
+    assert commands[6] == "python -m bench.real_documents --quick"
+    assert commands[7].startswith("python -m bench.training_cuda")
     by_name = {b.name: b for b in suite.BENCHMARKS}
+    assert by_name["real_documents"].requires == "sroie"
     assert by_name["retrain_strategies"].json_name == "retrain_strategies-quick.json"
     assert by_name["training_cuda"].requires == "cuda"
+
+
+def test_the_real_document_benchmark_runs_only_with_the_sroie_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = next(b for b in suite.BENCHMARKS if b.name == "real_documents")
+    monkeypatch.setattr(suite, "BENCHMARKS", (real,))
+    ran: list[tuple[str, ...]] = []
+
+    def execute(benchmark: suite.Benchmark, *_: object) -> dict[str, object]:
+        ran.append(benchmark.args)
+        return {"command": benchmark.command, "status": "ok"}
+
+    monkeypatch.setattr(suite, "execute", execute)
+    console = Console(file=io.StringIO())
+    monkeypatch.delenv(suite.SROIE_ENV, raising=False)
+    record = suite.run_suite(tmp_path / "a", 60, console)["benchmarks"]["real_documents"]
+    assert record["status"] == "skipped" and "make bench SROIE=" in record["reason"]
+    monkeypatch.setenv(suite.SROIE_ENV, str(tmp_path))  # no img/ inside
+    record = suite.run_suite(tmp_path / "b", 60, console)["benchmarks"]["real_documents"]
+    assert record["status"] == "skipped" and ran == []
+    (tmp_path / "img").mkdir()
+    record = suite.run_suite(tmp_path / "c", 60, console)["benchmarks"]["real_documents"]
+    assert record["status"] == "ok" and ran == [("--quick", "--sroie", str(tmp_path))]
 
 
 def test_runnable_needs_a_module_or_a_package_main(tmp_path: Path) -> None:
