@@ -146,3 +146,48 @@ def test_declared_fields_and_types_may_be_taught_others_are_refused(client: Test
     assert unknown.json()["code"] == "unknown_label"
     assert "declared under schema" in unknown.json()["error"]
     assert "vendor_id" in unknown.json()["error"]
+
+
+def test_a_value_whose_only_occurrence_is_held_is_not_found(client: TestClient) -> None:
+    body = correction(
+        [{"type": "company", "word_indices": [0, 1]}, {"type": "company", "value": "BOOK TA"}]
+    )
+    response = client.post("/v1/feedback", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "correction.entities[1].value"
+
+
+def two_pages() -> DocumentExample:
+    words = ["Invoice", "TOTAL", "RM1.00", "Page", "two", "TOTAL", "RM9.00", "25-12-2018"]
+    return DocumentExample(
+        doc_id="d2", source_uri="request://x/0", doc_type=None, words=words,
+        boxes=[[10, 10 + 20 * i, 90, 25 + 20 * i] for i in range(len(words))],
+        pages=[0, 0, 0, 1, 1, 1, 1, 1], tags=["O"] * len(words), page_count=2, ocr_pages=2,
+        mean_confidence=90.0,
+    )  # fmt: skip
+
+
+def test_positions_on_a_later_page_count_the_earlier_pages_words() -> None:
+    from docloop.feedback.contracts import FeedbackEvent
+    from docloop.feedback.values import kind_of_value, resolve_values
+
+    event = FeedbackEvent.model_validate(
+        correction(
+            [
+                {"type": "total", "value": "9.00"},  # no declared kind: read off the value
+                {"type": "date", "value": "25/12/2018"},
+                {"type": "title", "value": "page two"},
+            ]
+        )
+    )
+    resolved, missing = resolve_values(event, two_pages(), {}, 0.2)
+    assert missing == []
+    assert resolved.correction is not None and resolved.correction.entities is not None
+    assert [e.word_indices for e in resolved.correction.entities] == [[6], [7], [3, 4]]
+    assert (kind_of_value("9.00"), kind_of_value("25/12/2018")) == ("amount", "date")
+    # a total held by another entity: the other occurrence is not another amount
+    held = FeedbackEvent.model_validate(
+        correction([{"type": "x", "word_indices": [6]}, {"type": "total", "value": "9.00"}])
+    )
+    _, missing = resolve_values(held, two_pages(), {}, 0.2)
+    assert [index for index, _ in missing] == [1]

@@ -111,6 +111,9 @@ def test_schema_section_loads_and_derives_iob_tags(tmp_path: Path) -> None:
         "company": "text",
     }
     assert schema_from_config(DocloopConfig().label_schema) is None  # taken from the labels
+    classes_only = schema_from_config(SchemaConfig(doc_types=["letter", "invoice"]))
+    assert classes_only is not None and classes_only.field_names == []  # a classifier's schema
+    assert classes_only.unknown_field("total") is not None
 
 
 # --- normalisation and kinds ----------------------------------------------------------------
@@ -170,6 +173,19 @@ def test_date_kind_matches_other_separators_and_month_names() -> None:
     assert found.text == "25-12-18"
     [named] = candidates(page(["Date 25 Dec 2018 Cashier"]), "25/12/2018", "date")
     assert named.text == "25 Dec 2018"
+
+
+def test_edits_never_turn_one_amount_date_or_id_into_another() -> None:
+    words = page(["Date 25/12/2016 TOTAL 1,284.50", "Ref INV-1234 Date 25/I2/2018"])
+    assert candidates(words, "1,234.50", "amount") == []  # one digit off: another amount
+    assert candidates(words, "INV-1235", "id") == []
+    # not 25/12/2016 (1 edit away), and not 25/I2/2018 either: a digit read as a letter is
+    # reported unlocated (with the nearest miss) rather than guessed
+    assert candidates(words, "25/12/2018", "date") == []
+    [ref] = candidates(words, "INV-1234", "id")
+    assert ref.distance == 0
+    [company] = candidates(page(["B0OK TA.K SDN BHD"]), "BOOK TA .K SDN BHD", "text")
+    assert company.distance == 1  # text fields keep their OCR tolerance
 
 
 def test_ties_take_the_last_amount_and_the_typical_place_otherwise() -> None:

@@ -125,6 +125,8 @@ def ocr_grey(image: Image.Image) -> object:
         {"ocr_deskew": not PreprocessConfig().ocr_deskew},
         {"ocr_border": 25},
         {"ocr_retry_words": 3},
+        {"min_page_words": 4},
+        {"ocr_lang": "deu"},
     ],
 )
 def test_every_ocr_setting_enters_the_settings_digest(change: dict[str, object]) -> None:
@@ -192,3 +194,35 @@ def test_an_image_rapidocr_cannot_read_is_quarantined_and_the_batch_goes_on(
     (record,) = read_page_records(Storage(), str(tmp_path / "out"))
     assert record.ocr_engine.startswith("rapidocr ")
     assert "Aetna" in record.words
+
+
+def test_a_page_the_main_engine_cannot_read_goes_to_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = pages.ocr_image
+    seen: list[str] = []
+
+    def rapidocr_fails(image: Image.Image, settings: OcrSettings) -> PageWords:
+        seen.append(settings.engine)
+        if settings.engine == "rapidocr":
+            raise ValueError("unsupported image layout")
+        return real(image, settings)
+
+    monkeypatch.setattr(pages, "ocr_image", rapidocr_fails)
+    image = documents.text_image(LINES)
+    task = pages.PageTask(
+        doc_id="d", kind="image", path=str(tmp_path / "p.png"), page=0, dpi=200,
+        text_layer=None, ocr=OcrSettings(engine="rapidocr"), jpeg_quality=80, color=False,
+        image_path=str(tmp_path / "p.jpg"), fallback_engine="tesseract", retry_words=3,
+    )  # fmt: skip
+    image.save(task.path)
+    result = pages.process_page(task)
+    assert seen == ["rapidocr", "rapidocr", "tesseract"]
+    assert result.error_code is None and result.engine.startswith("tesseract ")
+    # without a fallback the first error is the page's reason, with what to do
+    seen.clear()
+    alone = pages.process_page(pages.PageTask(**{**task.__dict__, "fallback_engine": "none"}))
+    assert alone.error_code == "ocr_failed"
+    assert alone.error_reason is not None
+    assert "unsupported image layout" in alone.error_reason
+    assert "ocr_engine: tesseract" in alone.error_reason

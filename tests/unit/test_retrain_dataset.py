@@ -439,6 +439,17 @@ def test_a_field_added_through_feedback_grows_the_schema(tmp_path: Path) -> None
     assert manifest.label_schema.declared
     tagged = [e for e in split(output, "train") if "B-vendor" in e.tags]
     assert tagged and all(e.tags[2:4] == ["B-vendor", "I-vendor"] for e in tagged)
+    # declared in the config as an id: the new field keeps that kind
+    declared = build_retrain_dataset(
+        scenario.records, scenario.documents, str(previous), str(tmp_path / "declared"),
+        RetrainConfig(), None, 0, storage, declared_kinds={"vendor": "id"},
+    )  # fmt: skip
+    assert declared.label_schema is not None
+    assert declared.label_schema.kinds["vendor"] == "id"
+    # a previous dataset written before schemas: the new one reads it off the names
+    bare = previous_dataset(tmp_path / "bare")
+    manifest, _ = build(tmp_path, scenario, previous=bare, name="from-bare")
+    assert manifest.label_schema is not None and "vendor" in manifest.label_schema.kinds
 
 
 def test_previously_trained_documents_retrain_with_their_new_label(tmp_path: Path) -> None:

@@ -104,18 +104,13 @@ class LabelSchema(BaseModel):
 
 
 def schema_from_config(config: SchemaConfig) -> LabelSchema | None:
-    """The declared schema, or None when the config declares no field (take it from labels).
+    """The declared schema, or None when the config declares nothing (take it from labels).
 
-    Raises:
-        InvalidInput: fields are declared but no document type.
+    Fields without document types make one type (``document``); document types without fields
+    are a classification-only schema (entity labels are then refused).
     """
     if not config.fields and not config.doc_types:
         return None
-    if not config.fields:
-        raise InvalidInput(
-            "schema.doc_types is declared but schema.fields is empty; declare the fields too "
-            "(name: kind), or neither to take both from the labels"
-        )
     return LabelSchema(
         doc_types=sorted(config.doc_types) or [DEFAULT_DOC_TYPE],
         fields=[FieldSpec(name=n, kind=k) for n, k in sorted(config.fields.items())],

@@ -14,7 +14,11 @@ Kinds widen what counts as the same value where the printed form varies:
   separators ignored) is an exact location of one word;
 - ``date``: one to three words holding the same date (``25/12/2018`` = ``25-12-18`` =
   ``25 Dec 2018``; day, month, year compared) are an exact location;
-- ``text`` and ``id``: characters only.
+- ``text``: characters only.
+
+Edits are for OCR errors in letters, never for a different value: an ``amount`` or ``date``
+located by characters must hold exactly the value's digits (``25/12/2016`` is not ``25/12/2018``,
+``1,284.50`` not ``1,234.50``), and an ``id`` must match exactly.
 
 Several candidates at the smallest distance are resolved by one rule (:func:`choose`): for an
 ``amount``, the last in reading order (totals follow the lines they sum); otherwise the one whose
@@ -164,10 +168,23 @@ def _candidate(page: PageWords, start: int, end: int, distance: int) -> Candidat
     )
 
 
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())
+
+
 def _text_windows(
-    page: PageWords, target: str, limit: int, taken: frozenset[tuple[int, int]]
+    page: PageWords,
+    target: str,
+    limit: int,
+    taken: frozenset[tuple[int, int]],
+    same_digits: bool = False,
 ) -> list[Candidate]:
-    """Word runs whose compacted text is within ``limit`` edits of ``target``."""
+    """Word runs whose compacted text is within ``limit`` edits of ``target``.
+
+    With ``same_digits``, a run must also hold exactly the target's digits in order (an OCR
+    error may garble a letter, never turn one amount or date into another).
+    """
+    digits = _digits(target)
     forms = [compact(word) for word in page.words]
     found: list[Candidate] = []
     for start, form in enumerate(forms):
@@ -183,7 +200,7 @@ def _text_windows(
             if not forms[end]:
                 continue
             distance = Levenshtein.distance(text, target, score_cutoff=limit)
-            if distance <= limit:
+            if distance <= limit and (not same_digits or _digits(text) == digits):
                 found.append(_candidate(page, start, end + 1, distance))
     return found
 
@@ -241,11 +258,11 @@ def candidates(
     target = compact(value)
     if not target:
         return []
-    limit = max_distance(value, max_char_error_rate)
+    limit = 0 if kind == "id" else max_distance(value, max_char_error_rate)
     found: list[Candidate] = []
     for page in pages:
         found.extend(_kind_windows(page, value, kind, taken))
-        found.extend(_text_windows(page, target, limit, taken))
+        found.extend(_text_windows(page, target, limit, taken, kind in ("date", "amount")))
     if not found:
         return []
     best = min(c.distance for c in found)

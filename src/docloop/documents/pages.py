@@ -76,9 +76,11 @@ def init_worker() -> None:
     """Give each OCR engine one thread: parallelism comes from worker processes instead.
 
     Tesseract reads ``OMP_THREAD_LIMIT``; RapidOCR's onnxruntime session is built with one intra-
-    and one inter-op thread (``ocr.rapidocr_params``) and cached per process.
+    and one inter-op thread (``ocr.rapidocr_params``) and cached per process; OpenCV (image
+    preparation, RapidOCR's pre- and post-processing) gets one thread too.
     """
     os.environ["OMP_THREAD_LIMIT"] = "1"
+    cv2.setNumThreads(1)
 
 
 def text_word_count(words: PageWords) -> int:
@@ -91,7 +93,9 @@ def ocr_with_retries(image: Image.Image, task: PageTask) -> tuple[PageWords, str
 
     With fewer than ``task.retry_words`` text words, the page is OCR'd again with full image
     preparation (when the configured one does less), then with the fallback engine. The
-    attempt with the most text words wins (the first one on ties).
+    attempt with the most text words wins (the first one on ties). An attempt that fails (an
+    engine that cannot read the image) goes on to the next; when none reads the page, the first
+    attempt's error is raised.
 
     Returns:
         The words and the description of the engine that produced them.
@@ -103,6 +107,7 @@ def ocr_with_retries(image: Image.Image, task: PageTask) -> tuple[PageWords, str
         fallback: OcrEngine = "rapidocr" if task.fallback_engine == "rapidocr" else "tesseract"
         attempts.append(dataclasses.replace(task.ocr, engine=fallback))
     best: tuple[int, PageWords, str] | None = None
+    failure: Exception | None = None
     for number, settings in enumerate(attempts):
         if number:
             logger.info(
@@ -112,28 +117,28 @@ def ocr_with_retries(image: Image.Image, task: PageTask) -> tuple[PageWords, str
                 best[0] if best else 0,
                 settings.describe(),
             )
-        if not number:
+        try:
             words = ocr_image(image, settings)
-        else:
-            try:
-                words = ocr_image(image, settings)
-            except (
-                pytesseract.TesseractError,
-                InvalidInput,
-                RuntimeError,
-                cv2.error,
-                ValueError,
-            ) as exc:
-                logger.warning(
-                    "retry of page %d with %s failed: %s", task.page + 1, settings.engine, exc
-                )
-                continue
+        except (
+            pytesseract.TesseractError,
+            InvalidInput,
+            RuntimeError,
+            cv2.error,
+            ValueError,
+            OSError,
+        ) as exc:
+            # the first attempt's error is the one reported if no other attempt reads the page
+            failure = failure or exc
+            logger.warning("page %d with %s failed: %s", task.page + 1, settings.engine, exc)
+            continue
         count = text_word_count(words)
         if best is None or count > best[0]:
             best = (count, words, settings.describe())
         if count >= task.retry_words:
             break
-    assert best is not None
+    if best is None:
+        assert failure is not None
+        raise failure
     return best[1], best[2]
 
 

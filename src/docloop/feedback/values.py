@@ -3,8 +3,9 @@
 A reviewer often knows *what* the right value is (``"total": "9.00"``) rather than which word
 positions print it. Such an entity (no ``word_indices``) is located among the served document's
 words with the same rules as labels by value (:mod:`docloop.documents.locate`: normalised text,
-OCR errors within the configured rate, the field's kind, several equally good candidates resolved
-by the documented rule), and stored with the positions found, so everything downstream sees
+OCR errors within the configured rate, the field's kind — declared in the config's schema, else
+read off the value — several equally good candidates resolved by the documented rule), and stored
+with the positions found, so everything downstream sees
 positions only. Location is deterministic, so a retried submission resolves to the same body and
 its idempotency key matches. A value that cannot be located is a 422 naming the closest text the
 document does hold, so the reviewer can correct the value or send positions.
@@ -12,11 +13,19 @@ document does hold, so the reviewer can correct the value or send positions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from docloop.config import FieldKind
 from docloop.documents.examples import DocumentExample
-from docloop.documents.locate import PageWords, candidates, choose, nearest_miss
+from docloop.documents.locate import (
+    PageWords,
+    amount_of,
+    candidates,
+    choose,
+    date_of,
+    nearest_miss,
+)
 from docloop.feedback.contracts import CorrectedEntity, FeedbackEvent
 
 Found = tuple[list[int], None] | tuple[None, str]
@@ -35,6 +44,22 @@ def _pages(document: DocumentExample) -> tuple[list[PageWords], dict[int, int]]:
             end += 1
         pages.append(PageWords(page, document.words[start:end], document.boxes[start:end]))
     return pages, offsets
+
+
+_PRICE = re.compile(r"(?:[A-Za-z]{1,3}\s?|[$€£¥]\s?)?\d[\d,]*[.,]\d{2}(?:\s?[A-Za-z]{1,3})?")
+
+
+def kind_of_value(value: str) -> FieldKind:
+    """The kind a value reads as, for a field the deployment declares no kind for.
+
+    A date (day, month, year) is a ``date``; a number with cents (``9.00``, ``RM 1,234.50``) an
+    ``amount``; anything else ``text``. So ``"9.00"`` finds ``RM9.00`` without a declaration.
+    """
+    if date_of(value) is not None:
+        return "date"
+    if _PRICE.fullmatch(value.strip()) and amount_of(value) is not None:
+        return "amount"
+    return "text"
 
 
 def locate_entity(
@@ -94,7 +119,7 @@ def resolve_values(
         positions, why = locate_entity(
             document,
             str(entity.value),
-            kinds.get(entity.type, "text"),
+            kinds.get(entity.type) or kind_of_value(str(entity.value)),
             max_char_error_rate,
             frozenset(taken),
         )

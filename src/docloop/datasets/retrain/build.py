@@ -24,7 +24,7 @@ from typing import Final
 import pyarrow as pa
 from sqlalchemy import func, select
 
-from docloop.config import RetrainConfig, load_config, store_url
+from docloop.config import FieldKind, RetrainConfig, load_config, store_url
 from docloop.datasets.retrain.join import (
     feedback_columns,
     join_labels,
@@ -91,6 +91,7 @@ def build_retrain_dataset_from_tables(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     skipped: Mapping[str, int] | None = None,
     timings: dict[str, float] | None = None,
+    declared_kinds: Mapping[str, FieldKind] | None = None,
 ) -> DatasetManifest:
     """Build the retrain dataset from columns (see the module docstring).
 
@@ -108,6 +109,7 @@ def build_retrain_dataset_from_tables(
         val_fraction: share of validation.
         skipped: reviewed documents already left out upstream, per reason (reported).
         timings: if given, seconds per phase are added to it (for benchmarks).
+        declared_kinds: the config's ``schema.fields``: the kind of a field feedback adds.
 
     Returns:
         The manifest written to ``<output_uri>/manifest.json``.
@@ -159,7 +161,9 @@ def build_retrain_dataset_from_tables(
     )
     with _phase(timings, "tags, split tables, parquet (2 threads)"):
         splits = write_splits(writer, plan, previous)
-    manifest = retrain_manifest(previous, splits, doc_types, entity_types, seed, sampling)
+    manifest = retrain_manifest(
+        previous, splits, doc_types, entity_types, seed, sampling, declared_kinds
+    )
     storage.write_text(join(output_uri, "manifest.json"), manifest.model_dump_json(indent=2))
     logger.info(
         "retrain dataset %s: train %d %s, val %d, feedback holdout %d, frozen holdout %d",
@@ -206,6 +210,7 @@ def build_retrain_dataset(
     storage: Storage,
     *,
     val_fraction: float = DEFAULT_VAL_FRACTION,
+    declared_kinds: Mapping[str, FieldKind] | None = None,
 ) -> DatasetManifest:
     """Build the retrain dataset from quality-accepted feedback (see the module docstring).
 
@@ -222,6 +227,7 @@ def build_retrain_dataset(
         seed: fixes every draw.
         storage: the object store.
         val_fraction: share of validation.
+        declared_kinds: the config's ``schema.fields``: the kind of a field feedback adds.
 
     Returns:
         The manifest written to ``<output_uri>/manifest.json``.
@@ -247,6 +253,7 @@ def build_retrain_dataset(
         storage,
         val_fraction=val_fraction,
         skipped=skipped,
+        declared_kinds=declared_kinds,
     )
 
 
@@ -349,5 +356,6 @@ def run_component(
         seed,
         storage,
         val_fraction=val_fraction,
+        declared_kinds=config.label_schema.fields,
     )
     return RetrainDatasetResult(manifest, report.summary(), window)

@@ -18,6 +18,7 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
+from docloop.config import FieldKind
 from docloop.datasets.retrain.columns import BoolArray, IntArray, iob2_tags, value_counts
 from docloop.datasets.retrain.join import JoinedLabels, PreviousDataset
 from docloop.datasets.retrain.sampling import ReplayColumns, RetrainPlan
@@ -27,6 +28,7 @@ from docloop.documents.examples import (
     RetrainSampling,
     write_table,
 )
+from docloop.documents.label_schema import schema_from_names
 from docloop.storage import Storage, join
 
 FEEDBACK_HOLDOUT: Final = "feedback_holdout"
@@ -143,9 +145,19 @@ def retrain_manifest(
     entity_types: Sequence[str],
     seed: int,
     sampling: RetrainSampling,
+    declared_kinds: Mapping[str, FieldKind] | None = None,
 ) -> DatasetManifest:
-    """The manifest: the new splits' counts and digests, the frozen holdout's carried over."""
+    """The manifest: the new splits' counts and digests, the frozen holdout's carried over.
+
+    The schema grows by the types and fields the feedback brought, a new field taking its kind
+    from ``declared_kinds`` (the config's ``schema.fields``) or ``text``; a previous dataset
+    without a schema gets one read off the names.
+    """
     old = previous.manifest
+    if old.label_schema is not None:
+        schema = old.label_schema.grown(doc_types, entity_types, declared_kinds)
+    else:
+        schema = schema_from_names(doc_types, entity_types, declared_kinds)
     return DatasetManifest(
         doc_types=list(doc_types),
         entity_types=list(entity_types),
@@ -170,9 +182,5 @@ def retrain_manifest(
         source_counts={name: part.sources for name, part in splits.items()},
         digest_method="file",
         sampling=sampling,
-        label_schema=(
-            old.label_schema.grown(doc_types, entity_types)
-            if old.label_schema is not None
-            else None
-        ),
+        label_schema=schema,
     )
