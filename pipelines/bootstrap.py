@@ -5,7 +5,7 @@ preprocess (fanned over ``num_shards`` pods) -> merge-pages -> build-dataset -> 
 ``dsl.If(blessed)`` -> register with ``promote=True`` (alias ``champion``, the default row, an
 audit entry). Each model is gated and registered on its own: a classifier that meets its floor is
 not held back by an extractor that does not. A dataset with one document type trains no
-classifier (``dsl.If`` on build-dataset's ``doc_types``).
+classifier (``dsl.If`` on build-dataset's ``classifier``).
 """
 
 from typing import Any
@@ -104,7 +104,8 @@ def bootstrap(
     for task in TASKS:
         if task == "classify":
             # One document type: nothing to classify, so only the extractor is trained.
-            with dsl.If(dataset.outputs["doc_types"] > 1, name="several-doc-types"):
+            # (a bool: kfp.local cannot evaluate a cast such as int(x) > 1 in a condition)
+            with dsl.If(dataset.outputs["classifier"] == True, name="several-doc-types"):  # noqa: E712
                 _train_gate_register(task, dataset, max_steps, epochs, seed, gpus)
         else:
             _train_gate_register(task, dataset, max_steps, epochs, seed, gpus)

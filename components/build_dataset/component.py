@@ -18,7 +18,7 @@ def build_dataset(
     holdout_fraction: float = 0.2,
 ) -> NamedTuple(
     "DatasetOutputs",
-    [("digest", str), ("holdout_digest", str), ("train", int), ("doc_types", int)],
+    [("digest", str), ("holdout_digest", str), ("train", int), ("classifier", bool)],
 ):
     """Join page records with labels and split them by document, stratified by type.
 
@@ -46,7 +46,7 @@ def build_dataset(
         digest: Digest of the whole dataset (all splits).
         holdout_digest: Digest of the frozen holdout.
         train: Training documents.
-        doc_types: Document types in the schema (with one, there is no classifier to train).
+        classifier: Whether there is a classifier to train (more than one document type).
     """
     from docloop.steps import build_dataset as step
 
@@ -63,11 +63,11 @@ def build_dataset(
     )
     outputs = NamedTuple(  # noqa: UP014
         "DatasetOutputs",
-        [("digest", str), ("holdout_digest", str), ("train", int), ("doc_types", int)],
+        [("digest", str), ("holdout_digest", str), ("train", int), ("classifier", bool)],
     )
     return outputs(
         manifest.digest,
         manifest.digests["holdout"],
         manifest.counts["train"],
-        len(manifest.doc_types),
+        len(manifest.doc_types) > 1,
     )

@@ -77,7 +77,7 @@ def test_bootstrap_trains_a_classifier_only_with_several_document_types() -> Non
     assert len(conditions) == 1
     ((_, condition),) = conditions.items()
     trigger = condition["triggerPolicy"]["condition"]
-    assert "build-dataset-doc_types" in trigger and trigger.rstrip().endswith("> 1")
+    assert "build-dataset-classifier" in trigger and trigger.rstrip().endswith("== true")
     inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
     assert {t["taskInfo"]["name"] for t in inner.values()} >= {
         "train-classify",
