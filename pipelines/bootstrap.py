@@ -4,11 +4,8 @@ preprocess (fanned over ``num_shards`` pods) -> merge-pages -> build-dataset -> 
 (classifier and extractor) -> evaluate (floors only: there is no incumbent) ->
 ``dsl.If(blessed)`` -> register with ``promote=True`` (alias ``champion``, the default row, an
 audit entry). Each model is gated and registered on its own: a classifier that meets its floor is
-not held back by an extractor that does not. A dataset with one document type trains no
-classifier (``dsl.If`` on build-dataset's ``classifier``).
+not held back by an extractor that does not.
 """
-
-from typing import Any
 
 from kfp import dsl
 
@@ -23,46 +20,6 @@ from components.train_gpu.component import with_gpu
 from pipelines.platform import on_platform, side_effect
 
 TASKS = ("classify", "extract")
-
-
-def _train_gate_register(
-    task: str, dataset: dsl.PipelineTask, max_steps: Any, epochs: Any, seed: Any, gpus: Any
-) -> None:
-    """train-gpu -> evaluate (floors) -> register as champion when blessed, for one model."""
-    trained = with_gpu(
-        on_platform(
-            train_gpu(
-                task=task,
-                dataset=dataset.outputs["dataset"],
-                max_steps=max_steps,
-                epochs=epochs,
-                seed=seed,
-            ),
-            mlflow=True,
-        ),
-        gpus,
-    ).set_display_name(f"train-{task}")
-    gated = on_platform(
-        evaluate(
-            task=task,
-            candidate=trained.outputs["model"],
-            holdout=dataset.outputs["dataset"],
-        )
-    ).set_display_name(f"evaluate-{task}")
-    with dsl.If(gated.outputs["Output"] == True, name=f"{task}-blessed"):  # noqa: E712
-        side_effect(
-            on_platform(
-                register(
-                    model=trained.outputs["model"],
-                    gate=gated.outputs["gate"],
-                    dataset_digest=dataset.outputs["digest"],
-                    pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                    promote=True,
-                ),
-                mlflow=True,
-                store=True,
-            )
-        ).set_display_name(f"register-{task}")
 
 
 @dsl.pipeline(
@@ -102,10 +59,37 @@ def bootstrap(
         build_dataset(pages=merged.outputs["pages"], labels_uri=labels_uri, seed=seed)
     )
     for task in TASKS:
-        if task == "classify":
-            # One document type: nothing to classify, so only the extractor is trained.
-            # (a bool: kfp.local cannot evaluate a cast such as int(x) > 1 in a condition)
-            with dsl.If(dataset.outputs["classifier"] == True, name="several-doc-types"):  # noqa: E712
-                _train_gate_register(task, dataset, max_steps, epochs, seed, gpus)
-        else:
-            _train_gate_register(task, dataset, max_steps, epochs, seed, gpus)
+        trained = with_gpu(
+            on_platform(
+                train_gpu(
+                    task=task,
+                    dataset=dataset.outputs["dataset"],
+                    max_steps=max_steps,
+                    epochs=epochs,
+                    seed=seed,
+                ),
+                mlflow=True,
+            ),
+            gpus,
+        ).set_display_name(f"train-{task}")
+        gated = on_platform(
+            evaluate(
+                task=task,
+                candidate=trained.outputs["model"],
+                holdout=dataset.outputs["dataset"],
+            )
+        ).set_display_name(f"evaluate-{task}")
+        with dsl.If(gated.outputs["Output"] == True, name=f"{task}-blessed"):  # noqa: E712
+            side_effect(
+                on_platform(
+                    register(
+                        model=trained.outputs["model"],
+                        gate=gated.outputs["gate"],
+                        dataset_digest=dataset.outputs["digest"],
+                        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                        promote=True,
+                    ),
+                    mlflow=True,
+                    store=True,
+                )
+            ).set_display_name(f"register-{task}")

@@ -16,10 +16,7 @@ def build_dataset(
     seed: int = 0,
     val_fraction: float = 0.15,
     holdout_fraction: float = 0.2,
-) -> NamedTuple(
-    "DatasetOutputs",
-    [("digest", str), ("holdout_digest", str), ("train", int), ("classifier", bool)],
-):
+) -> NamedTuple("DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]):
     """Join page records with labels and split them by document, stratified by type.
 
     A document lands in exactly one split; within each document type the split follows a draw
@@ -46,7 +43,6 @@ def build_dataset(
         digest: Digest of the whole dataset (all splits).
         holdout_digest: Digest of the frozen holdout.
         train: Training documents.
-        classifier: Whether there is a classifier to train (more than one document type).
     """
     from docloop.steps import build_dataset as step
 
@@ -62,12 +58,6 @@ def build_dataset(
         {"digest": manifest.digest, "counts": manifest.counts, "doc_types": manifest.doc_types}
     )
     outputs = NamedTuple(  # noqa: UP014
-        "DatasetOutputs",
-        [("digest", str), ("holdout_digest", str), ("train", int), ("classifier", bool)],
+        "DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]
     )
-    return outputs(
-        manifest.digest,
-        manifest.digests["holdout"],
-        manifest.counts["train"],
-        len(manifest.doc_types) > 1,
-    )
+    return outputs(manifest.digest, manifest.digests["holdout"], manifest.counts["train"])

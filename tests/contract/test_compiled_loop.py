@@ -63,25 +63,3 @@ def test_retrain_canaries_after_both_models_and_never_caches_side_effects() -> N
     assert spec["root"]["dag"]["tasks"]["report-health"]["triggerPolicy"]["strategy"] == (
         "ALL_UPSTREAM_TASKS_COMPLETED"
     )
-
-
-def test_bootstrap_trains_a_classifier_only_with_several_document_types() -> None:
-    """A receipts-only schema has one type: the classifier's branch is skipped, not failed."""
-    spec, _ = _documents("bootstrap")
-    root = spec["root"]["dag"]["tasks"]
-    conditions = {
-        name: task
-        for name, task in root.items()
-        if task.get("taskInfo", {}).get("name") == "several-doc-types"
-    }
-    assert len(conditions) == 1
-    ((_, condition),) = conditions.items()
-    trigger = condition["triggerPolicy"]["condition"]
-    assert "build-dataset-classifier" in trigger and trigger.rstrip().endswith("== true")
-    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
-    assert {t["taskInfo"]["name"] for t in inner.values()} >= {
-        "train-classify",
-        "evaluate-classify",
-    }
-    top = {t["taskInfo"]["name"] for t in root.values()}
-    assert "train-extract" in top and "train-classify" not in top
