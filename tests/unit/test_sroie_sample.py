@@ -21,7 +21,8 @@ from docloop.datasets.initial import check_labels
 from docloop.documents.label_studio import convert_export
 from docloop.storage import Storage
 
-pytestmark = pytest.mark.unit
+# slow: RapidOCR on 16 real receipts (about a minute on 2 cores); `make test` (CI) runs it
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 SAMPLE = Path(
     os.environ.get("DOCLOOP_SROIE_SAMPLE")
@@ -112,7 +113,6 @@ def test_a_label_studio_export_gives_the_same_coverage(
     assert via_studio.report.coverage == direct.report.coverage
 
 
-@pytest.mark.slow  # a few real optimisation steps of the packaged encoder
 def test_a_few_training_steps_on_the_real_receipts(
     sample: tuple[Path, list[str], OcrScore],
 ) -> None:
