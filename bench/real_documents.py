@@ -66,6 +66,7 @@ from rich.table import Table
 from docloop.config import PreprocessConfig, SchemaConfig, TrackingConfig, TrainingConfig
 from docloop.datasets.initial import check_labels
 from docloop.documents.examples import DocumentExample, build_examples, write_dataset
+from docloop.documents.intake import document_id
 from docloop.documents.preprocess import preprocess, read_page_records
 from docloop.evaluation.fields import field_protocol, field_values
 from docloop.storage import Storage
@@ -255,10 +256,14 @@ def ocr_stage(
     before = _cpu_seconds()
     result = preprocess(str(inputs), str(output), config, Storage(), workers=workers)
     cpu = _cpu_seconds() - before
-    words_by_name: dict[str, list[str]] = {}
-    for record in read_page_records(Storage(), str(output)):
-        stem = Path(record.source_uri).stem
-        words_by_name.setdefault(stem, []).extend(record.words)
+    # by document id: byte-identical receipts (the set has 5 pairs) share one document
+    words_by_doc: dict[str, list[str]] = {}
+    for record in sorted(read_page_records(Storage(), str(output)), key=lambda r: r.page):
+        words_by_doc.setdefault(record.doc_id, []).extend(record.words)
+    words_by_name = {
+        name: words_by_doc.get(document_id((inputs / f"{name}.jpg").read_bytes()), [])
+        for name in names
+    }
     score = OcrScore()
     score.seconds = result.seconds * workers
     score.cpu_seconds = cpu
