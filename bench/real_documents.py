@@ -65,7 +65,12 @@ from rich.table import Table
 
 from docloop.config import PreprocessConfig, SchemaConfig, TrackingConfig, TrainingConfig
 from docloop.datasets.initial import check_labels
-from docloop.documents.examples import DocumentExample, build_examples, write_dataset
+from docloop.documents.examples import (
+    DocumentExample,
+    build_examples,
+    read_examples,
+    write_dataset,
+)
 from docloop.documents.intake import document_id
 from docloop.documents.preprocess import preprocess, read_page_records
 from docloop.evaluation.fields import field_protocol, field_values
@@ -357,8 +362,6 @@ def train_stage(workdir: Path, max_steps: int | None) -> dict[str, Any]:
         TrackingConfig(enabled=False),
     )
     seconds = time.perf_counter() - started
-    from docloop.documents.examples import read_examples
-
     holdout = read_examples(Storage(), str(workdir / "dataset" / "holdout.parquet"))
     model = load_model(workdir / "model")
     predictions = extract(model, holdout)
@@ -386,17 +389,22 @@ def score_fields(sroie: Path, predicted: dict[str, dict[str, str]]) -> dict[str,
     return report.as_dict()
 
 
-def run_pipeline(
-    sroie: Path, limit: int | None, workers: int, max_steps: int | None, keep: Path | None
-) -> dict[str, Any]:
-    """OCR -> labels by value -> dataset -> extractor -> scores, on docloop's defaults."""
-    names = receipt_names(sroie, limit)
-    figures: dict[str, Any] = {
+def _header(names: Sequence[str]) -> dict[str, Any]:
+    """The machine and the receipts a run's figures are about."""
+    return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}",
         "receipts": len(names),
         "variants": {},
     }
+
+
+def run_pipeline(
+    sroie: Path, limit: int | None, workers: int, max_steps: int | None, keep: Path | None
+) -> dict[str, Any]:
+    """OCR -> labels by value -> dataset -> extractor -> scores, on docloop's defaults."""
+    names = receipt_names(sroie, limit)
+    figures = _header(names)
     with tempfile.TemporaryDirectory(prefix="docloop-sroie-") as tmp:
         workdir = keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -417,12 +425,7 @@ def run_pipeline(
 def run(sroie: Path, limit: int | None, variants: list[str]) -> dict[str, Any]:
     """Score each variant on the same receipts."""
     names = receipt_names(sroie, limit)
-    figures: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}",
-        "receipts": len(names),
-        "variants": {},
-    }
+    figures = _header(names)
     for variant in variants:
         config = PreprocessConfig().model_copy(update=VARIANTS[variant])
         with tempfile.TemporaryDirectory(prefix="docloop-sroie-") as tmp:

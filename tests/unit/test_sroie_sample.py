@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from bench.real_documents import FIELDS, OcrScore, dataset_stage, ocr_stage, receipt_names
+from bench.real_documents import (
+    FIELDS,
+    RECEIPT_SCHEMA,
+    OcrScore,
+    dataset_stage,
+    ocr_stage,
+    receipt_names,
+)
 from docloop.config import PreprocessConfig, TrackingConfig, TrainingConfig
 from docloop.datasets.initial import check_labels
 from docloop.documents.label_studio import convert_export
@@ -103,8 +110,6 @@ def test_a_label_studio_export_gives_the_same_coverage(
     assert imported.skipped == [] and len(imported.lines) == 16
     path = workdir / "label-studio.jsonl"
     path.write_text(imported.jsonl())
-    from bench.real_documents import RECEIPT_SCHEMA
-
     storage = Storage()
     direct = check_labels(
         str(workdir / "pages"), str(workdir / "labels.jsonl"), storage, RECEIPT_SCHEMA

@@ -100,22 +100,12 @@ def field_protocol(
         guesses = predicted.get(doc_id, {})
         for name in sorted(set(fields) | set(guesses)):
             score = report.per_field.setdefault(name, FieldScore())
-            truth, guess = fields.get(name), guesses.get(name)
-            if truth is not None and normalise_value(truth):
-                score.gold += 1
-                report.overall.gold += 1
-            if guess is not None and normalise_value(guess):
-                score.predicted += 1
-                report.overall.predicted += 1
-            right = (
-                truth is not None
-                and guess is not None
-                and bool(normalise_value(truth))
-                and normalise_value(truth) == normalise_value(guess)
-            )
-            if right:
-                score.correct += 1
-                report.overall.correct += 1
-            elif truth is not None:
-                report.errors.append((doc_id, name, truth, guess or ""))
+            truth = normalise_value(fields.get(name) or "")
+            guess = normalise_value(guesses.get(name) or "")
+            for counts in (score, report.overall):
+                counts.gold += bool(truth)
+                counts.predicted += bool(guess)
+                counts.correct += bool(truth) and truth == guess
+            if name in fields and not (truth and truth == guess):
+                report.errors.append((doc_id, name, fields[name], guesses.get(name) or ""))
     return report

@@ -176,12 +176,17 @@ class _Service:
                     self._predictions.popitem(last=False)
         return found
 
-    def _word_count(self, doc_id: str) -> int | None:
-        """Words of a served document, for predictions logged without ``ocr.words``."""
+    @property
+    def storage(self) -> Storage:
+        """The object store of served documents (made on first use)."""
         if self._storage is None:
             self._storage = Storage(self.config.storage)
+        return self._storage
+
+    def _word_count(self, doc_id: str) -> int | None:
+        """Words of a served document, for predictions logged without ``ocr.words``."""
         try:
-            return len(read_served_document(self._storage, self.config, doc_id).words)
+            return len(read_served_document(self.storage, self.config, doc_id).words)
         except (StorageError, OSError, ValueError) as exc:
             logger.warning("served document %s unreadable (%s); positions unchecked", doc_id, exc)
             return None
@@ -193,10 +198,8 @@ class _Service:
         entities = event.correction.entities if event.correction else None
         if not entities or all(e.word_indices is not None for e in entities):
             return event, []
-        if self._storage is None:
-            self._storage = Storage(self.config.storage)
         try:
-            document = read_served_document(self._storage, self.config, prediction.doc_id)
+            document = read_served_document(self.storage, self.config, prediction.doc_id)
         except (StorageError, OSError, ValueError) as exc:
             logger.warning("served document %s unreadable (%s)", prediction.doc_id, exc)
             by_value = [i for i, e in enumerate(entities) if e.word_indices is None]
