@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from docloop.errors import ConfigError
 
@@ -129,7 +136,30 @@ class TrainingConfig(Section):
         description="Encoder to fine-tune: the packaged all-MiniLM-L6-v2, or a local Hugging Face "
         "checkpoint folder (never fetched from a hub).",
     )
-    max_length: int = Field(default=128, ge=16, le=512, description="Tokens per page / window.")
+    max_length: int = Field(
+        default=128, ge=16, le=512, description="Classifier: tokens read per page."
+    )
+    window_tokens: int = Field(
+        default=512,
+        ge=32,
+        le=4096,
+        description="Extractor: tokens per window (capped at the encoder's position limit). A "
+        "whole receipt fits one 512-token window, so every word is read with the whole page.",
+    )
+    window_overlap: int = Field(
+        default=128,
+        ge=0,
+        description="Extractor: tokens that consecutive windows of a long document share, so no "
+        "value is read without its context on both sides.",
+    )
+    entity_free_share: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="Extractor training: entity-free windows are kept up to this share of all "
+        "windows (drawn by seed), so training time follows the labelled content of long "
+        "documents, not their page count; 1 keeps every window.",
+    )
     max_pages: int = Field(default=2, ge=1, le=16, description="Pages the classifier reads.")
     batch_size: int = Field(default=8, ge=1)
     learning_rate: float = Field(
@@ -148,6 +178,15 @@ class TrainingConfig(Section):
     )
     use_layout: bool = Field(default=True, description="Extractor uses word boxes.")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _overlap_below_half_a_window(self) -> TrainingConfig:
+        if self.window_overlap * 2 >= self.window_tokens:
+            raise ValueError(
+                f"window_overlap ({self.window_overlap}) must be under half of window_tokens "
+                f"({self.window_tokens}), or windows would mostly repeat each other"
+            )
+        return self
 
 
 class TrackingConfig(Section):

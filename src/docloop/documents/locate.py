@@ -28,6 +28,7 @@ locations in the same batch), and the first in reading order when there is none.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 import statistics
@@ -95,6 +96,28 @@ def amount_of(text: str) -> str | None:
     if not whole.isdigit() or (cents and not cents.isdigit()):
         return None
     return f"{int(whole)}.{(cents + '00')[:2]}" if len(cents) <= 2 else f"{int(whole)}.{cents}"
+
+
+def field_value(kind: FieldKind | str, text: str) -> str:
+    """The value a printed text holds, as the field's kind writes it.
+
+    A ``date`` is ISO ``YYYY-MM-DD`` and an ``amount`` ``digits.cc`` when the text holds one
+    (``25 Dec 18`` -> ``2018-12-25``, ``RM 9.00`` -> ``9.00``); anything else, and a text that
+    holds no valid date or amount, is the text with runs of whitespace made one space. So two
+    answers compare by what they mean, not by how the document printed them.
+    """
+    spaced = " ".join(text.split())
+    if kind == "amount":
+        return amount_of(spaced) or spaced
+    if kind == "date":
+        parts = date_of(spaced)
+        if parts is not None:
+            day, month, year = parts
+            try:
+                return datetime.date(year, month, day).isoformat()
+            except ValueError:
+                return spaced
+    return spaced
 
 
 def _year(text: str) -> int:

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from docloop.errors import InvalidInput
+from docloop.models.calibration import FieldCalibration
 from docloop.models.encoder import encoder_from_config, load_tokenizer
 from docloop.models.networks import DocumentClassifier, LayoutTokenClassifier
 from docloop.storage import Storage, is_local, join, local_path
@@ -50,10 +51,19 @@ class ModelCard(BaseModel):
         "schema of the dataset it was trained on; empty for cards written before schemas.",
     )
     encoder: str = Field(description="Name or path of the encoder it was fine-tuned from.")
-    max_length: int
+    max_length: int = Field(description="Classifier: tokens per page (older extractors: window).")
     max_pages: int = 1
+    window_tokens: int | None = Field(
+        default=None, description="Extractor: tokens per window (unset on older cards: max_length)."
+    )
+    window_overlap: int = Field(default=0, description="Extractor: tokens two windows share.")
     use_layout: bool = True
     metrics: dict[str, float] = Field(default_factory=dict)
+    calibration: dict[str, FieldCalibration] = Field(
+        default_factory=dict,
+        description="Extractor: per field, the map from raw span score to calibrated confidence "
+        "(fitted on the validation documents; a field without one answers raw scores).",
+    )
     dataset_digest: str = ""
     dataset_uri: str = Field(
         default="", description="Where the training dataset is (retraining replays from it)."
@@ -65,6 +75,11 @@ class ModelCard(BaseModel):
     code_version: str = ""
     mlflow_run_id: str | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    @property
+    def window_length(self) -> int:
+        """The extractor's tokens per window."""
+        return self.window_tokens or self.max_length
 
     @property
     def entity_types(self) -> list[str]:

@@ -2,8 +2,10 @@
 
 The extractor labels words, not sub-tokens: each word's label sits on its first sub-token and the
 other sub-tokens are ignored (-100) in the loss and in prediction. Documents longer than one window
-are cut into consecutive windows of whole words (no word is split across windows), so every word is
-predicted exactly once.
+are cut into windows of whole words (no word is split across windows) that overlap by up to
+``overlap`` tokens, so a value near a window's edge is also read with the context on its other side;
+inference keeps, for each word, the prediction of the window in which it sits furthest from an edge
+(:func:`context_depth`).
 """
 
 from __future__ import annotations
@@ -92,14 +94,23 @@ def extractor_windows(
     tokenizer: Any,
     tag_ids: dict[str, int],
     max_length: int,
+    overlap: int = 0,
 ) -> list[ExtractorWindow]:
-    """Cut each document into windows of whole words of at most ``max_length`` tokens."""
+    """Cut each document into windows of whole words of at most ``max_length`` tokens.
+
+    Consecutive windows share the whole words of up to ``overlap`` tokens at the end of the first
+    (at least one word always moves on, so a document of n words gives at most n windows).
+    """
     budget = max_length - 2  # [CLS] ... [SEP]
     windows: list[ExtractorWindow] = []
     for doc_index, example in enumerate(examples):
         if not example.words:
             continue
-        pieces = tokenizer(example.words, is_split_into_words=True, add_special_tokens=False)
+        # the whole document is tokenised once and cut below: the tokenizer's warning about
+        # sequences longer than the model's maximum does not apply (verbose=False)
+        pieces = tokenizer(
+            example.words, is_split_into_words=True, add_special_tokens=False, verbose=False
+        )
         ids: list[int] = pieces["input_ids"]
         word_ids: list[int | None] = pieces.word_ids()
         per_word: list[list[int]] = [[] for _ in example.words]
@@ -119,8 +130,33 @@ def extractor_windows(
                 tokens.extend(word_tokens)
                 end += 1
             windows.append(_window(doc_index, example, tokenizer, tag_ids, per_word, start, end))
-            start = end
+            if end >= len(example.words):
+                break
+            start = _next_start(per_word, start, end, overlap)
     return windows
+
+
+def _next_start(per_word: list[list[int]], start: int, end: int, overlap: int) -> int:
+    """The first word of the next window: back from ``end`` by whole words within ``overlap``."""
+    shared = 0
+    following = end
+    while following - 1 > start:
+        size = len(per_word[following - 1]) or 1
+        if shared + size > overlap:
+            break
+        shared += size
+        following -= 1
+    return following
+
+
+def context_depth(window: ExtractorWindow, token: int) -> int:
+    """How far ``token`` sits from its window's nearer edge, in tokens (0 at the edge)."""
+    return min(token - 1, len(window.input_ids) - 2 - token)
+
+
+def holds_entity(window: ExtractorWindow, outside_id: int) -> bool:
+    """Whether any word of the window is labelled with something other than ``O``."""
+    return any(label not in (IGNORE_INDEX, outside_id) for label in window.labels)
 
 
 def _window(

@@ -1,20 +1,31 @@
-"""Batched inference for both models: document types with probabilities, entities with boxes."""
+"""Batched inference for both models: document types with probabilities, entities with boxes.
+
+The extractor's per-word tag probabilities are decoded into well-formed IOB2 spans by Viterbi
+(an ``I-x`` only after ``B-x`` or ``I-x``): the most probable valid tag sequence, not argmax tags
+repaired afterwards, which split a value into fragments whenever one inner word's ``I`` lost to a
+``B``. Each field then answers once: its most confident span, or, when decoding left the field
+empty, the most probable span the probabilities still hold for it, with the value normalised by the
+field's kind and a confidence calibrated per field (:mod:`docloop.models.calibration`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from docloop.documents.examples import OUTSIDE, DocumentExample
-from docloop.models.artifact import LoadedModel
+from docloop.documents.locate import field_value
+from docloop.models.artifact import LoadedModel, ModelCard
 from docloop.models.features import (
     classifier_features,
     collate_classifier,
     collate_extractor,
+    context_depth,
     extractor_windows,
 )
 
@@ -41,12 +52,27 @@ class EntityPrediction:
 
 
 @dataclass(frozen=True)
+class FieldPrediction:
+    """One field's answer: its best span, the value it holds, how likely that value is right."""
+
+    name: str
+    text: str
+    value: str
+    confidence: float
+    page: int
+    box: list[int]
+    word_indices: list[int]
+    calibrated: bool = False
+
+
+@dataclass(frozen=True)
 class ExtractionResult:
-    """Per-word tags (repaired to valid IOB2) and the entities they form."""
+    """Per-word tags (valid IOB2), the entities they form and each field's best answer."""
 
     tags: list[str]
     confidences: list[float]
     entities: list[EntityPrediction]
+    fields: dict[str, FieldPrediction] = field(default_factory=dict)
 
 
 def _device(model: LoadedModel) -> torch.device:
@@ -145,16 +171,136 @@ def spans(
     return entities
 
 
+def allowed_transitions(labels: Sequence[str]) -> np.ndarray:
+    """``[from, to]`` log-weights of IOB2 transitions.
+
+    0 where allowed, -inf where ``to`` is an ``I-x`` that ``from`` neither opens nor continues.
+    """
+    size = len(labels)
+    weights = np.zeros((size, size))
+    for to, tag in enumerate(labels):
+        if tag.startswith("I-"):
+            kind = tag[2:]
+            for source, previous in enumerate(labels):
+                if previous[2:] != kind or previous == OUTSIDE:
+                    weights[source, to] = -np.inf
+    return weights
+
+
+def viterbi(probabilities: np.ndarray, labels: Sequence[str]) -> list[int]:
+    """The most probable valid IOB2 tag sequence for ``[words, labels]`` probabilities."""
+    if len(probabilities) == 0:
+        return []
+    emissions = np.log(np.clip(probabilities, 1e-12, 1.0))
+    transitions = allowed_transitions(labels)
+    opening = np.array([-np.inf if tag.startswith("I-") else 0.0 for tag in labels])
+    score = emissions[0] + opening
+    back = np.zeros(emissions.shape, dtype=np.int64)
+    for word in range(1, len(emissions)):
+        candidates = score[:, None] + transitions
+        back[word] = candidates.argmax(axis=0)
+        score = candidates.max(axis=0) + emissions[word]
+    path = [int(score.argmax())]
+    for word in range(len(emissions) - 1, 0, -1):
+        path.append(int(back[word, path[-1]]))
+    return path[::-1]
+
+
+def _fallback_span(
+    example: DocumentExample, probabilities: np.ndarray, labels: Sequence[str], kind: str
+) -> tuple[list[int], float] | None:
+    """The span the probabilities hold for ``kind`` when decoding gave it none.
+
+    It starts at the word most probably ``B-kind`` and takes the following words of the same page
+    while ``I-kind`` is more probable than ``O`` for them; its score is the mean probability of
+    those tags, as for a decoded span.
+    """
+    begin, inside, outside = (
+        labels.index(f"B-{kind}"),
+        labels.index(f"I-{kind}"),
+        labels.index(OUTSIDE),
+    )
+    if len(probabilities) == 0:
+        return None
+    start = int(probabilities[:, begin].argmax())
+    words = [start]
+    scores = [float(probabilities[start, begin])]
+    following = start + 1
+    while (
+        following < len(probabilities)
+        and example.pages[following] == example.pages[start]
+        and probabilities[following, inside] > probabilities[following, outside]
+    ):
+        words.append(following)
+        scores.append(float(probabilities[following, inside]))
+        following += 1
+    return words, sum(scores) / len(scores)
+
+
+def _span_of(example: DocumentExample, words: list[int]) -> tuple[str, int, list[int]]:
+    boxes = [example.boxes[i] for i in words]
+    box = [
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    ]
+    return " ".join(example.words[i] for i in words), example.pages[words[0]], box
+
+
+def field_answers(
+    card: ModelCard,
+    example: DocumentExample,
+    entities: Sequence[EntityPrediction],
+    probabilities: np.ndarray,
+) -> dict[str, FieldPrediction]:
+    """Each field's best span (decoded, else the fallback) with its value and confidence."""
+    answers: dict[str, FieldPrediction] = {}
+    for kind in card.entity_types:
+        spans_of_kind = [e for e in entities if e.type == kind]
+        if spans_of_kind:
+            best = max(spans_of_kind, key=lambda e: e.confidence)
+            words, score = list(best.word_indices), best.confidence
+        else:
+            fallback = _fallback_span(example, probabilities, card.labels, kind)
+            if fallback is None:
+                continue
+            words, score = fallback
+        text, page, box = _span_of(example, words)
+        calibration = card.calibration.get(kind)
+        answers[kind] = FieldPrediction(
+            name=kind,
+            text=text,
+            value=field_value(card.field_kinds.get(kind, "text"), text),
+            confidence=round(calibration.apply(score) if calibration else score, 6),
+            page=page,
+            box=box,
+            word_indices=words,
+            calibrated=calibration is not None,
+        )
+    return answers
+
+
 @torch.inference_mode()
-def extract(
+def word_probabilities(
     model: LoadedModel, examples: Sequence[DocumentExample], batch_size: int = 16
-) -> list[ExtractionResult]:
-    """Tag every word of every document and group the tags into entities."""
+) -> list[np.ndarray]:
+    """Per document, the ``[words, labels]`` tag probabilities.
+
+    Each word's come from the window that reads it with the most context around it.
+    """
     card = model.card
-    windows = extractor_windows(examples, model.tokenizer, {}, card.max_length)
+    windows = extractor_windows(
+        examples, model.tokenizer, {}, card.window_length, card.window_overlap
+    )
     device = _device(model)
-    word_tags: list[list[str]] = [[OUTSIDE] * len(e.words) for e in examples]
-    word_conf: list[list[float]] = [[1.0] * len(e.words) for e in examples]
+    outside = card.labels.index(OUTSIDE)
+    probabilities = [np.zeros((len(e.words), len(card.labels)), dtype=np.float32) for e in examples]
+    for array in probabilities:
+        array[:, outside] = 1.0
+    word_depth: list[list[int]] = [[-1] * len(e.words) for e in examples]
+    # windows of like length in one batch: less padding to compute
+    windows = sorted(windows, key=lambda w: len(w.input_ids))
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
         batch = collate_extractor(chunk)
@@ -164,16 +310,46 @@ def extract(
                 batch["attention_mask"].to(device),
                 batch["bbox"].to(device),
             )
-        probabilities = torch.softmax(logits.float(), dim=-1).cpu()
-        best = probabilities.max(dim=-1)
+        batch_probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         for row, window in enumerate(chunk):
+            depths = word_depth[window.doc_index]
+            target = probabilities[window.doc_index]
             for token, word in enumerate(window.word_at_token):
                 if word < 0:
                     continue
-                word_tags[window.doc_index][word] = card.labels[int(best.indices[row, token])]
-                word_conf[window.doc_index][word] = float(best.values[row, token])
+                # a word read by two overlapping windows takes the one with more context around it
+                depth = context_depth(window, token)
+                if depth <= depths[word]:
+                    continue
+                depths[word] = depth
+                target[word] = batch_probabilities[row, token]
+    return probabilities
+
+
+def extract(
+    model: LoadedModel, examples: Sequence[DocumentExample], batch_size: int = 16
+) -> list[ExtractionResult]:
+    """Tag every word of every document, group the tags into entities, answer each field."""
+    card = model.card
     results: list[ExtractionResult] = []
-    for example, tags, confidences in zip(examples, word_tags, word_conf, strict=True):
-        valid = repair_tags(tags)
-        results.append(ExtractionResult(valid, confidences, spans(example, valid, confidences)))
+    for example, probabilities in zip(
+        examples, word_probabilities(model, examples, batch_size), strict=True
+    ):
+        path = viterbi(probabilities, card.labels)
+        tags = repair_tags([card.labels[i] for i in path])
+        confidences = [float(probabilities[w, i]) for w, i in enumerate(path)]
+        entities = [_calibrated(card, entity) for entity in spans(example, tags, confidences)]
+        raw = spans(example, tags, confidences)
+        results.append(
+            ExtractionResult(
+                tags, confidences, entities, field_answers(card, example, raw, probabilities)
+            )
+        )
     return results
+
+
+def _calibrated(card: ModelCard, entity: EntityPrediction) -> EntityPrediction:
+    calibration = card.calibration.get(entity.type)
+    if calibration is None:
+        return entity
+    return replace(entity, confidence=round(calibration.apply(entity.confidence), 6))

@@ -33,6 +33,7 @@ from torch import nn
 from docloop import __version__
 from docloop.config import TrackingConfig, TrainingConfig, tracking_uri
 from docloop.documents.examples import OUTSIDE, DocumentExample, read_examples, read_manifest
+from docloop.documents.locate import field_value
 from docloop.errors import InvalidInput
 from docloop.models.artifact import (
     CARD_FILE,
@@ -48,15 +49,18 @@ from docloop.models.artifact import (
     save_model,
     upload_folder,
 )
+from docloop.models.calibration import FieldCalibration, fit_calibration
 from docloop.models.encoder import load_encoder, load_tokenizer, resolve_encoder
 from docloop.models.features import (
     IGNORE_INDEX,
+    ExtractorWindow,
     classifier_features,
     collate_classifier,
     collate_extractor,
     extractor_windows,
+    holds_entity,
 )
-from docloop.models.inference import classify, extract
+from docloop.models.inference import ExtractionResult, classify, extract
 from docloop.models.metrics import classification_metrics, entity_metrics
 from docloop.storage import Storage, is_local, join, local_path
 
@@ -228,6 +232,105 @@ def _warm_start(network: nn.Module, incumbent: LoadedModel) -> None:
     target["head.weight"][:shared] = source["head.weight"][:shared]
     target["head.bias"][:shared] = source["head.bias"][:shared]
     network.load_state_dict(target)
+
+
+def _window_tokens(config: TrainingConfig, encoder: Any) -> int:
+    """The configured window, capped at the encoder's position limit (BERT-family: 512)."""
+    limit = int(getattr(encoder.config, "max_position_embeddings", config.window_tokens))
+    if config.window_tokens > limit:
+        logger.info(
+            "window_tokens %d exceeds the encoder's %d positions: windows of %d tokens",
+            config.window_tokens,
+            limit,
+            limit,
+        )
+    return min(config.window_tokens, limit)
+
+
+def entity_free_sampled(
+    windows: list[ExtractorWindow], outside_id: int, share: float, seed: int
+) -> list[ExtractorWindow]:
+    """Every window that holds an entity, and entity-free ones up to ``share`` of the result.
+
+    Long documents are mostly pages without any field: all of their windows would make training
+    time follow the page count, and teach ``O`` far more often than any field. Which entity-free
+    windows stay is drawn by ``seed``; their document order is kept.
+    """
+    labelled = [w for w in windows if holds_entity(w, outside_id)]
+    empty = [i for i, w in enumerate(windows) if not holds_entity(w, outside_id)]
+    keep = len(empty) if share >= 1 else int(share * len(labelled) / (1 - share))
+    if keep >= len(empty):
+        return windows
+    generator = torch.Generator().manual_seed(seed)
+    chosen = {empty[i] for i in torch.randperm(len(empty), generator=generator)[:keep].tolist()}
+    kept = [w for i, w in enumerate(windows) if i in chosen or holds_entity(w, outside_id)]
+    logger.info(
+        "extractor trains on %d windows: %d with entities, %d of %d entity-free "
+        "(entity_free_share %.2f)",
+        len(kept),
+        len(labelled),
+        keep,
+        len(empty),
+        share,
+    )
+    return kept
+
+
+def gold_field_values(card: ModelCard, example: DocumentExample) -> dict[str, set[str]]:
+    """Per field, the normalised values of the example's gold spans (from its tags)."""
+    values: dict[str, set[str]] = {}
+    kind, words = "", []
+    for word, tag in [*zip(example.words, example.tags, strict=True), ("", OUTSIDE)]:
+        if tag.startswith("I-") and tag[2:] == kind:
+            words.append(word)
+            continue
+        if words:
+            value = field_value(card.field_kinds.get(kind, "text"), " ".join(words))
+            values.setdefault(kind, set()).add(value)
+        kind, words = (tag[2:], [word]) if tag != OUTSIDE else ("", [])
+    return values
+
+
+def field_outcomes(
+    card: ModelCard, examples: Sequence[DocumentExample], results: Sequence[ExtractionResult]
+) -> dict[str, tuple[list[float], list[bool]]]:
+    """Per field, each document's answer confidence and whether its value is a gold value."""
+    outcomes: dict[str, tuple[list[float], list[bool]]] = {}
+    for example, result in zip(examples, results, strict=True):
+        gold = gold_field_values(card, example)
+        for name, answer in result.fields.items():
+            scores, right = outcomes.setdefault(name, ([], []))
+            scores.append(answer.confidence)
+            right.append(answer.value in gold.get(name, set()))
+    return outcomes
+
+
+def calibrate_fields(
+    model: LoadedModel, examples: Sequence[DocumentExample]
+) -> dict[str, FieldCalibration]:
+    """Fit each field's confidence map on ``examples`` (the validation documents)."""
+    raw = model.card.model_copy(update={"calibration": {}})
+    results = extract(LoadedModel(raw, model.network, model.tokenizer, model.path), examples)
+    fitted: dict[str, FieldCalibration] = {}
+    for name, (scores, right) in sorted(field_outcomes(raw, examples, results).items()):
+        calibration = fit_calibration(scores, right)
+        if calibration is None:
+            logger.info(
+                "field %s keeps raw confidences: %d validation answers, %d right",
+                name,
+                len(scores),
+                sum(right),
+            )
+            continue
+        fitted[name] = calibration
+        logger.info(
+            "field %s: confidence calibrated on %d answers (ECE %.3f -> %.3f)",
+            name,
+            calibration.samples,
+            calibration.ece_raw,
+            calibration.ece,
+        )
+    return fitted
 
 
 def _atomic_dir_swap(staging: Path, final: Path) -> None:
@@ -414,6 +517,10 @@ class _Run:
             encoder=encoder_name,
             max_length=config.max_length,
             max_pages=config.max_pages,
+            window_tokens=_window_tokens(config, self.encoder)
+            if trainer.task == "extract"
+            else None,
+            window_overlap=config.window_overlap if trainer.task == "extract" else 0,
             use_layout=config.use_layout,
             dataset_digest=digest,
             dataset_uri=trainer.dataset_uri,
@@ -437,7 +544,16 @@ class _Run:
             self.features = [f for f in features if f.label != IGNORE_INDEX]
             self.collate: Callable[[Any], dict[str, torch.Tensor]] = collate_classifier
         else:
-            self.features = extractor_windows(train, self.tokenizer, label_ids, config.max_length)
+            windows = extractor_windows(
+                train,
+                self.tokenizer,
+                label_ids,
+                self.card.window_length,
+                self.card.window_overlap,
+            )
+            self.features = entity_free_sampled(
+                windows, label_ids[OUTSIDE], config.entity_free_share, config.seed
+            )
             self.collate = collate_extractor
         self.train_examples = len(train)  # the documents trained on (each once, for the classifier)
         if not self.features:
@@ -601,11 +717,31 @@ class _Run:
         generator = torch.Generator().manual_seed(self.config.seed * 10_007 + epoch)
         order = torch.randperm(len(self.features), generator=generator).tolist()
         size = self.config.batch_size
+        if self.trainer.task == "extract":
+            order = self._length_grouped(order, generator)
         batches = [order[i : i + size] for i in range(0, len(order), size)]
         processes = self.accelerator.num_processes
         per_process = max(1, len(batches) // processes)
         mine = batches[self.accelerator.process_index :: processes]
         return mine[:per_process]
+
+    def _length_grouped(self, order: list[int], generator: torch.Generator) -> list[int]:
+        """Windows of like length batched together, batches in random order.
+
+        A batch is padded to its longest window: receipts of 60 to 512 tokens drawn at random
+        waste about a third of every step on padding. Sorting within pools of 32 batches keeps
+        the draw random while batches hold windows of similar length.
+        """
+        size = self.config.batch_size
+        pool = size * 32
+        grouped: list[list[int]] = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(
+                order[start : start + pool], key=lambda i: len(self.features[i].input_ids)
+            )
+            grouped.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
+        shuffled = torch.randperm(len(grouped), generator=generator).tolist()
+        return [index for b in shuffled for index in grouped[b]]
 
     def _end_epoch(self, epoch: int, tracker: _Tracker) -> None:
         state, config = self.state, self.config
@@ -656,6 +792,10 @@ class _Run:
             self.trainer.task, LoadedModel(self.card, final, self.tokenizer, self.folder), self.val
         )
         self.card.metrics = {f"val_{k}": v for k, v in scores.items()}
+        if self.trainer.task == "extract":
+            self.card.calibration = calibrate_fields(
+                LoadedModel(self.card, final, self.tokenizer, self.folder), self.val
+            )
         self.card.steps = int(self.state["step"])
         self.card.mlflow_run_id = tracker.run_id
         save_model(self.folder, final.cpu(), self.tokenizer, self.encoder.config, self.card)
