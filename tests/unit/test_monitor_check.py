@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from docloop.config import DocloopConfig, DriftConfig, TrackingConfig, TrainingConfig, TriggerConfig
-from docloop.errors import StoreError
 from docloop.documents.examples import write_examples
+from docloop.errors import StoreError
 from docloop.feedback.contracts import CorrectedEntity, Correction, write_served_document
 from docloop.feedback.contracts import FeedbackEvent as FeedbackBody
 from docloop.models.artifact import LoadedModel, card_version, load_model
