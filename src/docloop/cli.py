@@ -713,11 +713,12 @@ def drift_check(
     """
     from docloop.config import store_url
     from docloop.monitor.check import run_drift_check
-    from docloop.steps.champions import holdout_score_or_none, resolve_champion
+    from docloop.steps.champions import holdout_score_or_none, resolve_champion, version_or_none
     from docloop.storage import Storage
     from docloop.store import open_store
 
     settings = _config(config)
+    extractor = f"models:/{settings.registry.extractor_name}@champion"
     try:
         resolved = resolve_champion(settings, champion)
         store = open_store(store_url(settings.store))
@@ -730,9 +731,8 @@ def drift_check(
                 reference or resolved.dataset_uri,
                 resolved.holdout_score,
                 output_uri=output,
-                champion_extract_score=holdout_score_or_none(
-                    settings, f"models:/{settings.registry.extractor_name}@champion"
-                ),
+                champion_extract_score=holdout_score_or_none(settings, extractor),
+                champion_extractor_version=version_or_none(settings, extractor),
             )
         finally:
             store.close()

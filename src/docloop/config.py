@@ -415,7 +415,9 @@ class CanaryConfig(Section):
         default=50, ge=1, description="Requests per variant before error rate and latency count."
     )
     min_feedback: int = Field(
-        default=20, ge=0, description="Reviewed predictions per variant before accuracy counts."
+        default=20,
+        ge=0,
+        description="Reviewed predictions per variant before live accuracy / entity F1 count.",
     )
     max_duration_s: float = Field(
         default=3600.0, gt=0, description="The analysis ends by then, with or without evidence."
@@ -429,6 +431,13 @@ class CanaryConfig(Section):
     )
     max_accuracy_drop: float = Field(
         default=0.05, ge=0, le=1, description="Canary live accuracy below the champion's by more."
+    )
+    max_entity_f1_drop: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Canary live entity F1 (from the reviewers' verdicts) below the champion's "
+        "by more: worse. Checked when the canary changes the extractor.",
     )
     on_insufficient_evidence: Literal["rollback", "promote"] = Field(
         default="rollback",

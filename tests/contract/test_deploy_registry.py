@@ -105,9 +105,10 @@ class Traffic:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
         store = self.world.registry.store
+        extractor = self.world.runs["extract-1"]  # both releases serve extractor version 1
         served = {
-            "champion": f"classify={self.world.runs['classify-1']},extract=x",
-            "canary": f"classify={self.world.runs['classify-2']},extract=x",
+            "champion": f"classify={self.world.runs['classify-1']},extract={extractor}",
+            "canary": f"classify={self.world.runs['classify-2']},extract={extractor}",
         }
         with store.write() as session:
             for variant, version in served.items():

@@ -19,8 +19,9 @@ import pytest
 from sqlalchemy import select
 
 from docloop.config import DocloopConfig, DriftConfig, TrackingConfig, TrainingConfig, TriggerConfig
+from docloop.documents.examples import write_examples
 from docloop.errors import StoreError
-from docloop.feedback.contracts import Correction, write_served_document
+from docloop.feedback.contracts import CorrectedEntity, Correction, write_served_document
 from docloop.feedback.contracts import FeedbackEvent as FeedbackBody
 from docloop.models.artifact import LoadedModel, card_version, load_model
 from docloop.monitor import sources
@@ -33,7 +34,7 @@ from docloop.monitor.check import (
     DriftCheckResult,
     run_drift_check,
 )
-from docloop.monitor.drift import DriftSample, detect_drift
+from docloop.monitor.drift import DriftSample, OcrShift, detect_drift
 from docloop.monitor.performance import feedback_performance
 from docloop.monitor.report import ReportInputs, render_html, render_markdown
 from docloop.monitor.trigger import TriggerDecision, decide_trigger
@@ -90,9 +91,16 @@ def seed_store(
     reviews: int = 30,
     at: datetime = NOW,
     version: str = "classify=1",
+    entity_corrections: int = 0,
+    ocr: dict[str, object] | None = None,
+    served_as: str | None = None,
 ) -> None:
     """DOCS predictions (2 h before ``at``), ``reviews`` verdicts of which ``corrections`` fix the
-    type (1 h before ``at``), every served document kept."""
+    type and ``entity_corrections`` the entities (1 h before ``at``), every served document kept.
+
+    ``ocr`` replaces the logged ``ocr`` JSON (default: one page, OCR'd, provenance not recorded);
+    ``served_as`` is the ``input`` the predictor logged (``pages`` or ``document``; default none).
+    """
     storage = Storage()
     rng = random.Random(11)
     created = at - timedelta(hours=2)
@@ -116,9 +124,11 @@ def seed_store(
                         "entities": [
                             {"type": "mrn", "text": "1", "word_indices": [5], "confidence": 0.9}
                         ],
+                        **({"input": served_as} if served_as else {}),
                     },
                     confidence=0.9,
-                    ocr={
+                    ocr=ocr
+                    or {
                         "pages": 1,
                         "words": len(example.words),
                         "mean_confidence": 95.0,
@@ -136,11 +146,18 @@ def seed_store(
                 model_version=version,
                 request_id=f"req-{at.timestamp():.0f}-{i}",
                 reviewer_id="alice",
-                kind="correction" if fix else "confirmation",
+                kind="correction" if fix or i < entity_corrections else "confirmation",
                 correction=Correction(
-                    doc_type="referral_letter" if predicted == "invoice" else "invoice"
+                    doc_type=(
+                        ("referral_letter" if predicted == "invoice" else "invoice")
+                        if fix
+                        else None
+                    ),
+                    entities=[CorrectedEntity(type="mrn", word_indices=[6])]
+                    if i < entity_corrections
+                    else None,
                 )
-                if fix
+                if fix or i < entity_corrections
                 else None,
             )
             session.add(
@@ -188,6 +205,123 @@ def test_only_the_champions_predictions_and_verdicts_are_judged(
             assert result.predictions == 2 * DOCS and result.performance.documents == 60
             assert result.performance.accuracy.value == pytest.approx(40 / 60)
             assert result.metrics["other_versions_left_out"] == 0
+    finally:
+        store.close()
+
+
+def test_each_model_is_judged_on_its_own_versions_predictions(
+    champion: Champion, tmp_path: Path
+) -> None:
+    """The canary changed only the extractor: types on every verdict, entities on the new one's."""
+    config = settings(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    classifier = card_version(champion.model.card)
+    try:  # the old extractor had every entity wrong, the new one every entity right
+        seed_store(
+            store, config, corrections=0, entity_corrections=30,
+            version=f"classify={classifier},extract=old",
+        )  # fmt: skip
+        seed_store(
+            store, config, corrections=0, at=NOW - timedelta(minutes=5),
+            version=f"classify={classifier},extract=new",
+        )  # fmt: skip
+        judged = run_drift_check(
+            config, store, Storage(), champion.model, str(champion.dataset), None, NOW,
+            champion_extractor_version="new",
+        )  # fmt: skip
+        perf = judged.performance
+        assert perf.type_documents == 60 and perf.accuracy.value == 1.0  # one classifier
+        assert perf.entity_documents == 30 and perf.entity_f1 == 1.0  # the new extractor only
+        assert perf.entity_corrections == 0 and perf.documents == 60
+        assert judged.metrics["other_versions_left_out"] == 0  # every verdict judges a champion
+
+    finally:
+        store.close()
+
+
+def test_without_the_extractors_version_its_entities_are_judged_on_every_verdict(
+    champion: Champion, tmp_path: Path
+) -> None:
+    config = settings(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    classifier = card_version(champion.model.card)
+    try:
+        seed_store(
+            store, config, corrections=0, entity_corrections=30,
+            version=f"classify={classifier},extract=old",
+        )  # fmt: skip
+        seed_store(
+            store, config, corrections=0, at=NOW - timedelta(minutes=5),
+            version=f"classify={classifier},extract=new",
+        )  # fmt: skip
+        mixed = run_drift_check(
+            config, store, Storage(), champion.model, str(champion.dataset), None, NOW
+        )
+        assert mixed.performance.entity_documents == 60
+        assert mixed.performance.entity_f1 == pytest.approx(0.5)
+    finally:
+        store.close()
+
+
+def reference_parquet(tmp_path: Path, *, ocr_pages: int) -> str:
+    """DOCS one-page reference documents, all text-layer (0) or all OCR'd (1)."""
+    rng = random.Random(3)
+    examples = [
+        make_example(i, rng).model_copy(update={"ocr_pages": ocr_pages}) for i in range(DOCS)
+    ]
+    path = tmp_path / "reference.parquet"
+    write_examples(Storage(), str(path), examples)
+    return str(path)
+
+
+def ocr_share_test(result: DriftCheckResult) -> OcrShift:
+    (test,) = [t for t in result.drift.ocr if t.name == "ocr.ocr_page_share"]
+    return test
+
+
+@pytest.mark.parametrize(
+    ("ocr", "served_as", "ran", "drifted"),
+    [
+        # words a client sent without a page source: as the demo logged them before provenance
+        ({"pages": 1, "words": 20, "ocr_pages": 1}, "pages", False, False),
+        (
+            {"pages": 1, "words": 20, "ocr_pages": 0, "text_source": "unknown"},
+            "pages",
+            False,
+            False,
+        ),
+        # OCR'd pages, said by the client or known because the server read the file
+        ({"pages": 1, "words": 20, "ocr_pages": 1, "text_source": "ocr"}, "pages", True, True),
+        ({"pages": 1, "words": 20, "ocr_pages": 1}, "document", True, True),
+        # text-layer pages against a text-layer reference: like with like, no drift
+        (
+            {"pages": 1, "words": 20, "ocr_pages": 0, "text_source": "text_layer"},
+            "pages",
+            True,
+            False,
+        ),
+    ],
+)
+def test_only_pages_with_ocr_provenance_count_as_ocrd(
+    champion: Champion,
+    tmp_path: Path,
+    ocr: dict[str, object],
+    served_as: str,
+    ran: bool,
+    drifted: bool,
+) -> None:
+    config = settings(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        seed_store(store, config, corrections=0, ocr=ocr, served_as=served_as)
+        result = run_drift_check(
+            config, store, Storage(), champion.model, reference_parquet(tmp_path, ocr_pages=0),
+            None, NOW,
+        )  # fmt: skip
+        test = ocr_share_test(result)
+        assert (test.ran, test.drift) == (ran, drifted)
+        assert (test.current_mean == 1.0) is drifted
+        assert ("share of OCR'd pages" in " ".join(result.decision.reasons)) is drifted
     finally:
         store.close()
 

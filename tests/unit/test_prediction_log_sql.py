@@ -56,7 +56,8 @@ def record(
         entities=[{"type": "mrn", "text": "4821937", "page": 0, "box": [1, 2, 3, 4],
                    "confidence": 0.8, "word_indices": [2]}],
         entity_types=["mrn", "patient_name"], entity_count=1, mean_entity_confidence=0.8,
-        pages=1, words=3, mean_confidence=91.5, ocr_pages=1, quarantined_pages=0, latency_ms=5.0,
+        pages=1, words=3, mean_confidence=91.5, ocr_pages=1, text_source="ocr",
+        quarantined_pages=0, latency_ms=5.0,
     )  # fmt: skip
 
 
@@ -95,7 +96,7 @@ def test_records_become_prediction_rows(store: Store) -> None:
     assert (stored.outputs["protocol"], stored.outputs["input"]) == ("v2", "pages")
     assert stored.ocr == {
         "pages": 1, "words": 3, "mean_confidence": 91.5, "ocr_pages": 1,
-        "quarantined_pages": 0, "latency_ms": 5.0,
+        "text_source": "ocr", "quarantined_pages": 0, "latency_ms": 5.0,
     }  # fmt: skip
     assert stored.word_count == 3 and stored.doc_types == ["invoice", "letter"]
 

@@ -129,6 +129,9 @@ def test_v1_predicts_page_records(predictor: Predictor) -> None:
     assert (first["pages"], first["words"], first["ocr_pages"]) == (2, len(WORDS) + 2, 1)
     assert first["mean_confidence"] == pytest.approx(90.0)
     assert other["doc_id"] == "mine" and other["mean_confidence"] is None
+    # provenance: one OCR'd and one text-layer page; words sent without a source are unknown
+    assert (first["text_source"], other["text_source"]) == ("mixed", "unknown")
+    assert other["ocr_pages"] == 0
 
 
 def test_v1_predicts_a_born_digital_pdf(predictor: Predictor) -> None:
@@ -140,6 +143,7 @@ def test_v1_predicts_a_born_digital_pdf(predictor: Predictor) -> None:
     assert answer["doc_id"] == hashlib.sha256(pdf).hexdigest()
     assert (answer["pages"], answer["words"], answer["ocr_pages"]) == (1, 7, 0)
     assert answer["quarantined_pages"] == []
+    assert answer["text_source"] == "text_layer"
 
 
 def test_v1_predicts_a_png_through_ocr(predictor: Predictor) -> None:
@@ -150,6 +154,7 @@ def test_v1_predicts_a_png_through_ocr(predictor: Predictor) -> None:
     check_answer(answer, predictor)
     assert answer["ocr_pages"] == 1 and answer["words"] >= 3
     assert 50 <= answer["mean_confidence"] <= 100
+    assert answer["text_source"] == "ocr"
 
 
 @pytest.mark.parametrize("request_id", ["req-v2-given", None])
@@ -342,6 +347,7 @@ def test_predictions_are_logged(predictor: Predictor) -> None:
         assert record["entities"] == answer["entities"]
         assert (record["protocol"], record["input"]) == ("v1", "pages")
         assert record["words"] == answer["words"] and record["pages"] == 1
+        assert record["text_source"] == answer["text_source"] == "unknown"
         assert record["timestamp"].endswith("+00:00")
 
 

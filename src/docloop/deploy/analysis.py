@@ -10,7 +10,16 @@ Rules, each only once both variants have the evidence it needs:
   ``max_error_rate_increase`` → worse;
 * p95 latency (≥ ``min_requests``): canary above ``max_p95_latency_ratio`` x champion → worse;
 * live accuracy (≥ ``min_feedback`` reviewed predictions each; ``min_feedback: 0`` turns it off):
-  champion - canary above ``max_accuracy_drop`` → worse.
+  champion - canary above ``max_accuracy_drop`` → worse; only when the canary changes the
+  classifier;
+* live entity F1 (micro, over the spans the reviewers' verdicts settle on; ≥ ``min_feedback``
+  reviewed predictions each): champion - canary above ``max_entity_f1_drop`` → worse; only when
+  the canary changes the extractor.
+
+Which models the canary changes comes from both variants' ``versions`` (task → version); a model
+both sides share is not judged, since any difference between them would be sampling noise. When
+either side does not say its versions, only the classifier is judged (as before versions were
+known).
 
 A worse check rolls back at once. When every check has its evidence and passed, the canary is
 promoted. Until then the analysis waits — up to ``max_duration_s``, after which
@@ -41,8 +50,17 @@ class VariantStats(BaseModel):
     requests: int = Field(ge=0, description="Documents answered or failed.")
     errors: int | None = Field(default=None, ge=0, description="Failed requests; None: unknown.")
     latencies_ms: list[float] = Field(default_factory=list, repr=False)
+    versions: dict[str, str] = Field(
+        default_factory=dict, description="Version per task (classify, extract) it serves."
+    )
     reviewed: int = Field(default=0, ge=0, description="Predictions with a reviewer's verdict.")
     correct: int = Field(default=0, ge=0, description="Reviewed predictions whose type was right.")
+    entity_reviewed: int = Field(
+        default=0, ge=0, description="Reviewed predictions whose entities could be scored."
+    )
+    entity_true_positives: int = Field(default=0, ge=0, description="Predicted spans confirmed.")
+    entity_predicted: int = Field(default=0, ge=0, description="Spans the extractor predicted.")
+    entity_gold: int = Field(default=0, ge=0, description="Spans the verdicts settle on.")
 
     @property
     def error_rate(self) -> float | None:
@@ -63,6 +81,14 @@ class VariantStats(BaseModel):
         """Share of reviewed predictions that were right (None when none was reviewed)."""
         return self.correct / self.reviewed if self.reviewed else None
 
+    @property
+    def entity_f1(self) -> float | None:
+        """Micro entity F1 on the reviewed predictions (None when none could be scored)."""
+        if not self.entity_reviewed:
+            return None
+        total = self.entity_predicted + self.entity_gold
+        return 2.0 * self.entity_true_positives / total if total else 1.0
+
     def summary(self) -> dict[str, float | int | str | None]:
         """The numbers a report shows."""
         return {
@@ -73,6 +99,8 @@ class VariantStats(BaseModel):
             "p95_ms": self.p95_ms,
             "reviewed": self.reviewed,
             "accuracy": self.accuracy,
+            "entity_reviewed": self.entity_reviewed,
+            "entity_f1": self.entity_f1,
         }
 
 
@@ -184,6 +212,40 @@ def _accuracy_check(
     )  # fmt: skip
 
 
+def _entity_check(
+    champion: VariantStats, canary: VariantStats, policy: CanaryConfig
+) -> CanaryCheck | None:
+    if policy.min_feedback == 0:
+        return None
+    limit = policy.max_entity_f1_drop
+    name = "live_entity_f1"
+    if min(champion.entity_reviewed, canary.entity_reviewed) < policy.min_feedback:
+        return CanaryCheck(
+            name=name, champion=champion.entity_f1, canary=canary.entity_f1, limit=limit,
+            passed=None,
+            reason=f"{canary.entity_reviewed} canary / {champion.entity_reviewed} champion "
+            f"predictions with scored entities, below min_feedback {policy.min_feedback}",
+        )  # fmt: skip
+    assert champion.entity_f1 is not None and canary.entity_f1 is not None  # reviewed > 0
+    drop = champion.entity_f1 - canary.entity_f1
+    passed = drop <= limit + _EPSILON
+    return CanaryCheck(
+        name=name, champion=champion.entity_f1, canary=canary.entity_f1, limit=limit,
+        passed=passed,
+        reason=f"live entity F1 {canary.entity_f1:.3f} ({canary.entity_reviewed} reviewed) vs "
+        f"champion {champion.entity_f1:.3f} ({champion.entity_reviewed}): drop {drop:+.3f}, "
+        f"{'within' if passed else 'above'} the allowed {limit:g}",
+    )  # fmt: skip
+
+
+def changed_tasks(champion: VariantStats, canary: VariantStats) -> set[str]:
+    """The tasks whose model the canary changes (``{"classify"}`` when versions are not known)."""
+    if not champion.versions or not canary.versions:
+        return {"classify"}
+    tasks = set(champion.versions) | set(canary.versions)
+    return {task for task in tasks if champion.versions.get(task) != canary.versions.get(task)}
+
+
 def analyse_canary(
     champion: VariantStats, canary: VariantStats, policy: CanaryConfig, elapsed_s: float
 ) -> CanaryVerdict:
@@ -192,9 +254,12 @@ def analyse_canary(
         _error_check(champion, canary, policy),
         _latency_check(champion, canary, policy),
     ]
-    accuracy = _accuracy_check(champion, canary, policy)
-    if accuracy is not None:
-        checks.append(accuracy)
+    changed = changed_tasks(champion, canary)
+    quality = [
+        _accuracy_check(champion, canary, policy) if "classify" in changed else None,
+        _entity_check(champion, canary, policy) if "extract" in changed else None,
+    ]
+    checks.extend(check for check in quality if check is not None)
     failed = [check for check in checks if check.passed is False]
     # a check the target cannot measure at all (errors not counted) does not hold promotion up
     pending = [
@@ -246,12 +311,17 @@ def render_markdown(verdict: CanaryVerdict, steps: Sequence[CanaryVerdict] = ())
             f"| {check.name} | {_fmt(check.champion)} | {_fmt(check.canary)} | "
             f"{check.limit:g} | {result} |"
         )
-    lines += ["", "| variant | requests | errors | p95 ms | reviewed | accuracy |"]
-    lines.append("| --- | --- | --- | --- | --- | --- |")
+    lines += [
+        "",
+        "| variant | requests | errors | p95 ms | reviewed | accuracy | entity-scored "
+        "| entity F1 |",
+    ]
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for side in (verdict.champion, verdict.canary):
         lines.append(
             f"| {side['variant']} | {side['requests']} | {side['errors']} | "
-            f"{_fmt(side['p95_ms'])} | {side['reviewed']} | {_fmt(side['accuracy'])} |"  # type: ignore[arg-type]
+            f"{_fmt(side['p95_ms'])} | {side['reviewed']} | {_fmt(side['accuracy'])} | "  # type: ignore[arg-type]
+            f"{side.get('entity_reviewed', 0)} | {_fmt(side.get('entity_f1'))} |"  # type: ignore[arg-type]
         )
     if steps:
         lines += ["", "| after s | decision | first reason |", "| --- | --- | --- |"]

@@ -30,7 +30,15 @@ from docloop.config import CanaryConfig, DeployConfig
 from docloop.deploy.analysis import CanaryVerdict, VariantStats, analyse_canary
 from docloop.deploy.inference_service import PredictorRelease
 from docloop.errors import DeployFailed, RolloutNotReady
+from docloop.feedback.contracts import FeedbackRecord
 from docloop.feedback.records import accepted_feedback, iter_predictions
+from docloop.feedback.verdicts import (
+    confirms_entities,
+    corrects_doc_type,
+    newest_verdicts,
+    predicted_spans,
+    verdict_of,
+)
 from docloop.monitor.sources import served_task_version
 from docloop.store.db import Store
 from docloop.store.tables import Deployment, utcnow
@@ -127,43 +135,74 @@ def deployment_key(config: DeployConfig, release: PredictorRelease) -> str:
     return f"{config.service_name}:{hashlib.sha256(body.encode()).hexdigest()[:24]}"
 
 
-def store_stats(store: Store, served: Mapping[str, str]) -> StatsSource:
-    """Stats from the prediction log and the feedback: requests, latency, live accuracy.
+def _serves(versions: Mapping[str, str], named: Mapping[str, str], model_version: str) -> bool:
+    """Whether a prediction (or a verdict on one) was served by the release ``versions``."""
+    return all(
+        (named.get(task) or served_task_version(model_version, task)) == version
+        for task, version in versions.items()
+    )
 
-    ``served`` maps a variant label to the classifier version it reports (its card's MLflow run
-    id), which is how the prediction log tells the variants apart. Failed requests are not in the
-    log, so ``errors`` stays unknown here (the local target's router counts them).
+
+def _entity_counts(record: FeedbackRecord) -> tuple[int, int, int] | None:
+    """(true positives, predicted, gold) spans of one verdict; None when they cannot be scored."""
+    if confirms_entities(record):
+        count = len(record.predicted_entities)  # every predicted entity is right, none missing
+        return count, count, count
+    predicted = predicted_spans(record.predicted_entities)
+    gold = verdict_of(record).entities
+    if predicted is None or gold is None:
+        return None  # a corrected list for a prediction without word positions
+    return len(predicted & gold), len(predicted), len(gold)
+
+
+def store_stats(store: Store, served: Mapping[str, Mapping[str, str]]) -> StatsSource:
+    """Stats from the prediction log and the feedback: requests, latency, live quality.
+
+    ``served`` maps a variant label to the versions its predictions report per task
+    (``classify``, ``extract``: each card's MLflow run id); a prediction belongs to the variant
+    whose whole release made it, so two releases that share the classifier are still told apart.
+    Live quality is read from the newest verdict per prediction (:mod:`docloop.feedback.verdicts`):
+    document-type accuracy and entity counts for a micro F1. Failed requests are not in the log, so
+    ``errors`` stays unknown here (the local target's router counts them).
     """
 
     def collect(since: datetime, release: PredictorRelease, variant: str) -> VariantStats:
-        version = served[variant]
+        versions = dict(served[variant])
         latencies: list[float] = []
         requests = 0
         for prediction in iter_predictions(store, since, None):
-            if (
-                prediction.model_versions.get(
-                    "classify", served_task_version(prediction.model_version, "classify")
-                )
-                != version
-            ):
+            if not _serves(versions, prediction.model_versions, prediction.model_version):
                 continue
             requests += 1
             latency = prediction.ocr.get("latency_ms")
             if isinstance(latency, int | float) and not isinstance(latency, bool):
                 latencies.append(float(latency))
-        reviewed = correct = 0
-        for record in accepted_feedback(store, since):
-            if served_task_version(record.model_version, "classify") != version:
-                continue
+        reviewed = correct = scored = true_positives = predicted = gold = 0
+        verdicts = newest_verdicts(
+            record
+            for record in accepted_feedback(store, since)
+            if _serves(versions, {}, record.model_version)
+        )
+        for record in verdicts:
             reviewed += 1
-            corrected = record.correction.doc_type if record.correction else None
-            correct += int(corrected is None or corrected == record.predicted_doc_type)
+            correct += int(not corrects_doc_type(record))
+            counts = _entity_counts(record)
+            if counts is not None:
+                scored += 1
+                true_positives, predicted, gold = (
+                    a + b for a, b in zip((true_positives, predicted, gold), counts, strict=True)
+                )
         return VariantStats(
             variant=variant,
             requests=requests,
             latencies_ms=latencies,
+            versions=versions,
             reviewed=reviewed,
             correct=correct,
+            entity_reviewed=scored,
+            entity_true_positives=true_positives,
+            entity_predicted=predicted,
+            entity_gold=gold,
         )
 
     return collect

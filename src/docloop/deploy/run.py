@@ -53,13 +53,13 @@ class ReleasePlan:
         release: The versions to serve.
         champion: What serves now (the defaults); None before any model is the default.
         changed: task → version that differs from the champion.
-        served: variant label → the classifier version its predictions report (card run id).
+        served: variant label → the version per task its predictions report (card run ids).
     """
 
     release: PredictorRelease
     champion: PredictorRelease | None
     changed: dict[str, str]
-    served: dict[str, str]
+    served: dict[str, dict[str, str]]
 
 
 def _challenger(registry: Registry, model_name: str, pipeline_run: str) -> str | None:
@@ -119,9 +119,14 @@ def plan_release(
         else None
     )
     changed = {t: v for t, v in chosen.items() if champion_versions.get(t) != v}
-    served = {release.label: str(run_ids.get("classify") or "")}
+    # a version without a run id cannot be found in the log: the other task tells variants apart
+    served = {release.label: {t: str(run_ids[t]) for t in chosen if run_ids.get(t)}}
     if champion is not None:
-        served[champion.label] = str(run_ids.get("champion:classify") or "")
+        served[champion.label] = {
+            t: str(run_ids[f"champion:{t}"])
+            for t in champion_versions
+            if run_ids.get(f"champion:{t}")
+        }
     return ReleasePlan(release, champion, changed, served)
 
 

@@ -17,6 +17,7 @@ written as null (a prediction without a classifier has no ``doc_type``; an entit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,6 +27,9 @@ from docloop.documents.examples import DocumentExample, read_examples, write_exa
 from docloop.storage import Storage, join
 
 FeedbackKind = Literal["confirmation", "correction"]
+TextSource = Literal["ocr", "text_layer", "mixed", "unknown"]
+"""Where a served document's words came from: every page OCR'd, every page a text layer, both,
+or ``unknown`` (the client sent words without saying, for at least one page)."""
 SERVED_DOCUMENTS = "served-documents"
 
 
@@ -103,7 +107,22 @@ class PredictionAnswer(BaseModel):
     words: int
     mean_confidence: float | None
     ocr_pages: int
+    text_source: TextSource = Field(
+        default="unknown",
+        description="Where the words came from: ocr, text_layer, mixed, or unknown (the "
+        "client sent words without a page ``source``).",
+    )
     quarantined_pages: list[QuarantinedPage]
+
+
+def text_source_of(sources: Sequence[str | None]) -> TextSource:
+    """The document's :data:`TextSource` from its pages' sources (None: not said)."""
+    if not sources or any(source not in ("ocr", "text_layer") for source in sources):
+        return "unknown"
+    kinds = set(sources)
+    if kinds == {"ocr"}:
+        return "ocr"
+    return "text_layer" if kinds == {"text_layer"} else "mixed"
 
 
 class CorrectedEntity(BaseModel):

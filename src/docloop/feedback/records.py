@@ -158,7 +158,7 @@ class StoredPrediction:
         entities: predicted entities (type, text, page, box, confidence, word_indices).
         entity_types: every type the extractor can predict (empty without an extractor).
         model_versions: version per task.
-        ocr: pages, words, mean_confidence, ocr_pages, quarantined_pages, latency_ms.
+        ocr: pages, words, mean_confidence, ocr_pages, text_source, quarantined_pages, latency_ms.
         outputs: the raw ``outputs`` column (protocol, input, source_uri, ...).
     """
 

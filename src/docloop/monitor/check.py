@@ -4,7 +4,9 @@
 
 1. reads the window ``[watermark, now - settle)``: logged predictions and accepted feedback
    (``docloop.feedback.records``);
-2. scores the champion on the reviewed documents (``monitor.performance``);
+2. scores the champion on the reviewed documents (``monitor.performance``): document types on
+   the verdicts of the champion classifier's predictions, entities on those of the champion
+   extractor's (``sources.champion_window``);
 3. compares the window with the champion's training documents (``monitor.drift``): label shares,
    OCR statistics, and embeddings of the served documents from the champion's encoder
    (``monitor.embeddings``; the reference side is cached per model and reference sample);
@@ -187,6 +189,7 @@ def run_drift_check(
     batch_size: int = 32,
     settle_s: float | None = None,
     champion_extract_score: float | None = None,
+    champion_extractor_version: str | None = None,
 ) -> DriftCheckResult:
     """Check the window since the last check, decide whether to retrain, and record it.
 
@@ -209,6 +212,10 @@ def run_drift_check(
         champion_extract_score: The champion extractor's ``gate.extract_metric`` (micro entity
             F1) on its holdout; None, NaN or negative: unknown (the extractor's drop rule is
             unchecked; its floor still applies).
+        champion_extractor_version: The champion extractor's version as the prediction log names it
+            (its card's MLflow run id); with ``drift.champion_only`` its entities are judged on
+            its own predictions only. None: on the champion classifier's predictions, whichever
+            extractor made them (a warning).
 
     Returns:
         The result; ``result.trigger`` says whether to retrain.
@@ -233,8 +240,13 @@ def run_drift_check(
         model, champion_uri = _load_champion(champion_classifier, config, storage, Path(cache))
         other_versions = 0
         if config.drift.champion_only:
-            window, other_versions = sources.champion_window(window, card_version(model.card))
-        performance = feedback_performance(window.feedback, seed=config.drift.seed)
+            versions = {"classify": card_version(model.card)}
+            if champion_extractor_version:
+                versions["extract"] = champion_extractor_version
+            window, other_versions = sources.champion_window(window, versions)
+        performance = feedback_performance(
+            window.feedback, entity_records=window.entity_feedback, seed=config.drift.seed
+        )
         current_ocr = sources.prediction_ocr_statistics(window.predictions)
         doc_ids = list(dict.fromkeys(prediction.doc_id for prediction in window.predictions))
         reference_embeddings = _reference_embeddings(model, reference, config, storage, batch_size)

@@ -456,9 +456,19 @@ def classification_performance(
     return accuracy, macro, macro_interval, per_class
 
 
+def _accepted(records: Sequence[FeedbackRecord]) -> list[FeedbackRecord]:
+    accepted = [record for record in records if record.status == "accepted"]
+    if len(accepted) < len(records):
+        logger.warning(
+            "%d quarantined feedback events ignored for performance", len(records) - len(accepted)
+        )
+    return accepted
+
+
 def feedback_performance(
     records: Sequence[FeedbackRecord],
     *,
+    entity_records: Sequence[FeedbackRecord] | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     bootstrap_samples: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
@@ -467,7 +477,10 @@ def feedback_performance(
 
     Args:
         records: Accepted feedback events with the predictions they judge (quarantined ones are
-            ignored with a warning).
+            ignored with a warning); they score the document types.
+        entity_records: The events that score the entities (the verdicts on the champion
+            extractor's own predictions); None: ``records``. The document counts and the
+            correction rate cover both.
         confidence: Two-sided level of every interval.
         bootstrap_samples: Resamples for the F1 intervals (0: no F1 interval).
         seed: Seed of the bootstrap.
@@ -475,14 +488,17 @@ def feedback_performance(
     Returns:
         The report; rates with no data have ``value=None`` and the interval [0, 1].
     """
-    accepted = [record for record in records if record.status == "accepted"]
-    if len(accepted) < len(records):
-        logger.warning(
-            "%d quarantined feedback events ignored for performance", len(records) - len(accepted)
-        )
-    latest = newest_verdicts(accepted)
-    judged = [judge(record) for record in latest]
-    corrected = sum(1 for doc in judged if doc.corrected)
+    accepted = _accepted(records)
+    judged = [judge(record) for record in newest_verdicts(accepted)]
+    if entity_records is None:
+        entity_judged = judged
+        every = accepted
+    else:
+        entity_accepted = _accepted(entity_records)
+        entity_judged = [judge(record) for record in newest_verdicts(entity_accepted)]
+        every = list({record.id: record for record in [*accepted, *entity_accepted]}.values())
+    reviewed = judged if entity_records is None else [judge(r) for r in newest_verdicts(every)]
+    corrected = sum(1 for doc in reviewed if doc.corrected)
 
     typed = [doc for doc in judged if doc.predicted_type is not None and doc.true_type is not None]
     accuracy, macro, macro_interval, per_class = classification_performance(
@@ -495,10 +511,10 @@ def feedback_performance(
 
     scored = [
         (doc.predicted_spans, doc.true_spans)
-        for doc in judged
+        for doc in entity_judged
         if doc.predicted_spans is not None and doc.true_spans is not None
     ]
-    skipped = len(judged) - len(scored)
+    skipped = len(entity_judged) - len(scored)
     if skipped:
         logger.warning(
             "%d entity corrections judge predictions whose entities carry no word positions; "
@@ -523,13 +539,13 @@ def feedback_performance(
     return PerformanceReport(
         confidence=confidence,
         bootstrap_samples=bootstrap_samples,
-        feedback_events=len(accepted),
-        documents=len(judged),
-        confirmed=len(judged) - corrected,
+        feedback_events=len(every),
+        documents=len(reviewed),
+        confirmed=len(reviewed) - corrected,
         corrected=corrected,
         type_corrections=sum(1 for doc in judged if doc.type_corrected),
-        entity_corrections=sum(1 for doc in judged if doc.entities_corrected),
-        correction_rate=RateEstimate.of(corrected, len(judged), confidence),
+        entity_corrections=sum(1 for doc in entity_judged if doc.entities_corrected),
+        correction_rate=RateEstimate.of(corrected, len(reviewed), confidence),
         type_documents=len(typed),
         accuracy=accuracy,
         macro_f1=macro,

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample, read_examples
 from docloop.errors import InvalidInput, StorageError, StoreError
-from docloop.feedback.contracts import FeedbackRecord, read_served_document, served_document_uri
+from docloop.feedback.contracts import (
+    FeedbackRecord,
+    TextSource,
+    read_served_document,
+    served_document_uri,
+)
 from docloop.feedback.records import StoredPrediction, accepted_feedback, predictions_since
 from docloop.storage import Storage, join
 from docloop.store.db import Store
@@ -49,7 +55,8 @@ class Window:
         end: Exclusive end.
         watermark: The watermark's stored value when the window was read (None: never set).
         predictions: The logged predictions.
-        feedback: Accepted feedback with the predictions it judges.
+        feedback: Accepted feedback with the predictions it judges (scores the classifier).
+        entity_feedback: The verdicts that score the extractor; None: the same as ``feedback``.
     """
 
     start: datetime | None
@@ -57,6 +64,12 @@ class Window:
     watermark: str | None
     predictions: list[StoredPrediction]
     feedback: list[FeedbackRecord]
+    entity_feedback: list[FeedbackRecord] | None = None
+
+    @property
+    def extractor_feedback(self) -> list[FeedbackRecord]:
+        """The verdicts that score the extractor."""
+        return self.feedback if self.entity_feedback is None else self.entity_feedback
 
 
 def parse_watermark(value: str | None) -> datetime | None:
@@ -113,37 +126,63 @@ def served_task_version(model_version: str, task: str) -> str:
     return ""
 
 
-def champion_window(window: Window, version: str, task: str = "classify") -> tuple[Window, int]:
-    """Only what ``task``'s champion ``version`` served, and the verdicts on it.
+def task_version(versions: Mapping[str, str], model_version: str, task: str) -> str:
+    """The version of ``task`` a prediction or verdict names (its per-task map, else its string)."""
+    return versions.get(task) or served_task_version(model_version, task)
+
+
+def champion_window(window: Window, versions: Mapping[str, str]) -> tuple[Window, int]:
+    """Only what the champion's models served, and the verdicts on each model's own predictions.
 
     Right after a promotion, or while a canary takes part of the traffic, one window holds
-    several versions' predictions; the check judges the champion alone. When nothing in the
-    window names ``version`` (a predictor started with ``--model-version`` names its own
-    versions) the window is kept whole, with a warning.
+    several releases' predictions; the check judges the champion alone, each model on what *that*
+    model version predicted. The predictions (label shares, OCR, embeddings) and the verdicts
+    that score document types are those of the champion classifier (``versions["classify"]``);
+    the verdicts that score entities are those of the champion extractor
+    (``versions["extract"]``; without it, the classifier's verdicts, with a warning). When
+    nothing in the window names the classifier's version (a predictor started with
+    ``--model-version`` names its own versions) the window is kept whole, with a warning.
 
     Returns:
-        The filtered window and how many predictions and verdicts it left out.
+        The filtered window and how many predictions and verdicts it left out (a verdict counts
+        once, when neither model's version matches).
     """
+    classifier = versions["classify"]
+    extractor = versions.get("extract")
     predictions = [
         p
         for p in window.predictions
-        if p.model_versions.get(task, served_task_version(p.model_version, task)) == version
+        if task_version(p.model_versions, p.model_version, "classify") == classifier
     ]
-    feedback = [f for f in window.feedback if served_task_version(f.model_version, task) == version]
+    feedback = [
+        f for f in window.feedback if served_task_version(f.model_version, "classify") == classifier
+    ]
     if not predictions and not feedback and (window.predictions or window.feedback):
         logger.warning(
-            "no prediction in the window was served by the champion's %s version %s (served: %s); "
-            "checking the whole window",
-            task,
-            version,
+            "no prediction in the window was served by the champion's classify version %s "
+            "(served: %s); checking the whole window",
+            classifier,
             ", ".join(sorted({p.model_version for p in window.predictions})[:5]) or "-",
         )
         return window, 0
-    left_out = len(window.predictions) - len(predictions) + len(window.feedback) - len(feedback)
+    if extractor is None:
+        logger.warning(
+            "the champion extractor's version is unknown: its entities are judged on the verdicts "
+            "of the champion classifier's predictions, whichever extractor made them"
+        )
+        entity_feedback = feedback
+    else:
+        entity_feedback = [
+            f
+            for f in window.feedback
+            if served_task_version(f.model_version, "extract") == extractor
+        ]
+    judged = {f.id for f in feedback} | {f.id for f in entity_feedback}
+    left_out = len(window.predictions) - len(predictions) + len(window.feedback) - len(judged)
     if left_out:
-        logger.info("left out %d rows served by other versions than %s", left_out, version)
+        logger.info("left out %d rows served by other versions than %s", left_out, dict(versions))
     return (
-        Window(window.start, window.end, window.watermark, predictions, feedback),
+        Window(window.start, window.end, window.watermark, predictions, feedback, entity_feedback),
         left_out,
     )
 
@@ -248,14 +287,45 @@ def _number(value: object) -> float:
     return float(value)
 
 
+def text_source(prediction: StoredPrediction) -> TextSource:
+    """Where a logged prediction's words came from.
+
+    The ``ocr`` column's ``text_source`` when recorded; for rows logged before it was, a file the
+    server read itself (``input: document``) is known from its OCR'd-page count, and pages a
+    client sent are ``unknown``.
+    """
+    recorded = prediction.ocr.get("text_source")
+    if recorded in ("ocr", "text_layer", "mixed", "unknown"):
+        return cast(TextSource, recorded)
+    pages, ocr_pages = (
+        _number(prediction.ocr.get("pages")),
+        _number(prediction.ocr.get("ocr_pages")),
+    )
+    if prediction.outputs.get("input") != "document" or not pages > 0 or math.isnan(ocr_pages):
+        return "unknown"
+    if ocr_pages == 0:
+        return "text_layer"
+    return "ocr" if ocr_pages >= pages else "mixed"
+
+
 def prediction_ocr_statistics(
     predictions: Sequence[StoredPrediction],
 ) -> dict[str, npt.NDArray[np.float64]]:
-    """The same statistics from the prediction log's ``ocr`` column (NaN where not recorded)."""
+    """The same statistics from the prediction log's ``ocr`` column (NaN where not recorded).
+
+    The OCR'd-page share is NaN for a document of unknown provenance (:func:`text_source`): words
+    a client sent without a page ``source`` are neither OCR'd nor text-layer pages.
+    """
     pages = np.array([_number(p.ocr.get("pages")) for p in predictions], dtype=np.float64)
     pages = np.where(pages > 0, pages, np.nan)
     words = np.array([_number(p.ocr.get("words")) for p in predictions], dtype=np.float64)
-    ocr_pages = np.array([_number(p.ocr.get("ocr_pages")) for p in predictions], dtype=np.float64)
+    ocr_pages = np.array(
+        [
+            _number(p.ocr.get("ocr_pages")) if text_source(p) != "unknown" else math.nan
+            for p in predictions
+        ],
+        dtype=np.float64,
+    )
     return {
         "mean_confidence": np.array(
             [_number(p.ocr.get("mean_confidence")) for p in predictions], dtype=np.float64

@@ -5,8 +5,9 @@ An instance is a JSON object with exactly one of:
 ``pages``
     a non-empty list of page records (``docloop.documents.schema.PageRecord`` dicts, or just
     ``{"words": [...], "boxes": [[x0, y0, x1, y1], ...]}``, optionally with ``page``,
-    ``confidences`` (0-100 per word) and ``source`` (``ocr`` or ``text_layer``)). Boxes are
-    normalised to 0-1000 of the page, top-left origin.
+    ``confidences`` (0-100 per word) and ``source`` (``ocr`` or ``text_layer``; left out, the
+    page's provenance is unknown and it never counts as OCR'd)). Boxes are normalised to 0-1000
+    of the page, top-left origin.
 ``document``
     a base64 PDF, PNG, JPEG or TIFF (a ``data:...;base64,`` prefix is accepted); the server runs
     the same intake, render and OCR code as the preprocess component.
@@ -67,7 +68,7 @@ class ServePage:
     words: list[str]
     boxes: list[list[int]]
     confidences: list[float] | None
-    source: Literal["ocr", "text_layer"]
+    source: Literal["ocr", "text_layer"] | None
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class PageInput(BaseModel):
     words: list[str]
     boxes: list[list[int]]
     confidences: list[float] | None = None
-    source: Literal["ocr", "text_layer"] = "ocr"
+    source: Literal["ocr", "text_layer"] | None = None
     # The other PageRecord fields are accepted so that preprocess output can be sent as is.
     doc_id: str | None = None
     source_uri: str | None = None

@@ -16,7 +16,8 @@ Answers (one per instance, in order; ``docloop.feedback.contracts.PredictionAnsw
     {"doc_id": "...", "doc_type": {"label", "confidence", "probabilities"},   # with a classifier
      "entities": [{"type", "text", "page", "box", "confidence", "word_indices"}, ...],  # extractor
      "model_name", "model_version", "model_versions": {"classify": ..., "extract": ...},
-     "request_id", "pages", "words", "mean_confidence", "ocr_pages", "quarantined_pages": [...]}
+     "request_id", "pages", "words", "mean_confidence", "ocr_pages", "text_source",
+     "quarantined_pages": [...]}
 
 V1 wraps them in ``{"predictions": [...]}``; v2 returns them as JSON strings in the BYTES output
 ``prediction_json``. A model's version is ``--model-version`` when given, else the MLflow run id
@@ -52,6 +53,7 @@ from docloop.feedback.contracts import (
     PredictionAnswer,
     QuarantinedPage,
     TypeAnswer,
+    text_source_of,
 )
 from docloop.models.artifact import (
     CARD_FILE,
@@ -371,6 +373,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             words=len(prepared.example.words),
             mean_confidence=prepared.mean_confidence,
             ocr_pages=prepared.example.ocr_pages,
+            text_source=text_source_of([page.source for page in prepared.pages]),
             quarantined_pages=prepared.quarantined,
         )
 
@@ -408,6 +411,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             words=answer.words,
             mean_confidence=prepared.mean_confidence,
             ocr_pages=answer.ocr_pages,
+            text_source=answer.text_source,
             quarantined_pages=len(prepared.quarantined),
             latency_ms=round(latency_ms, 3),
         )

@@ -51,7 +51,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample
 from docloop.errors import DocloopError, StoreBusy, StoreError
-from docloop.feedback.contracts import PredictedEntity, write_served_document
+from docloop.feedback.contracts import PredictedEntity, TextSource, write_served_document
 from docloop.storage import Storage
 from docloop.store.db import Store, normalize_url, open_store
 from docloop.store.tables import Prediction
@@ -101,6 +101,9 @@ class PredictionRecord(BaseModel):
     words: int
     mean_confidence: float | None = Field(description="Mean OCR confidence 0-100, if known.")
     ocr_pages: int
+    text_source: TextSource = Field(
+        default="unknown", description="Where the words came from (OCR provenance)."
+    )
     quarantined_pages: int = 0
     latency_ms: float
 
@@ -176,6 +179,7 @@ PARQUET_SCHEMA = pa.schema(
         pa.field("words", pa.int32(), nullable=False),
         pa.field("mean_confidence", pa.float64()),
         pa.field("ocr_pages", pa.int32(), nullable=False),
+        pa.field("text_source", pa.string(), nullable=False),
         pa.field("quarantined_pages", pa.int32(), nullable=False),
         pa.field("latency_ms", pa.float64(), nullable=False),
     ]
@@ -229,7 +233,8 @@ def prediction_row(record: PredictionRecord) -> dict[str, Any]:
 
     ``outputs`` holds what the model said and how it was asked (doc type, probabilities, entities
     with their word positions, the extractor's entity types, per-task versions, protocol, input);
-    ``ocr`` what it read (pages, words, mean OCR confidence, OCR'd and set-aside pages, latency).
+    ``ocr`` what it read (pages, words, mean OCR confidence, OCR'd and set-aside pages, where the
+    words came from, latency).
 
     Raises:
         ValueError: the record's timestamp is not an ISO-8601 time with a zone.
@@ -262,6 +267,7 @@ def prediction_row(record: PredictionRecord) -> dict[str, Any]:
             "words": record.words,
             "mean_confidence": record.mean_confidence,
             "ocr_pages": record.ocr_pages,
+            "text_source": record.text_source,
             "quarantined_pages": record.quarantined_pages,
             "latency_ms": record.latency_ms,
         },

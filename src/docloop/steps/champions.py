@@ -93,3 +93,22 @@ def holdout_score_or_none(config: DocloopConfig, uri: str) -> float | None:
     except (MlflowException, DocloopError) as exc:
         logger.info("no holdout score for %s (%s); its drop rule is unchecked", uri, exc)
         return None
+
+
+def version_or_none(config: DocloopConfig, uri: str, storage: Storage | None = None) -> str | None:
+    """The version ``uri``'s model reports in the prediction log (its card's run id), or None."""
+    from mlflow.exceptions import MlflowException
+
+    from docloop.errors import DocloopError
+    from docloop.models.artifact import card_version
+
+    if not uri:
+        return None
+    try:
+        model_uri = resolve_model_uri(uri, config.tracking)
+        return card_version(
+            read_card(fetch_model_folder(storage or Storage(config.storage), model_uri))
+        )
+    except (MlflowException, DocloopError, OSError) as exc:
+        logger.info("no version for %s (%s); its predictions cannot be told apart", uri, exc)
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from docloop.config import load_config, store_url
 from docloop.monitor.check import DriftCheckResult, run_drift_check
-from docloop.steps.champions import holdout_score_or_none, resolve_champion
+from docloop.steps.champions import holdout_score_or_none, resolve_champion, version_or_none
 from docloop.storage import Storage
 from docloop.store.db import open_store
 
@@ -26,7 +26,8 @@ def run(
         output_dir: Where the files go (a local path or a storage URI).
         champion_uri: The champion classifier (``models:/<name>@champion`` or a folder).
         extractor_uri: The champion extractor; its registered holdout score arms the
-            extractor's drop rule (unchecked when it has none).
+            extractor's drop rule (unchecked when it has none), and its version picks the
+            verdicts that score entities.
         reference_dataset_uri: The reference dataset; empty: the champion's training dataset.
 
     Returns:
@@ -49,6 +50,7 @@ def run(
             champion.holdout_score,
             output_uri=output_dir,
             champion_extract_score=holdout_score_or_none(config, extractor_uri),
+            champion_extractor_version=version_or_none(config, extractor_uri, storage),
         )
     finally:
         store.close()
