@@ -474,12 +474,25 @@ def train(
     epochs: Annotated[int | None, typer.Option(min=1)] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1)] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget",
+            min=1,
+            help="Wall-clock seconds for training (time before a resume counts); when spent, "
+            "validate and keep the best weights so far (training.time_budget_s).",
+        ),
+    ] = None,
     no_layout: Annotated[
         bool, typer.Option("--no-layout", help="Extractor without word boxes (ablation).")
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Fine-tune a classifier or an extractor; resumes from a checkpoint in --output."""
+    """Fine-tune a classifier or an extractor; resumes from a checkpoint in --output.
+
+    Stops at --epochs, --max-steps, early stopping or --time-budget, whichever comes first; the
+    model holds the best validated weights and its card says why it stopped (stopped_by).
+    """
     from docloop.models.launch import train_with_available_devices
 
     if task not in ("classify", "extract"):
@@ -493,6 +506,7 @@ def train(
             "epochs": epochs,
             "seed": seed,
             "checkpoint_every": checkpoint_every,
+            "time_budget_s": time_budget,
         }.items()
         if value is not None
     }
@@ -518,7 +532,11 @@ def train(
         typer.echo(f"trained with accelerate on several GPUs -> {output}")
         return
     scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(result.card.metrics.items()))
-    how = "already trained" if result.already_trained else f"steps={result.card.steps}"
+    how = (
+        "already trained"
+        if result.already_trained
+        else f"steps={result.card.steps} stopped_by={result.card.stopped_by}"
+    )
     if result.resumed_from_step:
         how += f" resumed_from={result.resumed_from_step}"
     typer.echo(f"{task}: {how} {scores} -> {output}")

@@ -172,6 +172,13 @@ class TrainingConfig(Section):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     epochs: int = Field(default=6, ge=1)
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps.")
+    time_budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Wall-clock seconds for the training loop (validation included, time spent "
+        "before a resume counted); when spent, validate and keep the best weights so far. A "
+        "stopping rule only: a checkpoint resumes under another budget.",
+    )
     checkpoint_every: int = Field(default=50, ge=1, description="Steps between checkpoints.")
     early_stopping_patience: int = Field(
         default=2, ge=1, description="Epochs without validation improvement before stopping."
@@ -200,6 +207,12 @@ class TrackingConfig(Section):
     experiment_prefix: str = Field(
         default="docloop", description="Experiments are <prefix>-<task>."
     )
+    artifact_location: str | None = Field(
+        default=None,
+        description="Where new MLflow experiments keep their artifacts. Unset: an mlartifacts "
+        "folder next to a SQLite tracking database (else .docloop/mlartifacts); a tracking "
+        "server (http, https, databricks) uses its own default. Never ./mlruns.",
+    )
     enabled: bool = Field(
         default=True,
         description="false: train without MLflow (no tracking server where the pipeline runs); "
@@ -216,6 +229,23 @@ def tracking_uri(tracking: TrackingConfig, environ: Mapping[str, str] | None = N
     return (
         tracking.mlflow_tracking_uri or environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     )
+
+
+def artifact_location(tracking: TrackingConfig, uri: str | None = None) -> str | None:
+    """Where a new experiment keeps its artifacts; None lets a tracking server decide.
+
+    MLflow's default for a database-backed store is ``./mlruns`` in the working directory, which
+    scatters run artifacts wherever a command happens to run.
+    """
+    if tracking.artifact_location:
+        return tracking.artifact_location
+    uri = uri or tracking_uri(tracking)
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    folder = Path(".docloop")
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+    return (folder / "mlartifacts").resolve().as_uri()
 
 
 DEFAULT_STORE_URL = "sqlite:///.docloop/state.db"

@@ -218,3 +218,69 @@ def test_the_classifier_trains_on_each_document_once(tmp_path: Path) -> None:
     extractor = train("extract", str(tmp_path / "repeated"), str(tmp_path / "e"), once, off)
     assert classifier.samples_seen == 8
     assert extractor.samples_seen >= 24
+
+
+class _Crash(Exception):
+    """Stands for a killed process in the budget's resume test."""
+
+
+def test_a_time_budget_stops_at_the_best_weights_so_far(dataset: Path, tmp_path: Path) -> None:
+    """The budget runs out mid-training: validation, the best weights, the reason on the card."""
+    off = TrackingConfig(enabled=False)
+    long = TrainingConfig(
+        max_length=32, batch_size=4, epochs=40, checkpoint_every=1, time_budget_s=1.0
+    )
+    slow = lambda done, total: time.sleep(0.4)  # noqa: E731 - a slow device, in effect
+    result = train("extract", str(dataset), str(tmp_path / "m"), long, off, on_step=slow)
+
+    card = result.card
+    assert card.stopped_by == "time_budget"
+    assert 1 <= card.steps <= 4  # 0.4 s a step against a 1 s budget, far from 40 epochs
+    assert card.train_seconds >= 1.0 and card.time_budget_s == 1.0
+    assert "time_budget_s" not in card.train_config  # a stopping rule, not a weight setting
+    assert len(result.history) == 1 and "val_score" in card.metrics  # validated when it ran out
+    load_model(tmp_path / "m")
+    assert not (tmp_path / "m" / "checkpoint").exists()
+
+    again = train("extract", str(dataset), str(tmp_path / "m"), long, off)
+    assert again.already_trained
+    more = long.model_copy(update={"time_budget_s": 600.0, "max_steps": card.steps + 1})
+    retrained = train("extract", str(dataset), str(tmp_path / "m"), more, off)
+    assert not retrained.already_trained and retrained.card.stopped_by == "max_steps"
+
+
+def test_a_resumed_run_counts_the_time_its_checkpoint_spent(dataset: Path, tmp_path: Path) -> None:
+    """Time already spent before a crash counts; a checkpoint resumes under another budget."""
+    off = TrackingConfig(enabled=False)
+    first = TrainingConfig(max_length=32, batch_size=4, epochs=40, checkpoint_every=1)
+
+    def slow_then_crash(done: int, total: int) -> None:
+        time.sleep(0.5)
+        if done == 3:
+            raise _Crash  # after step 3, before its checkpoint: the checkpoint holds step 2
+
+    with pytest.raises(_Crash):
+        train("extract", str(dataset), str(tmp_path / "m"), first, off, on_step=slow_then_crash)
+
+    budget = first.model_copy(update={"time_budget_s": 0.8})  # the checkpoint spent >= 1.0 s
+    result = train("extract", str(dataset), str(tmp_path / "m"), budget, off)
+    assert result.resumed_from_step == 2
+    assert result.card.steps == 2 and result.card.stopped_by == "time_budget"
+    assert result.card.train_seconds >= 1.0
+
+
+def test_mlflow_writes_no_mlruns_into_the_working_directory(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's default artifact root for a database store is ./mlruns of the working directory."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    tracking = TrackingConfig(mlflow_tracking_uri=f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}")
+    short = FAST.model_copy(update={"max_steps": 1, "epochs": 1})
+    result = train("extract", str(dataset), str(tmp_path / "m"), short, tracking)
+
+    assert result.card.mlflow_run_id
+    assert not (work / "mlruns").exists(), sorted(p.name for p in work.iterdir())
+    logged = list((tmp_path / "db" / "mlartifacts").rglob("docloop-model.json"))
+    assert len(logged) == 1  # the card, logged next to the tracking database

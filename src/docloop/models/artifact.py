@@ -71,6 +71,16 @@ class ModelCard(BaseModel):
     init_from: str | None = None
     train_config: dict[str, Any] = Field(default_factory=dict)
     steps: int = 0
+    stopped_by: str = Field(
+        default="",
+        description="Why training stopped: epochs, max_steps, early_stopping or time_budget.",
+    )
+    train_seconds: float = Field(
+        default=0.0, description="Wall seconds of the training loop, resumed runs included."
+    )
+    time_budget_s: float | None = Field(
+        default=None, description="The wall-time budget it trained under (training.time_budget_s)."
+    )
     docloop_version: str = ""
     code_version: str = ""
     mlflow_run_id: str | None = None

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from docloop import __version__
-from docloop.config import TrackingConfig, TrainingConfig, tracking_uri
+from docloop.config import TrackingConfig, TrainingConfig, artifact_location, tracking_uri
 from docloop.documents.examples import OUTSIDE, DocumentExample, read_examples, read_manifest
 from docloop.documents.locate import field_value
 from docloop.errors import InvalidInput
@@ -147,7 +147,16 @@ class _Tracker:
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(f"{tracking.experiment_prefix}-{task}")
+        name = f"{tracking.experiment_prefix}-{task}"
+        if mlflow.get_experiment_by_name(name) is None:
+            # set_experiment alone would put the artifacts under ./mlruns of the working directory
+            from mlflow.exceptions import MlflowException
+
+            try:
+                mlflow.create_experiment(name, artifact_location=artifact_location(tracking, uri))
+            except MlflowException:  # a concurrent run created it first
+                logger.debug("experiment %s created concurrently", name)
+        mlflow.set_experiment(name)
         self.mlflow = mlflow
         self.run_id = mlflow.start_run(run_id=run_id).info.run_id
 
@@ -390,11 +399,13 @@ class Trainer:
         return train, val, manifest.digest, list(types)
 
     def _identity(self, digest: str) -> dict[str, Any]:
+        # the time budget is a stopping rule, not a setting of the weights: a checkpoint resumes
+        # under another budget, and the card records the budget apart from train_config
         return {
             "task": self.task,
             "dataset_digest": digest,
             "init_from": self.init_from,
-            "config": self.config.model_dump(mode="json"),
+            "config": self.config.model_dump(mode="json", exclude={"time_budget_s"}),
         }
 
     # ---------------------------------------------------------------- the run
@@ -433,6 +444,10 @@ class Trainer:
             and card.init_from == identity["init_from"]
             and card.train_config == identity["config"]
         )
+        # a model the budget cut short is finished only for that budget: another one trains anew
+        cut_short = card.stopped_by == "time_budget"
+        if cut_short and card.time_budget_s != self.config.time_budget_s:
+            return None
         return card if same else None
 
     def _train(
@@ -492,6 +507,8 @@ class _Run:
             "mlflow_run_id": None,
             "samples_seen": 0,
             "stopped": False,
+            "stopped_by": "",
+            "train_seconds": 0.0,
         }
         self.resumed_from = self._restore(identity)
 
@@ -601,7 +618,7 @@ class _Run:
         )
         self.scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(load_file(str(self.checkpoint / "rng.safetensors"))["torch"])
-        self.state = saved
+        self.state = {**self.state, **saved}  # keys added since the checkpoint keep defaults
         logger.info("resuming from the checkpoint at step %d", saved["step"])
         return int(saved["step"])
 
@@ -677,6 +694,8 @@ class _Run:
         # RNG each time it is iterated, which would make a resumed run diverge from an
         # uninterrupted one. Each process takes every num_processes-th batch (data parallel).
         for indices in self._batches(epoch)[int(state["step_in_epoch"]) :]:
+            if self._budget_spent():
+                break
             batch = {
                 key: self._to_device(value)
                 for key, value in self.collate([self.features[i] for i in indices]).items()
@@ -705,6 +724,24 @@ class _Run:
             if state["step"] >= self.total_steps:
                 break
         self._end_epoch(epoch, tracker)
+
+    def _budget_spent(self) -> bool:
+        """Count the wall time of the loop into the state; True once the time budget is spent."""
+        state = self.state
+        now = time.perf_counter()
+        state["train_seconds"] = float(state.get("train_seconds", 0.0)) + now - self.clock
+        self.clock = now
+        budget = self.config.time_budget_s
+        if budget is None or state["train_seconds"] < budget:
+            return False
+        if not state.get("stopped_by"):
+            logger.info(
+                "time budget of %.0f s spent at step %d: validating and keeping the best weights",
+                budget,
+                state["step"],
+            )
+        state["stopped_by"] = "time_budget"
+        return True
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         """Copy a batch tensor to the device; on a GPU through pinned memory, asynchronously."""
@@ -759,13 +796,16 @@ class _Run:
             state["patience_left"] -= 1
         state["epoch"] = epoch + 1
         state["step_in_epoch"] = 0
-        if state["patience_left"] <= 0:
+        if state["patience_left"] <= 0 and not state["stopped_by"]:
             logger.info(
                 "early stopping: no validation gain in %d epochs", config.early_stopping_patience
             )
-            state["stopped"] = True
-        if state["step"] >= self.total_steps:
-            state["stopped"] = True
+            state["stopped_by"] = "early_stopping"
+        if state["step"] >= self.total_steps and not state["stopped_by"]:
+            limited = config.max_steps is not None and self.total_steps == config.max_steps
+            state["stopped_by"] = "max_steps" if limited else "epochs"
+        self._budget_spent()  # the validation counts too
+        state["stopped"] = bool(state["stopped_by"])
         self.save_checkpoint()
 
     def execute(self) -> TrainResult:
@@ -783,8 +823,11 @@ class _Run:
     def _execute(self, tracker: _Tracker) -> TrainResult:
         self.network, self.optimizer = self.accelerator.prepare(self.network, self.optimizer)
         self.network.train()
+        self.clock = time.perf_counter()
         while not self.state["stopped"] and self.state["epoch"] < self.config.epochs:
             self._epoch(tracker)
+        if not self.state["stopped_by"]:
+            self.state["stopped_by"] = "epochs"
         final = self.accelerator.unwrap_model(self.network)
         final.load_state_dict(load_file(str(self.best_path)))
         final.eval()
@@ -797,6 +840,9 @@ class _Run:
                 LoadedModel(self.card, final, self.tokenizer, self.folder), self.val
             )
         self.card.steps = int(self.state["step"])
+        self.card.stopped_by = str(self.state["stopped_by"])
+        self.card.train_seconds = round(float(self.state["train_seconds"]), 3)
+        self.card.time_budget_s = self.config.time_budget_s
         self.card.mlflow_run_id = tracker.run_id
         save_model(self.folder, final.cpu(), self.tokenizer, self.encoder.config, self.card)
         tracker.metrics({f"final_val_{k}": v for k, v in scores.items()}, int(self.state["step"]))
