@@ -36,6 +36,7 @@ def bootstrap(
     max_steps: int = 0,
     epochs: int = 0,
     gpus: int = 1,
+    time_budget_s: float = 0.0,
 ) -> None:
     """Train, gate and register the first classifier and extractor.
 
@@ -48,6 +49,8 @@ def bootstrap(
         max_steps: Cap on optimisation steps per model; 0 keeps the configured limit.
         epochs: Epochs per model; 0 keeps the configured number.
         gpus: GPUs per training task (ignored by ``kfp.local``).
+        time_budget_s: Wall-clock seconds per model's training (best weights kept when
+            spent); 0 keeps the configured budget.
     """
     shards = plan_shards(num_shards=num_shards)
     with dsl.ParallelFor(shards.output, name="preprocess-shards") as shard:
@@ -67,6 +70,7 @@ def bootstrap(
                     max_steps=max_steps,
                     epochs=epochs,
                     seed=seed,
+                    time_budget_s=time_budget_s,
                 ),
                 mlflow=True,
             ),

@@ -46,6 +46,7 @@ def train_and_gate(
     max_steps: int = 0,
     epochs: int = 0,
     gpus: int = 1,
+    time_budget_s: float = 0.0,
 ) -> None:
     """Train one model on the retrain dataset, gate it, register it or record the rejection.
 
@@ -59,6 +60,8 @@ def train_and_gate(
         max_steps: Cap on optimisation steps; 0 keeps the configured limit.
         epochs: Epochs; 0 keeps the configured number.
         gpus: GPUs for the training task (ignored by ``kfp.local``).
+        time_budget_s: Wall-clock seconds for training (best weights kept when spent); 0 keeps
+            the configured budget.
     """
     trained = with_gpu(
         on_platform(
@@ -69,6 +72,7 @@ def train_and_gate(
                 max_steps=max_steps,
                 epochs=epochs,
                 seed=seed,
+                time_budget_s=time_budget_s,
             ),
             mlflow=True,
         ),
@@ -113,6 +117,7 @@ def retrain(
     max_steps: int = 0,
     epochs: int = 0,
     gpus: int = 1,
+    time_budget_s: float = 0.0,
 ) -> None:
     """Retrain both models on reviewed feedback, gate them, canary the blessed ones.
 
@@ -123,6 +128,7 @@ def retrain(
         max_steps: Cap on optimisation steps per model; 0 keeps the configured limit.
         epochs: Epochs per model; 0 keeps the configured number.
         gpus: GPUs per training task (ignored by ``kfp.local``).
+        time_budget_s: Wall-clock seconds per model's training; 0 keeps the configured budget.
     """
     run = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
     health = on_platform(report_health(pipeline_run=run), store=True)
@@ -143,6 +149,7 @@ def retrain(
                 max_steps=max_steps,
                 epochs=epochs,
                 gpus=gpus,
+                time_budget_s=time_budget_s,
             ).set_display_name(f"train-and-gate-{task}")
             for task, champion in (
                 ("classify", classifier_champion),

@@ -20,6 +20,7 @@ def train_gpu(
     max_steps: int = 0,
     epochs: int = 0,
     seed: int = 0,
+    time_budget_s: float = 0.0,
 ) -> NamedTuple("TrainOutputs", [("val_score", float), ("steps", int)]):
     """Fine-tune a document classifier or a layout-aware entity extractor.
 
@@ -27,6 +28,8 @@ def train_gpu(
     model; bf16 on a GPU, fp32 on CPU, data parallel with ``accelerate launch`` when the pod has
     several GPUs. Early stopping on validation macro-F1; a checkpoint every
     ``training.checkpoint_every`` steps lets a retried task resume instead of starting over.
+    A dataset with one document type trains no classifier: the task succeeds with a ``model``
+    that holds only a skip marker (metadata ``skipped``), which evaluate never blesses.
     Params, metrics, dataset digest and code version go to MLflow (``tracking`` in the config;
     credentials from the environment).
 
@@ -41,20 +44,36 @@ def train_gpu(
         max_steps: Stop after this many optimisation steps; 0 keeps the configured limit.
         epochs: Epochs; 0 keeps the configured number.
         seed: Random seed (data order, initialisation, dropout).
+        time_budget_s: Wall-clock seconds for training; when spent, validate and keep the best
+            weights so far. 0 keeps the configured budget (``training.time_budget_s``).
 
     Returns:
         val_score: Validation macro-F1 (classes or entity types) of the saved model.
-        steps: Optimisation steps run.
+        steps: Optimisation steps run (0 when nothing was trained).
     """
     from docloop.steps import train_gpu as step
 
-    card = step.run(
-        task, dataset.path, model.path, init_from, max_steps, epochs, seed, dataset_ref=dataset.uri
+    outcome = step.run(
+        task,
+        dataset.path,
+        model.path,
+        init_from,
+        max_steps,
+        epochs,
+        seed,
+        dataset_ref=dataset.uri,
+        time_budget_s=time_budget_s,
     )
-    model.metadata.update({"task": card.task, "labels": card.labels, **card.metrics})
+    outputs = NamedTuple("TrainOutputs", [("val_score", float), ("steps", int)])  # noqa: UP014
+    card = outcome.card
+    if card is None:
+        model.metadata.update({"task": task, "skipped": outcome.skipped})
+        return outputs(0.0, 0)
+    model.metadata.update(
+        {"task": card.task, "labels": card.labels, "stopped_by": card.stopped_by, **card.metrics}
+    )
     for name, value in card.metrics.items():
         metrics.log_metric(name, value)
-    outputs = NamedTuple("TrainOutputs", [("val_score", float), ("steps", int)])  # noqa: UP014
     return outputs(card.metrics.get("val_score", 0.0), card.steps)
 
 

@@ -226,3 +226,36 @@ def test_a_canary_with_worse_live_accuracy_is_rolled_back_and_rejected(world: Wo
     assert deploy(world, pipeline_run="retrain-2")[1].status == "unchanged"
     # the newest deployment was rolled back by its canary analysis: nothing left to undo
     assert run_rollback(world.config, world.registry, reason="again", target=world.target()) is None
+
+
+def test_a_release_without_a_classifier_serves_the_extractor_alone(tmp_path: Path) -> None:
+    """One document type trains no classifier: the release is the extractor; nothing: refused."""
+    from docloop.errors import InvalidInput
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = DocloopConfig(
+        data_root=str(tmp_path / "data"),
+        tracking=TrackingConfig(mlflow_tracking_uri=tracking),
+        store=StoreConfig(url=f"sqlite:///{tmp_path / 'state.db'}"),
+    )
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+    experiment = client.create_experiment("docloop", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(experiment).info.run_id
+    registry = Registry(open_store(config.store.url or ""), tracking)
+    try:
+        with pytest.raises(InvalidInput, match="no model version to deploy"):
+            plan_release(registry, config)
+        registered = registry.register(
+            EXTRACTOR, "s3://models/extract-1", run, "sha256:d", {"blessed": True}, "abc"
+        )
+        first = plan_release(registry, config)
+        assert dict(first.release.storage_uris) == {"extract": "s3://models/extract-1"}
+        assert first.champion is None and first.changed == {"extract": registered.version}
+
+        registry.promote(EXTRACTOR, registered.version, reason="bootstrap")
+        served = plan_release(registry, config)
+        assert served.champion is not None
+        assert dict(served.champion.versions) == {"extract": registered.version}
+        assert served.changed == {}  # the champion release: nothing new to canary
+    finally:
+        registry.close()

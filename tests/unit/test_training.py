@@ -86,7 +86,9 @@ def test_one_document_type_is_nothing_to_classify(tmp_path: Path) -> None:
     ]
     write_dataset(storage, str(tmp_path / "one"), {"train": single, "val": single[:2]}, 0)
     off = TrackingConfig(enabled=False)
-    with pytest.raises(InvalidInput, match=r"one document type \(receipt\).*--task extract"):
+    with pytest.raises(
+        InvalidInput, match=r"no classifier: one document type \(receipt\).*--task extract"
+    ):
         train("classify", str(tmp_path / "one"), str(tmp_path / "m"), FAST, off)
 
 

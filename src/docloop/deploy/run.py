@@ -84,8 +84,11 @@ def plan_release(
 ) -> ReleasePlan:
     """Choose per task: the version given, else this run's challenger, else the champion.
 
+    A task with none of them is left out (one document type trains no classifier: the release
+    serves the extractor alone).
+
     Raises:
-        InvalidInput: A task has neither a version to deploy nor a champion.
+        InvalidInput: No task has a version to deploy or a champion.
         RegistryError: A named version is unknown.
     """
     versions = versions or {}
@@ -103,19 +106,22 @@ def plan_release(
             run_ids[f"champion:{task}"] = default.run_id
         version = versions.get(task) or _challenger(registry, name, pipeline_run)
         if version is None and default is None:
-            raise InvalidInput(
-                f"no {name} version to deploy: none was given, this run registered none and "
-                "there is no champion; run the bootstrap pipeline first"
-            )
+            logger.info("no %s version and no champion: the release serves without it", name)
+            continue
         record = registry.get_version(name, version) if version else default
         assert record is not None
         storage[task] = record.model_uri
         chosen[task] = record.version
         run_ids[task] = record.run_id
+    if not chosen:
+        raise InvalidInput(
+            "no model version to deploy: none was given, this run registered none and there is "
+            "no champion; run the bootstrap pipeline first"
+        )
     release = PredictorRelease(storage, chosen)
     champion = (
         PredictorRelease(champion_storage, champion_versions)
-        if set(champion_versions) == set(TASKS)
+        if champion_versions and set(champion_versions) == set(chosen)
         else None
     )
     changed = {t: v for t, v in chosen.items() if champion_versions.get(t) != v}

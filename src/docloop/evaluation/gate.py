@@ -119,6 +119,11 @@ class GateResult(BaseModel):
     holdout_digests: dict[str, str] = Field(
         default_factory=dict, description="Content digest of each holdout's examples."
     )
+    skipped: str = Field(
+        default="",
+        description="Why there was no candidate to gate (train skipped it, e.g. no classifier: "
+        "one document type); then nothing is blessed and nothing is rejected.",
+    )
 
     @property
     def failed(self) -> list[GateCheck]:
@@ -128,6 +133,8 @@ class GateResult(BaseModel):
     @property
     def headline(self) -> str:
         """One line: ``blessed: all 6 checks passed`` / ``not blessed: 2 of 6 checks failed``."""
+        if self.skipped:
+            return f"skipped: {self.skipped}"
         applied = sum(1 for check in self.checks if not check.skipped)
         failed = len(self.failed)
         if failed:

@@ -22,6 +22,7 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +201,45 @@ def run_evaluation(
         f"; wrote {output_uri}" if output_uri is not None else "",
     )
     return outcome
+
+
+def skipped_evaluation(
+    task: Task, candidate_uri: str, reason: str, policy: GateConfig
+) -> EvaluationOutcome:
+    """The outcome for a candidate the train step skipped: not blessed, nothing scored.
+
+    Args:
+        task: ``classify`` or ``extract``.
+        candidate_uri: The skip-marked folder the train step wrote.
+        reason: Why nothing was trained (e.g. ``no classifier: one document type (receipt)``).
+        policy: The gate policy (recorded in the gate, as for a scored candidate).
+    """
+    gate = GateResult(
+        blessed=False,
+        task=task,
+        metric=key_metric(task, policy),
+        first_model=True,
+        holdouts={},
+        summary=reason,
+        checks=[],
+        policy=policy,
+        models={"candidate": candidate_uri},
+        skipped=reason,
+    )
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>docloop evaluation</title>"
+        f"</head><body><h1>{task}: skipped</h1><p>{escape(reason)}</p></body></html>"
+    )
+    logger.info("%s evaluation: %s", task, gate.headline)
+    return EvaluationOutcome(
+        gate=gate,
+        metrics={"blessed": 0.0, "skipped": 1.0},
+        confusion_matrices={},
+        html=html,
+        candidate={},
+        incumbent=None,
+        output_uri=None,
+    )
 
 
 def _write_outputs(storage: Storage, outcome: EvaluationOutcome) -> None:

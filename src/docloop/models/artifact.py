@@ -13,6 +13,7 @@ is unpickled, and no hub is contacted.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +96,26 @@ class ModelCard(BaseModel):
     def entity_types(self) -> list[str]:
         """Entity types named by an extractor's tags."""
         return sorted({label[2:] for label in self.labels if label != "O"})
+
+
+SKIP_FILE = "docloop-skipped.json"
+"""Written instead of a model when there was nothing to train (the train step's marker)."""
+
+
+def write_skip(folder: Path, task: Task, reason: str) -> None:
+    """Mark ``folder`` as a model that was not trained, and why."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SKIP_FILE).write_text(
+        json.dumps({"task": task, "skipped": reason}, indent=2), encoding="utf-8"
+    )
+
+
+def skip_reason(folder: Path) -> str | None:
+    """Why no model was trained into ``folder``; None when it is (or may become) a model."""
+    marker = folder / SKIP_FILE
+    if not marker.is_file():
+        return None
+    return str(json.loads(marker.read_text(encoding="utf-8"))["skipped"])
 
 
 def card_version(card: ModelCard) -> str:

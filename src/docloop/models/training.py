@@ -32,7 +32,13 @@ from torch import nn
 
 from docloop import __version__
 from docloop.config import TrackingConfig, TrainingConfig, artifact_location, tracking_uri
-from docloop.documents.examples import OUTSIDE, DocumentExample, read_examples, read_manifest
+from docloop.documents.examples import (
+    OUTSIDE,
+    DatasetManifest,
+    DocumentExample,
+    read_examples,
+    read_manifest,
+)
 from docloop.documents.locate import field_value
 from docloop.errors import InvalidInput
 from docloop.models.artifact import (
@@ -107,6 +113,13 @@ def code_version() -> str:
 def tag_labels(entity_types: Sequence[str]) -> list[str]:
     """IOB2 tag set for entity types: ``O`` first, then ``B-x``/``I-x`` pairs."""
     return [OUTSIDE] + [f"{prefix}-{kind}" for kind in entity_types for prefix in ("B", "I")]
+
+
+def nothing_to_train(task: Task, manifest: DatasetManifest) -> str | None:
+    """Why a dataset trains no model for ``task`` (one document type: no classifier); else None."""
+    if task == "classify" and len(manifest.doc_types) == 1:
+        return f"no classifier: one document type ({manifest.doc_types[0]})"
+    return None
 
 
 def validation_score(
@@ -388,11 +401,11 @@ class Trainer:
         if not types:
             what = "document types" if self.task == "classify" else "entity labels"
             raise InvalidInput(f"dataset {self.dataset_uri} has no {what}")
-        if self.task == "classify" and len(types) < 2:
+        skipped = nothing_to_train(self.task, manifest)
+        if skipped is not None:
             raise InvalidInput(
-                f"dataset {self.dataset_uri} has one document type ({types[0]}): there is nothing "
-                "to classify; train the extractor only (--task extract), or label documents of "
-                "a second type"
+                f"dataset {self.dataset_uri}: {skipped}, there is nothing to classify; train the "
+                "extractor only (--task extract), or label documents of a second type"
             )
         schema = manifest.label_schema
         self.field_kinds = dict(schema.kinds) if schema is not None else {}
@@ -511,6 +524,7 @@ class _Run:
             "train_seconds": 0.0,
         }
         self.resumed_from = self._restore(identity)
+        self.clock = time.perf_counter()  # restarted when the loop starts (`_budget_spent`)
 
     # ------------------------------------------------------------------ set-up
     def _build_model(self, digest: str, types: list[str], identity: dict[str, Any]) -> None:

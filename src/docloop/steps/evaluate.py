@@ -12,7 +12,9 @@ from docloop.evaluation.run import (
     EvaluationOutcome,
     parquet_rows,
     run_evaluation,
+    skipped_evaluation,
 )
+from docloop.models.artifact import skip_reason
 from docloop.storage import Storage, join
 from docloop.store.registry import resolve_model_uri
 
@@ -51,6 +53,11 @@ def run(
     if task not in ("classify", "extract"):
         raise InvalidInput(f"task must be 'classify' or 'extract', not {task!r}")
     settings = load_config()
+    skipped = skip_reason(Path(candidate_dir))
+    if skipped is not None:
+        outcome = skipped_evaluation(task, candidate_dir, skipped, settings.gate)  # type: ignore[arg-type]
+        _write_gate(outcome, gate_path)
+        return outcome
     storage = Storage(settings.storage)
     holdouts = {"frozen": holdout_dir}
     bundled = join(holdout_dir, FEEDBACK_HOLDOUT_FILE)
@@ -77,7 +84,11 @@ def run(
         None,
         storage,
     )
+    _write_gate(outcome, gate_path)
+    return outcome
+
+
+def _write_gate(outcome: EvaluationOutcome, gate_path: str) -> None:
     target = Path(gate_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(outcome.gate.model_dump_json(indent=2), encoding="utf-8")
-    return outcome

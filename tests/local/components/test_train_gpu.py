@@ -1,11 +1,13 @@
 """The train-gpu component through kfp.local, and its GPU settings when compiled."""
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.datasets import write_tiny_dataset
+from tests.loop import World
 
 pytestmark = pytest.mark.local
 
@@ -65,3 +67,46 @@ def test_with_gpu_requests_a_gpu_and_tolerates_gpu_taints(tmp_path: Path) -> Non
     platform = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     tolerations = platform["exec-train-gpu"]["tolerations"]
     assert tolerations == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+
+
+def test_one_document_type_trains_no_classifier_and_nothing_fails(world: World) -> None:
+    """train-classify skips a one-type dataset, evaluate says so, register never runs."""
+    from kfp import dsl
+
+    from components.evaluate import evaluate
+    from components.register import register
+    from components.train_gpu import train_gpu
+    from docloop.documents.examples import read_examples, write_dataset
+    from docloop.storage import Storage
+
+    storage = Storage()
+    tiny = write_tiny_dataset(world.root / "tiny")
+    splits = {
+        split: [
+            e.model_copy(update={"doc_type": "receipt"})
+            for e in read_examples(storage, str(tiny / f"{split}.parquet"))
+        ]
+        for split in ("train", "val", "holdout")
+    }
+    write_dataset(storage, str(world.root / "one"), splits, 0)
+
+    @dsl.pipeline(name="one-type")
+    def one_type(dataset_uri: str) -> dsl.Artifact:
+        dataset = dsl.importer(artifact_uri=dataset_uri, artifact_class=dsl.Dataset)
+        trained = train_gpu(task="classify", dataset=dataset.output, init_from="models:/x@champion")
+        gated = evaluate(
+            task="classify",
+            candidate=trained.outputs["model"],
+            holdout=dataset.output,
+            incumbent_uri="models:/x@champion",  # never resolved: there is no candidate
+        )
+        with dsl.If(gated.outputs["Output"] == True):  # noqa: E712
+            register(model=trained.outputs["model"], gate=gated.outputs["gate"], dataset_digest="")
+        return gated.outputs["gate"]
+
+    run = one_type(dataset_uri=str(world.root / "one"))
+
+    gate = json.loads(Path(run.output.path).read_text())
+    assert gate["skipped"] == "no classifier: one document type (receipt)"
+    assert not gate["blessed"] and gate["checks"] == []
+    assert run.output.metadata["summary"] == gate["skipped"]
