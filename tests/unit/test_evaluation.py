@@ -308,6 +308,17 @@ def test_the_evaluate_step_gates_a_first_extractor_on_floors_only(
     assert outcome.metrics["candidate.frozen.f1"] == pytest.approx(report.f1, abs=1e-12)
     assert outcome.confusion_matrices == {} and outcome.confusion_matrix is None
     assert "none: first model" in outcome.html
+    # field exact-match next to the spans: gold values from the tags (labels by word positions)
+    fields = outcome.candidate["frozen"].field_report
+    assert fields is not None
+    holdout = read_examples(Storage(), str(trained.dataset / "holdout.parquet"))
+    gold = {(e.doc_id, t[2:]) for e in holdout for t in e.tags if t.startswith("B-")}
+    assert fields.overall.gold == len(gold)
+    assert outcome.metrics["candidate.frozen.field_f1"] == pytest.approx(fields.overall.f1)
+    for name, score in fields.per_field.items():
+        assert outcome.metrics[f"candidate.frozen.field_f1.{name}"] == pytest.approx(score.f1)
+        assert outcome.gate.field_f1["frozen"]["candidate"][name] == round(score.f1, 4)
+    assert "Field values, exact match" in outcome.html
 
 
 @pytest.mark.parametrize("kept_out", [0, 4])

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from docloop.evaluation.fields import field_protocol, field_values, normalise_value
+from docloop.documents.examples import DocumentExample
+from docloop.evaluation.fields import (
+    field_protocol,
+    field_values,
+    gold_field_values,
+    normalise_field,
+    normalise_value,
+)
 from docloop.models.inference import EntityPrediction
 
 
@@ -58,3 +65,34 @@ def test_precision_recall_and_f1_per_field_and_overall() -> None:
 def test_nothing_predicted_scores_zero_not_an_error() -> None:
     report = field_protocol({"r": {"total": "1"}}, {})
     assert report.overall.f1 == 0.0 and report.per_field["total"].recall == 0.0
+
+
+def test_dates_and_amounts_compare_as_values_given_their_kinds() -> None:
+    gold = {"r1": {"date": "25/12/2018", "total": "9.00", "company": "ACME"}}
+    predicted = {"r1": {"date": "25 Dec 2018", "total": "RM9.00", "company": "ACME SDN"}}
+    kinded = field_protocol(gold, predicted, {"date": "date", "total": "amount"})
+    assert {name: s.correct for name, s in kinded.per_field.items()} == {
+        "company": 0,
+        "date": 1,
+        "total": 1,
+    }
+    assert field_protocol(gold, predicted).overall.correct == 0  # as text: the SROIE protocol
+    assert normalise_field("2018-12-25", "date") == normalise_field("25.12.18", "date")
+    assert normalise_field("TOTAL 1,234.50", "amount") == "1234.50"
+    assert normalise_field("no date here", "date") == "no date here"
+
+
+def test_a_right_value_whose_label_was_not_located_is_not_a_false_positive() -> None:
+    words = ["TOTAL", "RM9.0O", "CASH", "10.00"]  # the OCR misread the total: not located
+    unlocated = DocumentExample(
+        doc_id="r1", source_uri="r1.jpg", doc_type="receipt", words=words,
+        boxes=[[0, 0, 1, 1]] * 4, pages=[0] * 4, tags=["O", "O", "O", "O"], page_count=1,
+        ocr_pages=1, mean_confidence=0.9, field_values={"total": "9.00"},
+    )  # fmt: skip
+    assert gold_field_values(unlocated) == {"total": "9.00"}
+    right = field_protocol({"r1": gold_field_values(unlocated)}, {"r1": {"total": "9.00"}})
+    assert (right.overall.gold, right.overall.predicted, right.overall.correct) == (1, 1, 1)
+    by_tags = unlocated.model_copy(update={"field_values": {}})
+    assert gold_field_values(by_tags) == {}  # from the tags alone the right answer would be wrong
+    located = by_tags.model_copy(update={"tags": ["O", "B-total", "O", "O"]})
+    assert gold_field_values(located) == {"total": "RM9.0O"}

@@ -231,6 +231,10 @@ def test_labels_by_value_by_source_with_report_per_field() -> None:
     assert fuzzy.taken == "ACNE SDN BHD" and fuzzy.distance == 1
     located = {(e.doc_id[:1], e.type): e.indices for e in resolved.entities}
     assert located[("a", "date")] == (4,) and located[("a", "total")] == (6,)
+    assert resolved.values == {  # the gold values as given, located or not (the first of several)
+        "a" * 64: {"company": "ACME SDN BHD", "date": "25/12/2018", "total": "9.00"},
+        "b" * 64: {"company": "ACME SDN BHD", "total": "12.00"},
+    }
 
 
 def test_refusals_name_the_schema_and_the_fix_and_the_rest_is_processed() -> None:
@@ -366,6 +370,8 @@ def test_build_dataset_writes_the_schema_and_the_report(
         tagged = [w for w, t in zip(example.words, example.tags, strict=True) if t != "O"]
         assert tagged[:3] == [*example.words[:3]]  # the company, B- then I-
         assert example.tags[:3] == ["B-company", "I-company", "I-company"]
+        i = Path(example.source_uri).stem  # the rows carry the values given, for field scoring
+        assert example.field_values == {"company": f"SHOP{i} SDN BHD", "total": f"{i}.50"}
 
 
 def test_labels_check_prints_the_coverage_table(receipts: tuple[Path, Path]) -> None:

@@ -97,7 +97,7 @@ def build_initial_dataset(
         raise InvalidInput("val_fraction and holdout_fraction must be in [0, 1)")
     records = read_page_records(storage, pages_uri)
     resolved = check_labels(pages_uri, labels_uri, storage, schema, records)
-    examples = build_examples(records, resolved.doc_types, resolved.entities)
+    examples = build_examples(records, resolved.doc_types, resolved.entities, resolved.values)
     unlabelled = [e.doc_id for e in examples if e.doc_type is None]
     if unlabelled:
         logger.warning("%d processed documents have no label and are left out", len(unlabelled))

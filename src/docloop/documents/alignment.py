@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -118,6 +118,9 @@ class ResolvedLabels:
     doc_types: dict[str, str]
     entities: list[LabelledEntity]
     report: LabelReport
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per doc id, the value given for each field (labels by value; the first of several),
+    located among the words or not."""
 
 
 @dataclass
@@ -222,6 +225,7 @@ class _Resolver:
         self.entities: list[LabelledEntity] = []
         self.taken: dict[str, set[tuple[int, int]]] = defaultdict(set)
         self.pending: list[_Pending] = []
+        self.given: dict[str, dict[str, str]] = defaultdict(dict)
 
     def issue(self, issue: LabelIssue) -> None:
         self.report.issues.append(issue)
@@ -318,6 +322,9 @@ class _Resolver:
             )
 
     def values(self, label: DocumentLabel, doc_id: str, pages: list[PageRecord]) -> None:
+        for name, value in label.values():  # the gold values, whether the words are found or not
+            if compact(value) and not self.schema.unknown_field(name):
+                self.given[doc_id].setdefault(name, value)  # one value a field: the first
         words = _page_words(pages, label.page)
         if label.page is not None and not words:
             for name, value in label.values():
@@ -555,7 +562,11 @@ def resolve_labels(
     report = resolver.report
     report.coverage = dict(sorted(report.coverage.items()))
     return ResolvedLabels(
-        schema=schema, doc_types=doc_types, entities=resolver.entities, report=report
+        schema=schema,
+        doc_types=doc_types,
+        entities=resolver.entities,
+        report=report,
+        values={doc_id: dict(values) for doc_id, values in resolver.given.items()},
     )
 
 

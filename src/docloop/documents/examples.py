@@ -48,6 +48,12 @@ class DocumentExample(BaseModel):
     page_count: int
     ocr_pages: int = Field(description="Pages whose words came from OCR (not the text layer).")
     mean_confidence: float
+    field_values: dict[str, str] = Field(
+        default_factory=dict,
+        description="The value each field was labelled with (labels by value), located among "
+        "the words or not: what field exact-match scores against. Empty for labels by word "
+        "positions (their values are the tagged words).",
+    )
 
 
 EXAMPLE_ARROW_SCHEMA = pa.schema(
@@ -64,6 +70,14 @@ EXAMPLE_ARROW_SCHEMA = pa.schema(
         pa.field("mean_confidence", pa.float64(), nullable=False),
     ]
 )
+
+
+FIELD_VALUES_COLUMN = "field_values"
+FIELD_VALUES_TYPE = pa.map_(pa.string(), pa.string())
+"""An optional column beside :data:`EXAMPLE_ARROW_SCHEMA`, written when any example has values.
+
+Outside the schema on purpose: the retrain dataset's Arrow plumbing (served documents, replay)
+never carries it; the frozen holdout, copied byte for byte, keeps it."""
 
 
 def entity_types_of(tags: Iterable[str]) -> set[str]:
@@ -109,6 +123,7 @@ def build_examples(
     records: Iterable[PageRecord],
     doc_types: Mapping[str, str | None],
     entities: Iterable[LabelledEntity] = (),
+    values: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[DocumentExample]:
     """Join page records with labels into one example per document (sorted by doc id).
 
@@ -116,6 +131,7 @@ def build_examples(
         records: page records from preprocess.
         doc_types: gold document type per doc id (documents missing here get ``None``).
         entities: gold entity labels.
+        values: per doc id, the field values the labels gave (labels by value).
 
     Returns:
         The examples; documents with no page records are skipped (they were quarantined).
@@ -127,6 +143,7 @@ def build_examples(
     for entity in entities:
         entities_by_doc[entity.doc_id].append(entity)
     examples: list[DocumentExample] = []
+    values = values or {}
     unmatched_total = 0
     for doc_id in sorted(pages_by_doc):
         pages = sorted(pages_by_doc[doc_id], key=lambda r: r.page)
@@ -148,6 +165,7 @@ def build_examples(
                 mean_confidence=round(sum(confidences) / len(confidences), 3)
                 if confidences
                 else 0.0,
+                field_values=dict(values.get(doc_id, {})),
             )
         )
     if unmatched_total:
@@ -158,7 +176,13 @@ def build_examples(
 def examples_digest(examples: Iterable[DocumentExample]) -> str:
     """A content digest of examples (order-independent): changes whenever any label or word does."""
     hashes = sorted(
-        hashlib.sha256(example.model_dump_json().encode()).hexdigest() for example in examples
+        # without values the digest is the one examples had before they could carry values
+        hashlib.sha256(
+            example.model_dump_json(
+                exclude=None if example.field_values else {"field_values"}
+            ).encode()
+        ).hexdigest()
+        for example in examples
     )
     return hashlib.sha256("".join(hashes).encode()).hexdigest()
 
@@ -204,8 +228,14 @@ def file_digest(data: bytes) -> str:
 
 
 def write_examples(storage: Storage, uri: str, examples: Sequence[DocumentExample]) -> None:
-    """Write examples as one Parquet file."""
-    write_table(storage, uri, examples_table(examples))
+    """Write examples as one Parquet file (with the field values column when any has values)."""
+    table = examples_table(examples)
+    if any(example.field_values for example in examples):
+        values = [sorted(example.field_values.items()) for example in examples]
+        table = table.append_column(
+            pa.field(FIELD_VALUES_COLUMN, FIELD_VALUES_TYPE), pa.array(values, FIELD_VALUES_TYPE)
+        )
+    write_table(storage, uri, table)
 
 
 def read_table(storage: Storage, uri: str) -> pa.Table:
@@ -219,7 +249,11 @@ def read_table(storage: Storage, uri: str) -> pa.Table:
 def read_examples(storage: Storage, uri: str) -> list[DocumentExample]:
     """Read examples written by :func:`write_examples`."""
     table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
-    return [DocumentExample.model_validate(row) for row in table.to_pylist()]
+    rows = table.to_pylist()
+    for row in rows:
+        if FIELD_VALUES_COLUMN in row:  # Arrow maps come back as (key, value) pairs
+            row[FIELD_VALUES_COLUMN] = dict(row[FIELD_VALUES_COLUMN] or ())
+    return [DocumentExample.model_validate(row) for row in rows]
 
 
 SPLITS = ("train", "val", "holdout")

@@ -3,7 +3,10 @@
 Entity F1 (seqeval) scores word tags; a user who asked for a document's ``total`` wants the value.
 The field protocol is the SROIE key-information task's: per document and field, the predicted value
 is right when it equals the gold value after normalisation (case folded, runs of whitespace made
-one space, ends trimmed); precision is right / predicted values, recall right / gold values.
+one space, ends trimmed); precision is right / predicted values, recall right / gold values. Given
+the fields' kinds, a ``date`` compares as an ISO date and an ``amount`` as a decimal (the readings
+label location uses, `docloop.documents.locate`), so ``RM9.00`` is ``9.00`` and ``25/12/2018`` is
+``25 Dec 2018``; a value of those kinds with no date or number in it compares as text.
 
 When the extractor returns several spans of one field, the field's value is the span with the
 highest mean word confidence (the first on ties): one value per field, as a form would take it.
@@ -13,13 +16,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from docloop.models.inference import EntityPrediction
+from docloop.documents.examples import DocumentExample
+from docloop.documents.locate import amount_of, date_of
+from docloop.models.metrics import entity_spans
+
+if TYPE_CHECKING:  # the gate reads field scores without loading torch
+    from docloop.models.inference import EntityPrediction
 
 
 def normalise_value(value: str) -> str:
     """Case folded, whitespace runs as one space, ends trimmed."""
     return " ".join(value.casefold().split())
+
+
+def normalise_field(value: str, kind: str | None = None) -> str:
+    """A value as its field's kind reads it: ISO date, decimal amount, else `normalise_value`."""
+    if kind == "date":
+        date = date_of(value)
+        if date is not None:
+            day, month, year = date
+            return f"{year:04d}-{month:02d}-{day:02d}"
+    elif kind == "amount":
+        amount = amount_of(value)
+        if amount is not None:
+            return amount
+    return normalise_value(value)
 
 
 def field_values(entities: Iterable[EntityPrediction]) -> dict[str, str]:
@@ -30,6 +53,21 @@ def field_values(entities: Iterable[EntityPrediction]) -> dict[str, str]:
         if kept is None or entity.confidence > kept.confidence:
             best[entity.type] = entity
     return {kind: entity.text for kind, entity in best.items()}
+
+
+def gold_field_values(example: DocumentExample) -> dict[str, str]:
+    """A holdout document's gold value per field.
+
+    The values its labels gave when it was labelled by value (located among the OCR words or
+    not: a correct answer for a value location missed is still correct); else the words of the
+    first gold span of each field.
+    """
+    if example.field_values:
+        return dict(example.field_values)
+    values: dict[str, str] = {}
+    for span in entity_spans(example.tags):
+        values.setdefault(span.type, " ".join(example.words[span.start : span.end]))
+    return values
 
 
 @dataclass
@@ -86,7 +124,9 @@ class FieldReport:
 
 
 def field_protocol(
-    gold: Mapping[str, Mapping[str, str]], predicted: Mapping[str, Mapping[str, str]]
+    gold: Mapping[str, Mapping[str, str]],
+    predicted: Mapping[str, Mapping[str, str]],
+    kinds: Mapping[str, str] | None = None,
 ) -> FieldReport:
     """Score predicted field values against gold ones, per document and field.
 
@@ -94,14 +134,17 @@ def field_protocol(
         gold: per document id, the gold value of each field it has.
         predicted: per document id, the predicted value of each field (documents missing here
             predicted nothing). Predictions for documents without gold are ignored.
+        kinds: field name -> kind (``date``, ``amount``, ...); None or a field missing here
+            compares as text (the SROIE protocol).
     """
+    kinds = kinds or {}
     report = FieldReport()
     for doc_id, fields in gold.items():
         guesses = predicted.get(doc_id, {})
         for name in sorted(set(fields) | set(guesses)):
             score = report.per_field.setdefault(name, FieldScore())
-            truth = normalise_value(fields.get(name) or "")
-            guess = normalise_value(guesses.get(name) or "")
+            truth = normalise_field(fields.get(name) or "", kinds.get(name))
+            guess = normalise_field(guesses.get(name) or "", kinds.get(name))
             for counts in (score, report.overall):
                 counts.gold += bool(truth)
                 counts.predicted += bool(guess)

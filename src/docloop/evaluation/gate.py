@@ -119,6 +119,12 @@ class GateResult(BaseModel):
     holdout_digests: dict[str, str] = Field(
         default_factory=dict, description="Content digest of each holdout's examples."
     )
+    field_f1: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict,
+        description="Extractor: field exact-match F1 (values normalised by field kind) per "
+        "holdout, model (candidate, incumbent) and field, 'overall' micro-averaged; reported "
+        "next to the entity spans the gate decides on, not gated.",
+    )
     skipped: str = Field(
         default="",
         description="Why there was no candidate to gate (train skipped it, e.g. no classifier: "

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from docloop.evaluation.fields import FieldReport
 from docloop.evaluation.gate import BootstrapResult, GateCheck, GateResult
 from docloop.evaluation.scoring import ModelScores
 from docloop.models.metrics import (
@@ -45,7 +46,9 @@ def flat_metrics(
 
     Names: ``blessed`` (1 or 0), ``checks_failed``, ``<model>.<holdout>.<name>`` for every figure
     of the holdout report plus the key metric (``candidate.frozen.macro_f1``,
-    ``incumbent.frozen.f1.invoice``), ``delta.<holdout>.<key>`` per holdout, and for the pooled
+    ``incumbent.frozen.f1.invoice``), for an extractor the field exact-match figures
+    (``candidate.frozen.field_f1``, ``candidate.frozen.field_f1.total``),
+    ``delta.<holdout>.<key>`` per holdout, and for the pooled
     holdouts ``candidate.pooled.<key>``, ``incumbent.pooled.<key>``, ``delta.<key>`` and
     ``delta_lower_bound.<key>`` (the paired bootstrap's).
 
@@ -70,6 +73,13 @@ def flat_metrics(
             flat[f"{role}.{holdout}.{key}"] = scores.metric(key)
             for name, value in scores.report.flat().items():
                 flat[f"{role}.{holdout}.{name}"] = float(value)
+            fields = scores.field_report
+            if fields is not None:
+                flat[f"{role}.{holdout}.field_precision"] = fields.overall.precision
+                flat[f"{role}.{holdout}.field_recall"] = fields.overall.recall
+                flat[f"{role}.{holdout}.field_f1"] = fields.overall.f1
+                for name, score in sorted(fields.per_field.items()):
+                    flat[f"{role}.{holdout}.field_f1.{name}"] = score.f1
         if incumbent is not None:
             flat[f"delta.{holdout}.{key}"] = candidate[holdout].metric(key) - incumbent[
                 holdout
@@ -80,6 +90,22 @@ def flat_metrics(
         flat[f"delta.{key}"] = gate.bootstrap.delta
         flat[f"delta_lower_bound.{key}"] = gate.bootstrap.lower_bound
     return flat
+
+
+def field_f1(
+    candidate: Mapping[str, ModelScores], incumbent: Mapping[str, ModelScores] | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Field exact-match F1 per holdout, model and field (``overall``: micro); {} if classifier."""
+    models = {"candidate": candidate, **({"incumbent": incumbent} if incumbent else {})}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for holdout in candidate:
+        for role, by_holdout in models.items():
+            report = by_holdout[holdout].field_report
+            if report is None:
+                continue
+            scores = {name: round(s.f1, 4) for name, s in sorted(report.per_field.items())}
+            table.setdefault(holdout, {})[role] = {"overall": round(report.overall.f1, 4), **scores}
+    return table
 
 
 def confusion_matrices(
@@ -290,7 +316,35 @@ def _holdout_section(
     if figures:
         parts.append(f'<div class="figures">{"".join(figures)}</div>')
     parts.append(_label_table(gate, candidate, incumbent))
+    if candidate.field_report is not None:
+        old = incumbent.field_report if incumbent is not None else None
+        parts.append(_field_table(candidate.field_report, old))
     return "\n".join(parts)
+
+
+def _field_table(new: FieldReport, old: FieldReport | None) -> str:
+    """Field exact-match per field: the value as a person reads it, next to the spans."""
+    rows = [
+        "<tr><th>field</th><th>gold</th><th>predicted</th><th>correct</th><th>precision</th>"
+        "<th>recall</th><th>F1</th><th>incumbent F1</th></tr>"
+    ]
+    fields = [*sorted(new.per_field.items()), ("all fields", new.overall)]
+    for name, score in fields:
+        theirs = None
+        if old is not None:
+            theirs = old.overall if name == "all fields" else old.per_field.get(name)
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td class='num'>{score.gold}</td>"
+            f"<td class='num'>{score.predicted}</td><td class='num'>{score.correct}</td>"
+            f"<td class='num'>{_number(score.precision)}</td>"
+            f"<td class='num'>{_number(score.recall)}</td><td class='num'>{_number(score.f1)}</td>"
+            f"<td class='num'>{_number(theirs.f1 if theirs is not None else None)}</td></tr>"
+        )
+    return (
+        "<details open><summary>Field values, exact match after each field kind's "
+        "normalisation (reported, not gated)</summary>"
+        f"<table>{''.join(rows)}</table></details>"
+    )
 
 
 def _headline_table(gate: GateResult, candidate: ModelScores, incumbent: ModelScores | None) -> str:

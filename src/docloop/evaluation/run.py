@@ -30,7 +30,12 @@ from docloop.config import GateConfig
 from docloop.documents.examples import DocumentExample, examples_digest, read_examples
 from docloop.errors import InvalidInput
 from docloop.evaluation.gate import GateResult, Task, evaluate_gate, key_metric
-from docloop.evaluation.report import confusion_matrices, flat_metrics, render_report
+from docloop.evaluation.report import (
+    confusion_matrices,
+    field_f1,
+    flat_metrics,
+    render_report,
+)
 from docloop.evaluation.scoring import ModelScores, score_model
 from docloop.storage import Storage, join
 
@@ -176,6 +181,7 @@ def run_evaluation(
                 **({"incumbent": incumbent_uri} if incumbent_uri else {}),
             },
             "holdout_digests": {name: examples_digest(docs) for name, docs in examples.items()},
+            "field_f1": field_f1(candidate, incumbent),
         }
     )
     metrics = flat_metrics(gate, candidate, incumbent)

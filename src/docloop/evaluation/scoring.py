@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from docloop.documents.examples import DocumentExample
 from docloop.errors import InvalidInput
+from docloop.evaluation.fields import FieldReport, field_protocol, field_values, gold_field_values
 from docloop.models.metrics import (
     ClassificationReport,
     EntityReport,
@@ -75,6 +76,8 @@ class ModelScores:
         gold_types: Gold class per document (classifier only).
         predicted_types: Predicted class per document (classifier only).
         predicted_tags: Predicted IOB2 tags per document (extractor only).
+        field_report: Field exact-match scores (`docloop.evaluation.fields`) per field, each
+            value normalised by its field's kind (extractor scored by `score_model` only).
     """
 
     task: Task
@@ -87,6 +90,7 @@ class ModelScores:
     gold_types: tuple[str, ...] = field(default=(), repr=False)
     predicted_types: tuple[str, ...] = field(default=(), repr=False)
     predicted_tags: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
+    field_report: FieldReport | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         expected = (len(self.doc_ids), len(self.labels), 3)
@@ -376,12 +380,26 @@ def score_model(
         "entities",
         "tags",
     )
-    tags = [
-        result.tags
+    results = [
+        result
         for chunk in _chunks(scored, batch_size, on_progress)
         for result in extract(model, chunk, batch_size=batch_size)
     ]
-    return extraction_scores(doc_ids, [example.tags for example in scored], tags, card.entity_types)
+    scores = extraction_scores(
+        doc_ids,
+        [example.tags for example in scored],
+        [result.tags for result in results],
+        card.entity_types,
+    )
+    report = field_protocol(
+        {example.doc_id: gold_field_values(example) for example in scored},
+        {
+            doc_id: field_values(result.entities)
+            for doc_id, result in zip(doc_ids, results, strict=True)
+        },
+        card.field_kinds,
+    )
+    return replace(scores, field_report=report)
 
 
 def _chunks(
