@@ -650,7 +650,10 @@ def evaluate(
 ) -> None:
     """Score a candidate (and the incumbent) on the same holdouts and apply the gate.
 
-    Exit code 0 when the candidate is blessed, 3 when it is not, 2 on bad input.
+    An extractor is also scored on field values (exact match after each field kind's
+    normalisation: dates as ISO dates, amounts as decimals), reported next to the entity spans
+    the gate decides on. Exit code 0 when the candidate is blessed, 3 when it is not, 2 on bad
+    input.
     """
     import yaml
     from pydantic import ValidationError
@@ -691,6 +694,9 @@ def evaluate(
     for check in outcome.gate.checks:
         if not check.passed and not check.skipped:
             console.print(f"  [red]x[/red] {check.reason}")
+    for name, models in outcome.gate.field_f1.items():
+        scores = " ".join(f"{field}={f1:.4f}" for field, f1 in models["candidate"].items())
+        typer.echo(f"field exact-match F1 on {name}: {scores}")
     typer.echo(f"report: {outcome.files['report.html']}")
     if not outcome.blessed:
         raise typer.Exit(EXIT_NOT_BLESSED)
