@@ -286,3 +286,14 @@ def test_mlflow_writes_no_mlruns_into_the_working_directory(
     assert not (work / "mlruns").exists(), sorted(p.name for p in work.iterdir())
     logged = list((tmp_path / "db" / "mlartifacts").rglob("docloop-model.json"))
     assert len(logged) == 1  # the card, logged next to the tracking database
+
+
+def test_several_gpus_get_the_time_budget_on_their_command_line() -> None:
+    from docloop.models.launch import accelerate_command
+
+    budget = TrainingConfig(time_budget_s=90.0)
+    assert "--time-budget=90.0" in accelerate_command("extract", "d", "o", budget, None, 2)
+    assert not any(
+        arg.startswith("--time-budget")
+        for arg in accelerate_command("extract", "d", "o", TrainingConfig(), None, 2)
+    )

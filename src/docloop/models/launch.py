@@ -49,6 +49,8 @@ def accelerate_command(
     ]
     if config.max_steps is not None:
         command.append(f"--max-steps={config.max_steps}")
+    if config.time_budget_s is not None:
+        command.append(f"--time-budget={config.time_budget_s}")
     if init_from:
         command.append(f"--init-from={init_from}")
     if not config.use_layout:

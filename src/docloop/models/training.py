@@ -746,7 +746,13 @@ class _Run:
         state["train_seconds"] = float(state.get("train_seconds", 0.0)) + now - self.clock
         self.clock = now
         budget = self.config.time_budget_s
-        if budget is None or state["train_seconds"] < budget:
+        if budget is None:
+            return False
+        spent = state["train_seconds"] >= budget
+        if self.accelerator.num_processes > 1:  # every process stops at the same step
+            flag = torch.tensor([float(spent)], device=self.accelerator.device)
+            spent = bool(self.accelerator.reduce(flag, reduction="max").item())
+        if not spent:
             return False
         if not state.get("stopped_by"):
             logger.info(
