@@ -8,7 +8,7 @@ from docloop.documents.examples import DocumentExample
 from docloop.evaluation.fields import (
     field_protocol,
     field_values,
-    gold_field_values,
+    labelled_values,
     normalise_field,
     normalise_value,
 )
@@ -89,10 +89,10 @@ def test_a_right_value_whose_label_was_not_located_is_not_a_false_positive() -> 
         boxes=[[0, 0, 1, 1]] * 4, pages=[0] * 4, tags=["O", "O", "O", "O"], page_count=1,
         ocr_pages=1, mean_confidence=0.9, field_values={"total": "9.00"},
     )  # fmt: skip
-    assert gold_field_values(unlocated) == {"total": "9.00"}
-    right = field_protocol({"r1": gold_field_values(unlocated)}, {"r1": {"total": "9.00"}})
+    assert labelled_values(unlocated) == {"total": "9.00"}
+    right = field_protocol({"r1": labelled_values(unlocated)}, {"r1": {"total": "9.00"}})
     assert (right.overall.gold, right.overall.predicted, right.overall.correct) == (1, 1, 1)
     by_tags = unlocated.model_copy(update={"field_values": {}})
-    assert gold_field_values(by_tags) == {}  # from the tags alone the right answer would be wrong
+    assert labelled_values(by_tags) == {}  # from the tags alone the right answer would be wrong
     located = by_tags.model_copy(update={"tags": ["O", "B-total", "O", "O"]})
-    assert gold_field_values(located) == {"total": "RM9.0O"}
+    assert labelled_values(located) == {"total": "RM9.0O"}

@@ -8,8 +8,9 @@ the fields' kinds, a ``date`` compares as an ISO date and an ``amount`` as a dec
 label location uses, `docloop.documents.locate`), so ``RM9.00`` is ``9.00`` and ``25/12/2018`` is
 ``25 Dec 2018``; a value of those kinds with no date or number in it compares as text.
 
-When the extractor returns several spans of one field, the field's value is the span with the
-highest mean word confidence (the first on ties): one value per field, as a form would take it.
+One value per field, as a form would take it: `field_values` picks, from several spans of one
+field, the most confident (the first on ties); the evaluation scores the extractor's own answer per
+field (`docloop.models.inference.ExtractionResult.fields`), the one the predictor serves.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from docloop.documents.examples import DocumentExample
-from docloop.documents.locate import amount_of, date_of
+from docloop.documents.locate import field_value
 from docloop.models.metrics import entity_spans
 
 if TYPE_CHECKING:  # the gate reads field scores without loading torch
@@ -32,17 +33,8 @@ def normalise_value(value: str) -> str:
 
 
 def normalise_field(value: str, kind: str | None = None) -> str:
-    """A value as its field's kind reads it: ISO date, decimal amount, else `normalise_value`."""
-    if kind == "date":
-        date = date_of(value)
-        if date is not None:
-            day, month, year = date
-            return f"{year:04d}-{month:02d}-{day:02d}"
-    elif kind == "amount":
-        amount = amount_of(value)
-        if amount is not None:
-            return amount
-    return normalise_value(value)
+    """A value as its field's kind reads it (`field_value`), then case and spaces folded."""
+    return normalise_value(field_value(kind or "text", value))
 
 
 def field_values(entities: Iterable[EntityPrediction]) -> dict[str, str]:
@@ -55,7 +47,7 @@ def field_values(entities: Iterable[EntityPrediction]) -> dict[str, str]:
     return {kind: entity.text for kind, entity in best.items()}
 
 
-def gold_field_values(example: DocumentExample) -> dict[str, str]:
+def labelled_values(example: DocumentExample) -> dict[str, str]:
     """A holdout document's gold value per field.
 
     The values its labels gave when it was labelled by value (located among the OCR words or

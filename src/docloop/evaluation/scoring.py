@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from docloop.documents.examples import DocumentExample
 from docloop.errors import InvalidInput
-from docloop.evaluation.fields import FieldReport, field_protocol, field_values, gold_field_values
+from docloop.evaluation.fields import FieldReport, field_protocol, labelled_values
 from docloop.models.metrics import (
     ClassificationReport,
     EntityReport,
@@ -392,9 +392,9 @@ def score_model(
         card.entity_types,
     )
     report = field_protocol(
-        {example.doc_id: gold_field_values(example) for example in scored},
-        {
-            doc_id: field_values(result.entities)
+        {example.doc_id: labelled_values(example) for example in scored},
+        {  # each field's answer, as the predictor serves it
+            doc_id: {name: answer.text for name, answer in result.fields.items()}
             for doc_id, result in zip(doc_ids, results, strict=True)
         },
         card.field_kinds,
