@@ -79,7 +79,10 @@ def test_dates_and_amounts_compare_as_values_given_their_kinds() -> None:
     assert field_protocol(gold, predicted).overall.correct == 0  # as text: the SROIE protocol
     assert normalise_field("2018-12-25", "date") == normalise_field("25.12.18", "date")
     assert normalise_field("TOTAL 1,234.50", "amount") == "1234.50"
-    assert normalise_field("no date here", "date") == "no date here"
+    assert normalise_field("9.00", "amount") == normalise_field("RM 9.00", "amount") == "9.00"
+    assert normalise_field("NO.5,JALAN", "text") == normalise_field("no. 5, jalan", "text")
+    assert normalise_field("31/02/2018", "date") == "31022018"  # no such day: read as text
+    assert normalise_field("B00K", "text") != normalise_field("BOOK", "text")  # misread: wrong
 
 
 def test_a_right_value_whose_label_was_not_located_is_not_a_false_positive() -> None:

@@ -4,9 +4,10 @@ Entity F1 (seqeval) scores word tags; a user who asked for a document's ``total`
 The field protocol is the SROIE key-information task's: per document and field, the predicted value
 is right when it equals the gold value after normalisation (case folded, runs of whitespace made
 one space, ends trimmed); precision is right / predicted values, recall right / gold values. Given
-the fields' kinds, a ``date`` compares as an ISO date and an ``amount`` as a decimal (the readings
-label location uses, `docloop.documents.locate`), so ``RM9.00`` is ``9.00`` and ``25/12/2018`` is
-``25 Dec 2018``; a value of those kinds with no date or number in it compares as text.
+the fields' kinds, values compare as their kind reads them, by the rules labels are located with
+(`docloop.documents.locate`): a ``date`` as an ISO date, an ``amount`` as a decimal (``RM9.00`` is
+``9.00``, ``25/12/2018`` is ``25 Dec 2018``), a text or an id without case, spacing and
+punctuation (``NO.5,JALAN`` is ``NO. 5, JALAN``); a misread letter or digit is still wrong.
 
 One value per field, as a form would take it: `field_values` picks, from several spans of one
 field, the most confident (the first on ties); the evaluation scores the extractor's own answer per
@@ -15,16 +16,20 @@ field (`docloop.models.inference.ExtractionResult.fields`), the one the predicto
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from docloop.documents.examples import DocumentExample
-from docloop.documents.locate import field_value
+from docloop.documents.locate import amount_of, compact, field_value
 from docloop.models.metrics import entity_spans
 
 if TYPE_CHECKING:  # the gate reads field scores without loading torch
     from docloop.models.inference import EntityPrediction
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def normalise_value(value: str) -> str:
@@ -32,9 +37,18 @@ def normalise_value(value: str) -> str:
     return " ".join(value.casefold().split())
 
 
-def normalise_field(value: str, kind: str | None = None) -> str:
-    """A value as its field's kind reads it (`field_value`), then case and spaces folded."""
-    return normalise_value(field_value(kind or "text", value))
+def normalise_field(value: str, kind: str = "text") -> str:
+    """A value as its field's kind reads it: a date or amount by `field_value`, else `compact`.
+
+    A date or an amount with nothing of its kind in it compares as a text.
+    """
+    if kind == "amount" and amount_of(value) is not None:
+        return field_value(kind, value)
+    if kind == "date":
+        read = field_value(kind, value)
+        if _ISO_DATE.fullmatch(read):
+            return read
+    return compact(value)
 
 
 def field_values(entities: Iterable[EntityPrediction]) -> dict[str, str]:
@@ -126,17 +140,23 @@ def field_protocol(
         gold: per document id, the gold value of each field it has.
         predicted: per document id, the predicted value of each field (documents missing here
             predicted nothing). Predictions for documents without gold are ignored.
-        kinds: field name -> kind (``date``, ``amount``, ...); None or a field missing here
-            compares as text (the SROIE protocol).
+        kinds: field name -> kind (``text``, ``date``, ``amount``, ``id``): values compare as
+            their kinds read them (a field missing here as a text); None compares the printed
+            strings (SROIE's protocol).
     """
-    kinds = kinds or {}
+
+    def read(name: str, value: str) -> str:
+        if kinds is None:
+            return normalise_value(value)
+        return normalise_field(value, kinds.get(name, "text"))
+
     report = FieldReport()
     for doc_id, fields in gold.items():
         guesses = predicted.get(doc_id, {})
         for name in sorted(set(fields) | set(guesses)):
             score = report.per_field.setdefault(name, FieldScore())
-            truth = normalise_field(fields.get(name) or "", kinds.get(name))
-            guess = normalise_field(guesses.get(name) or "", kinds.get(name))
+            truth = read(name, fields.get(name) or "")
+            guess = read(name, guesses.get(name) or "")
             for counts in (score, report.overall):
                 counts.gold += bool(truth)
                 counts.predicted += bool(guess)
