@@ -310,7 +310,7 @@ def dataset_stage(sroie: Path, names: Sequence[str], workdir: Path) -> dict[str,
     resolved = check_labels(pages, str(labels), storage, RECEIPT_SCHEMA, records)
     examples = [
         e
-        for e in build_examples(records, resolved.doc_types, resolved.entities)
+        for e in build_examples(records, resolved.doc_types, resolved.entities, resolved.values)
         if e.doc_type is not None
     ]
     splits: dict[str, list[DocumentExample]] = {"train": [], "val": [], "holdout": []}
@@ -410,15 +410,10 @@ def score_fields(sroie: Path, answers: dict[str, dict[str, dict[str, Any]]]) -> 
     is still wrong. Expected calibration error per field of the served (calibrated) confidence
     against whether the value is right.
     """
-    from docloop.documents.locate import compact, field_value
+    from docloop.evaluation.fields import normalise_field
     from docloop.models.calibration import expected_calibration_error
 
     kinds = RECEIPT_SCHEMA.fields
-
-    def value_of(name: str, text: str) -> str:
-        value = field_value(kinds[name], text)
-        return compact(value) if kinds[name] in ("text", "id") else value
-
     gold: dict[str, dict[str, str]] = {}
     for name in answers:
         keys = json.loads((sroie / "key" / f"{name}.json").read_text(encoding="utf-8"))
@@ -427,11 +422,9 @@ def score_fields(sroie: Path, answers: dict[str, dict[str, dict[str, Any]]]) -> 
         gold, {n: {f: a["text"] for f, a in fields.items()} for n, fields in answers.items()}
     )
     value = field_protocol(
-        {n: {f: value_of(f, v) for f, v in fields.items()} for n, fields in gold.items()},
-        {
-            n: {f: value_of(f, a["value"]) for f, a in fields.items()}
-            for n, fields in answers.items()
-        },
+        gold,
+        {n: {f: a["value"] for f, a in fields.items()} for n, fields in answers.items()},
+        kinds,
     )
     ece: dict[str, float] = {}
     for name in FIELDS:
@@ -439,8 +432,8 @@ def score_fields(sroie: Path, answers: dict[str, dict[str, dict[str, Any]]]) -> 
         for doc, fields in answers.items():
             if name in fields and name in gold[doc]:
                 confidences.append(fields[name]["confidence"])
-                truth = value_of(name, gold[doc][name]).casefold()
-                right.append(value_of(name, fields[name]["value"]).casefold() == truth)
+                truth = normalise_field(gold[doc][name], kinds[name])
+                right.append(normalise_field(fields[name]["value"], kinds[name]) == truth)
         ece[name] = round(expected_calibration_error(confidences, right), 4)
     return {**printed.as_dict(), "value": value.as_dict(), "holdout_ece": ece}
 

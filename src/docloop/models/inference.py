@@ -1,11 +1,10 @@
 """Batched inference for both models: document types with probabilities, entities with boxes.
 
-The extractor's per-word tag probabilities are decoded into well-formed IOB2 spans by Viterbi
-(an ``I-x`` only after ``B-x`` or ``I-x``): the most probable valid tag sequence, not argmax tags
-repaired afterwards, which split a value into fragments whenever one inner word's ``I`` lost to a
-``B``. Each field then answers once: its most confident span, or, when decoding left the field
-empty, the most probable span the probabilities still hold for it, with the value normalised by the
-field's kind and a confidence calibrated per field (:mod:`docloop.models.calibration`).
+The extractor's per-word tag probabilities become spans by Viterbi decoding: the most probable
+tag sequence in which every ``I-x`` follows a ``B-x`` or an ``I-x``. Each field then answers once
+(:func:`field_answers`): the decoded span with the highest score, else the fallback span the
+probabilities still hold (:func:`_fallback_span`); its value goes through
+:func:`docloop.documents.locate.field_value`, its confidence through the card's calibration.
 """
 
 from __future__ import annotations
