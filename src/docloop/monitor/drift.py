@@ -130,8 +130,10 @@ class FeatureMove(BaseModel):
 
     name: str
     description: str
-    reference_mean: float
-    current_mean: float
+    reference_mean: float = Field(
+        description="The reference's mean (a word shape: the share of documents that have it)."
+    )
+    current_mean: float = Field(description="The same on the current side.")
     standardised_difference: float
 
 
@@ -871,7 +873,12 @@ def profile_shift(
     Raises:
         InvalidInput: ``names`` does not match the profiles' width.
     """
-    from docloop.monitor.profiles import describe_feature, format_feature_value
+    from docloop.monitor.profiles import (
+        SHAPE_LEGEND,
+        describe_feature,
+        format_feature_value,
+        summarise_feature,
+    )
 
     n_ref = 0 if reference is None else len(reference)
     n_cur = 0 if current is None else len(current)
@@ -900,8 +907,8 @@ def profile_shift(
         FeatureMove(
             name=names[j],
             description=describe_feature(names[j]),
-            reference_mean=float(np.mean(reference[:, j])),
-            current_mean=float(np.mean(current[:, j])),
+            reference_mean=summarise_feature(names[j], reference[:, j]),
+            current_mean=summarise_feature(names[j], current[:, j]),
             standardised_difference=float(differences[j]),
         )
         for j in order[:PROFILE_MOVES_REPORTED]
@@ -912,6 +919,8 @@ def profile_shift(
         f"{format_feature_value(move.name, move.current_mean)}"
         for move in moved
     )
+    if any(move.name.startswith("shape:") for move in moved):
+        moves += f" ({SHAPE_LEGEND})"
     detail = (
         f"largest standardised difference {statistic:.3g} (permutation p = {p_value:.3g} "
         f"{'<=' if significant else '>'} alpha {alpha:.3g}; {used} permutations over "

@@ -239,17 +239,30 @@ def describe_feature(name: str) -> str:
         row, column = int(cell.group(1)), int(cell.group(2))
         return f"share of words in the {_GRID_ROW_NAMES[row]} {_COLUMN_NAMES[column]} of the page"
     if name.startswith("shape:"):
-        return (
-            f"share of words written like '{name[6:]}' (X upper-case letter, x lower-case, d digit)"
-        )
+        return f"documents with words written like '{name[6:]}'"
     if name.startswith("position:"):
         word, _, where = name[9:].partition("@")
         return f"documents with '{word}' in the {where.replace('-', ' ')} of the page"
     return name
 
 
+SHAPE_LEGEND: Final = "in word patterns X is an upper-case letter, x lower-case, d a digit"
+
+
+def summarise_feature(name: str, column: npt.ArrayLike) -> float:
+    """A feature column's summary: its mean; for a word shape, the share of documents with it.
+
+    A word shape's share of a document's words is too small to read; whether a document has the
+    shape at all is what a reviewer can check.
+    """
+    values = np.asarray(column, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    return float(np.mean(values > 0)) if name.startswith("shape:") else float(np.mean(values))
+
+
 def format_feature_value(name: str, value: float) -> str:
-    """A feature's mean as a person reads it (a percentage for shares)."""
+    """A feature's summary as a person reads it (a percentage for shares)."""
     if name.startswith(SHARE_PREFIXES) or name.startswith("position:"):
         return f"{value:.0%}"
     return f"{value:.3g}"
