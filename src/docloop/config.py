@@ -351,7 +351,21 @@ class DriftConfig(Section):
         "at alpha/k).",
     )
     max_embedding_rows: int = Field(
-        default=2000, ge=100, description="Documents per side the MMD test subsamples to."
+        default=2000,
+        ge=100,
+        description="Documents per side the MMD and layout/format tests subsample to.",
+    )
+    profile_min_documents: int = Field(
+        default=5,
+        ge=1,
+        description="A word shape or word position is a layout/format feature when at least "
+        "this many documents of the two sides together have it.",
+    )
+    profile_max_features: int = Field(
+        default=2000,
+        ge=1,
+        description="At most this many word-shape and this many word-position features (the "
+        "most frequent).",
     )
     label_shift_js: float = Field(
         default=0.1, ge=0, le=1, description="Jensen-Shannon distance of label shares: drift."

@@ -356,6 +356,9 @@ def test_a_failing_window_triggers_records_an_attempt_and_advances_the_watermark
         assert "performance_floor" in result.decision.headline
         assert result.embedded_documents == DOCS and result.missing_documents == 0
         assert result.drift.embedding.ran and result.drift.label.ran
+        # the layout/format test profiles the same served and reference documents
+        assert result.drift.profile.ran and result.drift.profile.n_current == DOCS
+        assert result.drift.profile.n_reference == result.drift.embedding.used_reference
         assert result.window_end == NOW - timedelta(seconds=60)
 
         (attempt,) = attempts(store)
@@ -377,6 +380,7 @@ def test_a_failing_window_triggers_records_an_attempt_and_advances_the_watermark
         metrics = json.loads((output / METRICS_FILE).read_text(encoding="utf-8"))
         assert metrics["trigger"] == 1.0 and metrics["feedback.accuracy"] == pytest.approx(0.5)
         assert "drift.embedding_mmd.p_value" in metrics
+        assert "drift.layout_format.p_value" in metrics
         decision = TriggerDecision.model_validate_json((output / DECISION_FILE).read_text())
         assert decision == result.decision
         saved = DriftCheckResult.model_validate(

@@ -324,3 +324,24 @@ def test_ocr_recovers_entities_inside_their_label_boxes(
     print(f"OCR entity recovery on {len(docs)} scanned base documents: {hits}/{total} = {rate:.3f}")
     assert total >= 15
     assert rate >= 0.9
+
+
+@pytest.mark.parametrize("scenario", ["base", "new_template", "new_vendor"])
+def test_text_layer_example_holds_the_laid_out_words_and_entities(scenario: str) -> None:
+    from docloop.documents.synth.corpus import generate_document, text_layer_example
+
+    for index in range(3):
+        document, _ = generate_document(index, 5, scenario, 0.0)
+        example = text_layer_example(index, 5, scenario)
+        assert example.doc_type == document.doc_type
+        assert example.page_count == document.page_count and example.ocr_pages == 0
+        placed = {
+            (page, word, tuple(box), tag)
+            for page, word, box, tag in zip(
+                example.pages, example.words, example.boxes, example.tags, strict=True
+            )
+        }
+        for entity in document.entities:
+            for position, word in enumerate(entity.words):
+                tag = f"{'B' if position == 0 else 'I'}-{entity.type}"
+                assert (entity.page, word.text, tuple(word.box), tag) in placed

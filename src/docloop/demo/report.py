@@ -194,6 +194,7 @@ def _drift_plot(checks: list[DriftCheck]) -> str:
         "feedback accuracy": "feedback.accuracy",
         "correction rate": "feedback.correction_rate",
         "embedding MMD p-value": "drift.embedding_mmd.p_value",
+        "layout/format p-value": "drift.layout_format.p_value",
         "label shift (JS distance)": "drift.label_shift.effect",
         "entity F1 on feedback": "feedback.entity_f1",
     }

@@ -29,14 +29,30 @@ class HttpClient(Protocol):
         ...
 
 
+def page_source(example: DocumentExample) -> str | None:
+    """Where the example's pages got their words: ``ocr``, ``text_layer`` or None (mixed).
+
+    A client that read the text layer or ran OCR knows it and says so, so that the drift check's
+    OCR statistics compare like with like; an example records only how many of its pages were
+    OCR'd, so a mixed document's pages are sent without a source (unknown provenance).
+    """
+    if example.ocr_pages <= 0:
+        return "text_layer"
+    if example.ocr_pages >= example.page_count:
+        return "ocr"
+    return None
+
+
 def instance_of(example: DocumentExample) -> dict[str, Any]:
-    """A predictor instance (``{"pages": [...]}``) with the example's words, boxes and pages."""
+    """The example as a predictor instance: pages of words and boxes, with their source."""
     pages: dict[int, dict[str, list[Any]]] = {}
     for word, box, page in zip(example.words, example.boxes, example.pages, strict=True):
         entry = pages.setdefault(page, {"words": [], "boxes": []})
         entry["words"].append(word)
         entry["boxes"].append(list(box))
-    return {"pages": [{"page": page, **pages[page]} for page in sorted(pages)]}
+    source = page_source(example)
+    extra = {} if source is None else {"source": source}
+    return {"pages": [{"page": page, **pages[page], **extra} for page in sorted(pages)]}
 
 
 def request_predictions(

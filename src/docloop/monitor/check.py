@@ -8,8 +8,9 @@
    the verdicts of the champion classifier's predictions, entities on those of the champion
    extractor's (``sources.champion_window``);
 3. compares the window with the champion's training documents (``monitor.drift``): label shares,
-   OCR statistics, and embeddings of the served documents from the champion's encoder
-   (``monitor.embeddings``; the reference side is cached per model and reference sample);
+   OCR statistics, embeddings of the served documents from the champion's encoder
+   (``monitor.embeddings``; the reference side is cached per model and reference sample), and
+   the documents' layout and value formats (``monitor.profiles``; the same samples);
 4. applies the trigger policy (``monitor.trigger``) with the retrain attempts of the cooldown and
    budget windows: the classifier's accuracy and key metric, drift, and the extractor's entity F1
    (against the floor, and against the champion extractor's holdout entity F1 when given);
@@ -51,6 +52,7 @@ from docloop.monitor import sources
 from docloop.monitor.drift import DriftReport, DriftSample, detect_drift
 from docloop.monitor.embeddings import embed_documents
 from docloop.monitor.performance import PerformanceReport, feedback_performance
+from docloop.monitor.profiles import Profiles, document_profiles
 from docloop.monitor.report import ReportInputs, render_html, render_markdown
 from docloop.monitor.trigger import TriggerDecision, decide_trigger
 from docloop.storage import Storage, join
@@ -123,17 +125,22 @@ def _load_champion(
     return model, champion
 
 
-def _reference_embeddings(
-    model: LoadedModel,
-    reference: list[DocumentExample],
-    config: DocloopConfig,
-    storage: Storage,
-    batch_size: int,
-) -> npt.NDArray[np.float32]:
+def _reference_sample(
+    reference: list[DocumentExample], config: DocloopConfig
+) -> list[DocumentExample]:
     indices = sources.sample_indices(
         len(reference), config.drift.max_embedding_rows, config.drift.seed
     )
-    chosen = [reference[int(i)] for i in indices]
+    return [reference[int(i)] for i in indices]
+
+
+def _reference_embeddings(
+    model: LoadedModel,
+    chosen: list[DocumentExample],
+    storage: Storage,
+    config: DocloopConfig,
+    batch_size: int,
+) -> npt.NDArray[np.float32]:
     key = sources.embedding_cache_key(
         model.card.model_dump_json(), [example.doc_id for example in chosen]
     )
@@ -148,25 +155,37 @@ def _reference_embeddings(
     return embeddings
 
 
-def _current_embeddings(
-    model: LoadedModel,
-    doc_ids: list[str],
-    config: DocloopConfig,
-    storage: Storage,
-    batch_size: int,
-) -> tuple[npt.NDArray[np.float32] | None, int]:
+def _current_documents(
+    doc_ids: list[str], config: DocloopConfig, storage: Storage
+) -> tuple[list[DocumentExample], int]:
     if not doc_ids:
-        return None, 0
+        return [], 0
     indices = sources.sample_indices(
         len(doc_ids), config.drift.max_embedding_rows, config.drift.seed + 1
     )
-    documents, missing = sources.served_documents(
-        storage, config, [doc_ids[int(i)] for i in indices]
-    )
+    return sources.served_documents(storage, config, [doc_ids[int(i)] for i in indices])
+
+
+def _current_embeddings(
+    model: LoadedModel, documents: list[DocumentExample], batch_size: int
+) -> npt.NDArray[np.float32] | None:
     if not documents:
-        return None, missing
+        return None
     logger.info("embedding %d current documents", len(documents))
-    return embed_documents(model, documents, batch_size), missing
+    return embed_documents(model, documents, batch_size)
+
+
+def _profiles(
+    reference: list[DocumentExample], current: list[DocumentExample], config: DocloopConfig
+) -> Profiles | None:
+    if not current:
+        return None
+    return document_profiles(
+        reference,
+        current,
+        min_documents=config.drift.profile_min_documents,
+        max_vocabulary=config.drift.profile_max_features,
+    )
 
 
 def _score(value: float | None) -> float | None:
@@ -249,21 +268,28 @@ def run_drift_check(
         )
         current_ocr = sources.prediction_ocr_statistics(window.predictions)
         doc_ids = list(dict.fromkeys(prediction.doc_id for prediction in window.predictions))
-        reference_embeddings = _reference_embeddings(model, reference, config, storage, batch_size)
-        current_embeddings, missing = _current_embeddings(
-            model, doc_ids, config, storage, batch_size
+        reference_sample = _reference_sample(reference, config)
+        reference_embeddings = _reference_embeddings(
+            model, reference_sample, storage, config, batch_size
         )
+        current_documents, missing = _current_documents(doc_ids, config, storage)
+        current_embeddings = _current_embeddings(model, current_documents, batch_size)
+        profiles = _profiles(reference_sample, current_documents, config)
 
     drift = detect_drift(
         DriftSample(
             sources.label_counts(example.doc_type for example in reference),
             reference_ocr,
             reference_embeddings,
+            None if profiles is None else profiles.reference,
+            () if profiles is None else profiles.names,
         ),
         DriftSample(
             sources.label_counts(prediction.doc_type for prediction in window.predictions),
             current_ocr,
             current_embeddings,
+            None if profiles is None else profiles.current,
+            () if profiles is None else profiles.names,
         ),
         config.drift,
     )

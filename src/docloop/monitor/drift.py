@@ -14,6 +14,14 @@ documents) and the **current** window (documents predicted since the last check)
   pages that needed OCR): standardised mean difference (difference of means over the root mean of
   the two variances) and the two-sample Kolmogorov-Smirnov test. Drift needs
   ``|SMD| >= ocr_shift_effect`` *and* p <= alpha.
+* **layout and format drift** on document profiles (``monitor.profiles``: where words sit on
+  the page, how lines are built, how values are written): each feature is centred and scaled by
+  the pooled sample's mean and standard deviation (no side label used), and the statistic is the
+  largest absolute difference of the two sides' means over all features, with a permutation
+  null of the same maximum. The maximum keeps the power of one feature that moves (a date
+  written ``dd Xxx dddd``, a label in a new corner) among hundreds that do not; the pooled
+  scaling and the permutations over the same rows make the p-value exact. Drift when p <= alpha;
+  the reason names the features that moved most, in words.
 * **embedding drift**: the unbiased MMD² with an RBF kernel (bandwidth: the median pairwise
   distance of the pooled sample) and a permutation test. Each side is subsampled to
   ``max_embedding_rows``; the kernel matrix is computed once, and every permutation's MMD² comes
@@ -115,6 +123,30 @@ class EmbeddingShift(DriftTest):
     null: list[float] = Field(default_factory=list, description="MMD² under the permutations.")
 
 
+class FeatureMove(BaseModel):
+    """One profile feature's means on both sides."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    reference_mean: float = Field(
+        description="The reference's mean (a word shape: the share of documents that have it)."
+    )
+    current_mean: float = Field(description="The same on the current side.")
+    standardised_difference: float
+
+
+class ProfileShift(DriftTest):
+    """Layout and format drift: the max-statistic permutation test on document profiles."""
+
+    features: int = Field(default=0, description="Profile features that vary in the pool.")
+    permutations: int = 0
+    moved: list[FeatureMove] = Field(
+        default_factory=list, description="The features that moved most, largest first."
+    )
+
+
 class DriftReport(BaseModel):
     """Every drift test and the combined decision."""
 
@@ -126,13 +158,14 @@ class DriftReport(BaseModel):
     label: LabelShift
     ocr: list[OcrShift]
     embedding: EmbeddingShift
+    profile: ProfileShift
     detected: bool
     reasons: list[str]
 
     @property
     def tests(self) -> list[DriftTest]:
         """All tests, label shift first."""
-        return [self.label, *self.ocr, self.embedding]
+        return [self.label, *self.ocr, self.embedding, self.profile]
 
     @property
     def drifted(self) -> list[DriftTest]:
@@ -172,11 +205,15 @@ class DriftSample:
         ocr: Per-document OCR statistics by name (see :data:`OCR_STATISTICS`); non-finite values
             are ignored.
         embeddings: ``[documents, dims]`` document embeddings, or None when unavailable.
+        profiles: ``[documents, features]`` document profiles (``monitor.profiles``), or None.
+        profile_names: The profile features' names (the same list on both sides).
     """
 
     label_counts: Mapping[str, int]
     ocr: Mapping[str, npt.ArrayLike]
     embeddings: npt.NDArray[np.floating] | None = None
+    profiles: npt.NDArray[np.floating] | None = None
+    profile_names: Sequence[str] = ()
 
 
 # --- label shift ----------------------------------------------------------------------------------
@@ -672,6 +709,8 @@ def tests_to_run(reference: DriftSample, current: DriftSample) -> int:
         )
     if reference.embeddings is not None and current.embeddings is not None:
         runs += int(min(len(reference.embeddings), len(current.embeddings)) >= MIN_SAMPLES)
+    if reference.profiles is not None and current.profiles is not None:
+        runs += int(min(len(reference.profiles), len(current.profiles)) >= MIN_SAMPLES)
     return runs
 
 
@@ -685,6 +724,9 @@ def detect_drift(reference: DriftSample, current: DriftSample, config: DriftConf
 
     Returns:
         The report: ``detected`` when any test found drift; one reason per test.
+
+    Raises:
+        InvalidInput: The two sides' profiles name different features.
     """
     runs = tests_to_run(reference, current)
     test_alpha = config.alpha / max(runs, 1)
@@ -713,7 +755,20 @@ def detect_drift(reference: DriftSample, current: DriftSample, config: DriftConf
         max_rows=config.max_embedding_rows,
         seed=config.seed,
     )
-    tests: list[DriftTest] = [label, *ocr, embedding]
+    if list(reference.profile_names) != list(current.profile_names):
+        raise InvalidInput(
+            "the two sides' profiles have different features; build both with "
+            "monitor.profiles.document_profiles"
+        )
+    profile = profile_shift(
+        reference.profiles,
+        current.profiles,
+        list(reference.profile_names),
+        alpha=test_alpha,
+        permutations=config.permutations,
+        seed=config.seed,
+    )
+    tests: list[DriftTest] = [label, *ocr, embedding, profile]
     detected = any(test.drift for test in tests)
     return DriftReport(
         family_alpha=config.alpha,
@@ -722,6 +777,172 @@ def detect_drift(reference: DriftSample, current: DriftSample, config: DriftConf
         label=label,
         ocr=ocr,
         embedding=embedding,
+        profile=profile,
         detected=detected,
         reasons=[test.reason for test in tests],
+    )
+
+
+# --- document profiles ----------------------------------------------------------------------------
+
+PROFILE_MOVES_REPORTED: Final = 3
+
+
+def max_shift_permutation_test(
+    x: npt.NDArray[np.floating],
+    y: npt.NDArray[np.floating],
+    *,
+    permutations: int,
+    seed: int = 0,
+) -> tuple[float, float, FloatArray, FloatArray]:
+    """Largest standardised mean difference over features, with a permutation p-value.
+
+    Features are centred and scaled by the pooled rows (constant ones dropped); each
+    permutation's statistic comes from one matrix product, as in the MMD test.
+
+    Args:
+        x: ``[m, d]`` reference rows.
+        y: ``[n, d]`` current rows.
+        permutations: Permutations of the null distribution.
+        seed: Seed of the permutations.
+
+    Returns:
+        ``(statistic, p_value, differences, kept)``: the observed maximum, its p-value, the
+        standardised difference ``current - reference`` of every feature (0 for constant ones),
+        and the mask of the features that vary.
+
+    Raises:
+        InvalidInput: Fewer than 2 rows on a side, or different widths.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise InvalidInput(f"two 2-d samples of the same width needed, got {x.shape} and {y.shape}")
+    m, n = len(x), len(y)
+    if min(m, n) < 2:
+        raise InvalidInput(f"at least 2 rows per sample needed, got {m} and {n}")
+    pooled = np.concatenate([x, y]).astype(np.float64)
+    spread = pooled.std(axis=0)
+    kept = spread > 1e-12
+    differences = np.zeros(pooled.shape[1], dtype=np.float64)
+    if not kept.any():
+        return 0.0, 1.0, differences, kept
+    z = (pooled[:, kept] - pooled[:, kept].mean(axis=0)) / spread[kept]
+    total = z.sum(axis=0)
+
+    def largest(indicators: FloatArray) -> FloatArray:
+        reference_sums = z.T @ indicators
+        shift = (total[:, None] - reference_sums) / n - reference_sums / m
+        result: FloatArray = np.abs(shift).max(axis=0)
+        return result
+
+    differences[kept] = z[m:].mean(axis=0) - z[:m].mean(axis=0)
+    observed = float(np.abs(differences).max())
+    rng = np.random.default_rng(seed)
+    rows = m + n
+    exceed = 0
+    for start in range(0, permutations, _PERMUTATION_BLOCK):
+        size = min(_PERMUTATION_BLOCK, permutations - start)
+        members = np.argpartition(rng.random((size, rows)), m - 1, axis=1)[:, :m]
+        indicators = np.zeros((rows, size))
+        indicators[members.ravel(), np.repeat(np.arange(size), m)] = 1.0
+        exceed += int(np.count_nonzero(largest(indicators) >= observed * (1 - 1e-12)))
+    return observed, (1.0 + exceed) / (1.0 + permutations), differences, kept
+
+
+def profile_shift(
+    reference: npt.NDArray[np.floating] | None,
+    current: npt.NDArray[np.floating] | None,
+    names: Sequence[str],
+    *,
+    alpha: float,
+    permutations: int,
+    seed: int = 0,
+) -> ProfileShift:
+    """Test layout and format drift on document profiles; drift when p <= alpha.
+
+    Args:
+        reference: ``[m, d]`` reference profiles (None: not available).
+        current: ``[n, d]`` current profiles.
+        names: The ``d`` feature names.
+        alpha: This test's significance level.
+        permutations: Permutations (raised to :func:`permutations_for` when too few).
+        seed: Seed.
+
+    Returns:
+        The outcome, with the features that moved most.
+
+    Raises:
+        InvalidInput: ``names`` does not match the profiles' width.
+    """
+    from docloop.monitor.profiles import (
+        SHAPE_LEGEND,
+        describe_feature,
+        format_feature_value,
+        summarise_feature,
+    )
+
+    n_ref = 0 if reference is None else len(reference)
+    n_cur = 0 if current is None else len(current)
+    common = {
+        "name": "layout_format",
+        "n_reference": n_ref,
+        "n_current": n_cur,
+        "alpha": alpha,
+        "effect_name": "largest standardised mean difference",
+    }
+    if reference is None or current is None or min(n_ref, n_cur) < MIN_SAMPLES:
+        return ProfileShift(
+            ran=False, reason=_not_run("Layout/format test", n_ref, n_cur), **common
+        )
+    if reference.shape[1] != len(names):
+        raise InvalidInput(
+            f"{len(names)} profile names for {reference.shape[1]} profile features; build both "
+            "sides with monitor.profiles.document_profiles"
+        )
+    used = permutations_for(alpha, permutations)
+    statistic, p_value, differences, kept = max_shift_permutation_test(
+        reference, current, permutations=used, seed=seed
+    )
+    order = [int(j) for j in np.argsort(-np.abs(differences)) if kept[j]]
+    moved = [
+        FeatureMove(
+            name=names[j],
+            description=describe_feature(names[j]),
+            reference_mean=summarise_feature(names[j], reference[:, j]),
+            current_mean=summarise_feature(names[j], current[:, j]),
+            standardised_difference=float(differences[j]),
+        )
+        for j in order[:PROFILE_MOVES_REPORTED]
+    ]
+    significant = p_value <= alpha
+    moves = "; ".join(
+        f"{move.description} {format_feature_value(move.name, move.reference_mean)} -> "
+        f"{format_feature_value(move.name, move.current_mean)}"
+        for move in moved
+    )
+    if any(move.name.startswith("shape:") for move in moved):
+        moves += f" ({SHAPE_LEGEND})"
+    detail = (
+        f"largest standardised difference {statistic:.3g} (permutation p = {p_value:.3g} "
+        f"{'<=' if significant else '>'} alpha {alpha:.3g}; {used} permutations over "
+        f"{int(kept.sum())} features; {n_ref} reference vs {n_cur} current documents)"
+    )
+    reason = (
+        f"Layout/format drift: the served documents are laid out or written differently from "
+        f"the training documents ({moves}); {detail}. Likely a new template or source system: "
+        "review a sample of these documents, their corrections teach the next retrain."
+        if significant
+        else f"No layout/format drift: {detail}; most moved: {moves or 'nothing'}."
+    )
+    return ProfileShift(
+        ran=True,
+        statistic=statistic,
+        p_value=p_value,
+        effect=statistic,
+        significant=significant,
+        drift=significant,
+        reason=reason,
+        features=int(kept.sum()),
+        permutations=used,
+        moved=moved,
+        **common,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from docloop.documents.examples import OUTSIDE, DocumentExample
 from docloop.documents.labels import EntityLabel, LabelWord
 from docloop.documents.synth.doctypes import build_content
 from docloop.documents.synth.layout import Layout, PlacedWord, render_pdf
@@ -187,6 +188,42 @@ def generate_document(
         entities=_entities(lay, scans),
     )
     return document, pdf
+
+
+def text_layer_example(index: int, seed: int, scenario: str) -> DocumentExample:
+    """Document ``index`` of a corpus as the words its text layer holds, without a PDF.
+
+    The same words, boxes and entities as :func:`generate_document` lays out (never scanned),
+    in reading order, for measurements that need many documents fast (the drift benchmarks and
+    tests); the document id is derived from the arguments, not from PDF bytes.
+    """
+    spec = SCENARIO_SPECS[scenario]
+    doc_type, template = _assign(index, seed, spec)
+    rng = _rng(seed, scenario, _STREAM_CONTENT, index)
+    formats = new_vendor_formats(rng) if spec.vendor_formats else base_formats(rng)
+    content, long = build_content(doc_type, rng, Values(rng, formats))
+    lay = lay_out(template, content, rng, pages=2 if long else 1)
+    placed = sorted(lay.words, key=lambda w: (w.page, round(w.y0), w.x0))
+    tags: list[str] = []
+    seen: set[str] = set()
+    for word in placed:
+        if word.tag is None:
+            tags.append(OUTSIDE)
+        else:
+            tags.append(f"{'I' if word.tag in seen else 'B'}-{word.tag}")
+            seen.add(word.tag)
+    return DocumentExample(
+        doc_id=f"{scenario}-{seed}-{index:05d}",
+        source_uri=f"synthetic://{scenario}/{seed}/{index}",
+        doc_type=doc_type,
+        words=[word.text for word in placed],
+        boxes=[_normalise(word, lay) for word in placed],
+        pages=[word.page for word in placed],
+        tags=tags,
+        page_count=len(lay.pages),
+        ocr_pages=0,
+        mean_confidence=100.0,
+    )
 
 
 def generate_corpus(
