@@ -11,18 +11,24 @@ answers the same forward call (same inputs, logits as a torch tensor), so ``clas
     dynamic) and run by ONNX Runtime on the CPU, fp32.
 ``onnx-int8``
     the same graph with its MatMul weights quantised to int8 per channel
-    (``onnxruntime.quantization.quantize_dynamic``); activations stay fp32.
+    (``onnxruntime.quantization.quantize_dynamic``); activations are quantised on the fly.
 
-The export happens at load time in a temporary folder, which is removed once the session holds
-the graph. Before the model is served, the session answers a probe batch (shapes other than the
-export's, one row padded) next to the PyTorch network; a difference over ``PROBE_TOLERANCE``
-(fp32) is an error, so a graph the exporter got wrong never serves. ONNX Runtime is a CPU path
-here: on a CUDA device the network stays as trained.
+The export happens at load time. The graph is kept in a cache folder (``$DOCLOOP_ONNX_CACHE``,
+else ``$XDG_CACHE_HOME/docloop/onnx``, else ``~/.cache/docloop/onnx``) under the sha256 of the
+model's weights file and the inference, so a restart of the same model loads it in a second;
+an unwritable cache only costs the export again. Before the model is served, the session
+answers a probe batch (shapes other than the export's, one row padded) next to the PyTorch
+network; a difference over ``PROBE_TOLERANCE`` (fp32) is an error, so a graph the exporter got
+wrong never serves. ONNX Runtime is a CPU path here: on a CUDA device the network stays as
+trained.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -36,7 +42,7 @@ import torch
 from torch import nn
 
 from docloop.errors import InvalidInput
-from docloop.models.artifact import LoadedModel
+from docloop.models.artifact import WEIGHTS_FILE, LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -108,19 +114,22 @@ def _sample_inputs(task: str, batch: int, pages: int, tokens: int) -> tuple[torc
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the exporter's tracer warnings and the quantiser's pre-processing advice."""
+    """Silence the exporter's tracer warnings and the quantiser's per-tensor chatter.
 
-    def advice(record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+    The quantiser logs on the root logger (one INFO line per tensor, and advice as a WARNING).
+    """
+
+    def chatter(record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname or record.levelno > logging.WARNING
 
     root = logging.getLogger()
-    root.addFilter(advice)
+    root.addFilter(chatter)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.removeFilter(advice)
+        root.removeFilter(chatter)
 
 
 def export_onnx(loaded: LoadedModel, path: Path) -> None:
@@ -157,9 +166,28 @@ def onnx_session(path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_network(loaded: LoadedModel, inference: Inference) -> OnnxNetwork:
-    """The model's network exported and loaded into ONNX Runtime (``onnx`` or ``onnx-int8``)."""
-    task = loaded.card.task
+def cache_folder() -> Path:
+    """Where exported graphs are kept (see the module docstring)."""
+    if configured := os.environ.get("DOCLOOP_ONNX_CACHE"):
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "docloop" / "onnx"
+
+
+def graph_key(loaded: LoadedModel, inference: Inference) -> str:
+    """The cache key of a model's graph: its weights, the inference and the runtime versions."""
+    import onnxruntime as ort
+
+    digest = hashlib.sha256()
+    with (loaded.path / WEIGHTS_FILE).open("rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(f"{inference} torch {torch.__version__} ort {ort.__version__}".encode())
+    return digest.hexdigest()[:32]
+
+
+def build_graph(loaded: LoadedModel, inference: Inference, target: Path) -> None:
+    """Export (and for ``onnx-int8`` quantise) the network into ``target``."""
     with tempfile.TemporaryDirectory(prefix="docloop-onnx-") as folder:
         path = Path(folder) / "network.onnx"
         export_onnx(loaded, path)
@@ -170,7 +198,25 @@ def onnx_network(loaded: LoadedModel, inference: Inference) -> OnnxNetwork:
             with _quiet():
                 quantize_dynamic(path, quantised, weight_type=QuantType.QInt8, per_channel=True)
             path = quantised
-        return OnnxNetwork(onnx_session(path), _INPUTS[task])
+        shutil.copyfile(path, target)
+
+
+def onnx_network(loaded: LoadedModel, inference: Inference) -> OnnxNetwork:
+    """The model's network exported and loaded into ONNX Runtime (``onnx`` or ``onnx-int8``)."""
+    cached = cache_folder() / f"{graph_key(loaded, inference)}.onnx"
+    if not cached.is_file():
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+            build_graph(loaded, inference, partial)
+            partial.replace(cached)  # atomic: a reader never sees half a graph
+        except OSError as exc:
+            logger.warning("cannot keep the ONNX graph in %s (%s); exporting", cached.parent, exc)
+            with tempfile.TemporaryDirectory(prefix="docloop-onnx-") as folder:
+                path = Path(folder) / "network.onnx"
+                build_graph(loaded, inference, path)
+                return OnnxNetwork(onnx_session(path), _INPUTS[loaded.card.task])
+    return OnnxNetwork(onnx_session(cached), _INPUTS[loaded.card.task])
 
 
 def probe_difference(loaded: LoadedModel, network: nn.Module) -> float:
