@@ -13,10 +13,16 @@ in the same command, on the same documents and the same two models:
   ``{"instances": [{"pages": [{"words", "boxes", "page"}, ...]}]}``, one document per request;
 - in process: ``classify`` + ``extract`` exactly as the predictor's forward pass calls them, on
   ``DocumentExample`` objects built by the predictor's own ``parse_v1`` and ``to_example``, at
-  batch 1 (per-document latency) and batch 16 (latency of the whole batch);
-- HTTP: ``docloop serve`` on 127.0.0.1 (subprocesses), one with batching and one with
-  ``--no-batching``, R requests at concurrency 1 (sequential) and 16 (asyncio, 16 in flight).
-  Request bodies are encoded once up front, so client-side JSON encoding is not in the latencies.
+  batch 1 (per-document latency) and batch 16 (latency of the whole batch), once per
+  ``serve.inference`` choice (``fp32``, ``onnx``, ``onnx-int8``: ``docloop.serve.runtime``);
+- HTTP: ``docloop serve`` on 127.0.0.1 (subprocesses) with ``--inference`` (default: the
+  configuration's default), one with batching and one with ``--no-batching``, and a fp32 server
+  with batching for the ratios; R requests at concurrency 1 (sequential) and 16 (asyncio, 16 in
+  flight). Request bodies are encoded once up front, so client-side JSON encoding is not in the
+  latencies;
+- ``--score MODEL HOLDOUT`` (any number of times, ``--score-docs N`` for the first N documents):
+  the entity F1 of a trained extractor on a holdout under each inference, and its loss against
+  fp32 in points (target <= 0.5).
 
 Machine speed drifts by 10-20 % over minutes on a shared 2-core box, more than the 10 % the
 overhead target allows, so the configurations are not run one after the other: both servers are
@@ -24,8 +30,10 @@ up at once (an idle one costs nothing) and each phase (c=1, then c=16) alternate
 in-process baseline and the two servers in blocks (16 documents at c=1, 32 at c=16), rotating the
 order. Each configuration still sees R documents, and only one runs at a time.
 
-Ratios (reported, never asserted): server overhead at c=1 = HTTP c=1 p50 (batching on) / in-process
-batch-1 p50 - 1, target <= 10 %; batching speed-up at c=16 = docs/s batching on / off, target >= 2x.
+Ratios (reported, never asserted): docs/s of each inference against fp32 on the same inputs,
+in process and over HTTP, target >= 2x; server overhead at c=1 = HTTP c=1 p50 (batching on) /
+in-process batch-1 p50 (same inference) - 1, target <= 10 %; batching speed-up at c=16 = docs/s
+batching on / off, target >= 2x.
 To explain the overhead, the server's own Prometheus histograms (time inside the model's
 ``predict`` and inside the forward pass) are read before and after each run.
 """
@@ -60,13 +68,17 @@ from rich.console import Console
 from rich.table import Table
 
 from docloop.config import TrackingConfig, TrainingConfig
-from docloop.documents.examples import DocumentExample
+from docloop.documents.examples import DocumentExample, read_examples
 from docloop.documents.ocr import text_layer_words
 from docloop.documents.synth import generate_corpus
+from docloop.evaluation.scoring import score_model
 from docloop.models.artifact import LoadedModel, load_model
 from docloop.models.inference import classify, extract
 from docloop.models.training import train
 from docloop.serve.inputs import PagesInstance, ServeLimits, pages_digest, parse_v1, to_example
+from docloop.serve.predictor import SERVE_DEFAULTS
+from docloop.serve.runtime import INFERENCE_CHOICES, Inference, serving_model
+from docloop.storage import Storage
 from tests.datasets import write_tiny_dataset
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -78,6 +90,8 @@ READY_TIMEOUT_S = 120.0
 TRAIN_TIMEOUT_S = 600.0
 REQUEST_TIMEOUT_S = 60.0
 OVERHEAD_TARGET = 0.10
+INFERENCE_SPEEDUP_TARGET = 2.0
+F1_LOSS_TARGET_POINTS = 0.5
 SPEEDUP_TARGET = 2.0
 QUICK_DOCS = 8
 QUICK_REQUESTS = 32
@@ -211,10 +225,18 @@ def rotated(targets: Sequence[str], index: int) -> list[str]:
 # --- in process -------------------------------------------------------------------------------
 @dataclass
 class Models:
-    """The two models loaded in this process (the baseline)."""
+    """The two models loaded in this process (the baseline), as the server runs them."""
 
     classifier: LoadedModel
     extractor: LoadedModel
+
+    @classmethod
+    def load(cls, bundle: Path, inference: Inference) -> Models:
+        """Both models of ``bundle`` under ``inference`` (``DocloopModel.load`` does the same)."""
+        return cls(
+            serving_model(load_model(bundle / "classifier"), inference),
+            serving_model(load_model(bundle / "extractor"), inference),
+        )
 
     def forward(self, examples: Sequence[DocumentExample]) -> None:
         """Both models over one batch, with the batch sizes ``DocloopModel._forward`` uses."""
@@ -261,10 +283,8 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     output: Path
-
-    @property
-    def label(self) -> str:
-        return "on" if self.batching else "off"
+    inference: str = "fp32"
+    label: str = "on"
 
     @property
     def endpoint(self) -> str:
@@ -283,22 +303,22 @@ def log_tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def start_server(bundle: Path, workdir: Path, batching: bool) -> Server:
+def start_server(bundle: Path, workdir: Path, batching: bool, inference: str, label: str) -> Server:
     """Start ``docloop serve --model <bundle>`` on 127.0.0.1 and a free port (not yet ready)."""
     port = free_port()
     command = [
         sys.executable, "-m", "docloop.cli", "serve",
         "--model", str(bundle), "--port", str(port), "--host", "127.0.0.1",
-        "--name", MODEL_NAME,
+        "--name", MODEL_NAME, "--inference", inference,
         *([] if batching else ["--no-batching"]),
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    output = workdir / f"server-batching-{'on' if batching else 'off'}.log"
+    output = workdir / f"server-{label}.log"
     with output.open("wb") as sink:
         process = subprocess.Popen(
             command, cwd=workdir, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
-    return Server(batching, f"http://127.0.0.1:{port}", process, output)
+    return Server(batching, f"http://127.0.0.1:{port}", process, output, inference, label)
 
 
 def wait_ready(servers: Sequence[Server], timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -443,26 +463,29 @@ def warm_up(server: Server, bodies: Sequence[bytes]) -> None:
 
 
 # --- the interleaved runs ---------------------------------------------------------------------
-IN_PROCESS = "in-process"
+def in_process_key(inference: str) -> str:
+    """The run key of the in-process baseline under ``inference``."""
+    return f"in-process {inference}"
 
 
 def sequential_phase(
-    models: Models,
+    models: dict[str, Models],
     servers: Sequence[Server],
     examples: Sequence[DocumentExample],
     bodies: Sequence[bytes],
 ) -> dict[str, Run]:
-    """Batch 1 in process and c=1 over HTTP to each server, alternating in blocks of 16."""
-    runs = {IN_PROCESS: Run("in-process, batch 1")}
-    runs.update({s.label: Run(f"HTTP c=1, batching {s.label}") for s in servers})
+    """Batch 1 in process (each inference) and c=1 over HTTP to each server, in blocks of 16."""
+    runs = {in_process_key(name): Run(f"in-process {name}, batch 1") for name in models}
+    runs.update({s.label: Run(f"HTTP c=1, {s.inference}, batching {s.label}") for s in servers})
+    in_process = {in_process_key(name): loaded for name, loaded in models.items()}
     by_label = {server.label: server for server in servers}
     before = {server.label: server_counters(server) for server in servers}
     with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
         pairs = zip(blocks(examples, BATCH), blocks(bodies, BATCH), strict=True)
         for index, (example_block, body_block) in enumerate(pairs):
             for target in rotated(list(runs), index):
-                if target == IN_PROCESS:
-                    seconds, latencies = models.one_by_one(example_block)
+                if target in in_process:
+                    seconds, latencies = in_process[target].one_by_one(example_block)
                 else:
                     seconds, latencies = sequential(client, by_label[target], body_block)
                 runs[target].add(len(example_block), seconds, latencies)
@@ -472,14 +495,17 @@ def sequential_phase(
 
 
 async def concurrent_phase(
-    models: Models,
+    models: dict[str, Models],
     servers: Sequence[Server],
     examples: Sequence[DocumentExample],
     bodies: Sequence[bytes],
 ) -> dict[str, Run]:
-    """Batch 16 in process and c=16 over HTTP to each server, alternating in blocks of 32."""
-    runs = {IN_PROCESS: Run(f"in-process, batch {BATCH}")}
-    runs.update({s.label: Run(f"HTTP c={CONCURRENCY}, batching {s.label}") for s in servers})
+    """Batch 16 in process (each inference) and c=16 over HTTP to each server, in blocks of 32."""
+    runs = {in_process_key(name): Run(f"in-process {name}, batch {BATCH}") for name in models}
+    runs.update(
+        {s.label: Run(f"HTTP c={CONCURRENCY}, {s.inference}, batching {s.label}") for s in servers}
+    )
+    in_process = {in_process_key(name): loaded for name, loaded in models.items()}
     by_label = {server.label: server for server in servers}
     before = {server.label: server_counters(server) for server in servers}
     size = 2 * CONCURRENCY
@@ -487,8 +513,9 @@ async def concurrent_phase(
         pairs = zip(blocks(examples, size), blocks(bodies, size), strict=True)
         for index, (example_block, body_block) in enumerate(pairs):
             for target in rotated(list(runs), index):
-                if target == IN_PROCESS:
-                    seconds, latencies = models.batched(example_block)  # blocks the loop: idle
+                if target in in_process:
+                    # blocks the event loop: the client is idle meanwhile
+                    seconds, latencies = in_process[target].batched(example_block)
                 else:
                     seconds, latencies = await concurrent(
                         client, by_label[target], body_block, CONCURRENCY
@@ -544,16 +571,23 @@ def breakdown(run: Run, forward_in_process: Run, parse_ms: float) -> dict[str, f
 
 
 def measure(
-    bundle: Path, workdir: Path, examples: list[DocumentExample], bodies: list[bytes]
+    bundle: Path,
+    workdir: Path,
+    examples: list[DocumentExample],
+    bodies: list[bytes],
+    inference: Inference,
 ) -> tuple[dict[str, Run], dict[str, Run]]:
-    """Both servers up at once, measured alternately with the in-process baseline."""
-    models = Models(load_model(bundle / "classifier"), load_model(bundle / "extractor"))
-    models.one_by_one(examples[:4])
-    models.batched(workload(examples, BATCH))
+    """The servers up at once, measured alternately with the in-process baselines."""
+    models = {name: Models.load(bundle, name) for name in INFERENCE_CHOICES}
+    for loaded in models.values():
+        loaded.one_by_one(examples[:4])
+        loaded.batched(workload(examples, BATCH))
     servers: list[Server] = []
     try:
-        for batching in (True, False):
-            servers.append(start_server(bundle, workdir, batching))
+        servers.append(start_server(bundle, workdir, True, inference, "on"))
+        servers.append(start_server(bundle, workdir, False, inference, "off"))
+        if inference != "fp32":
+            servers.append(start_server(bundle, workdir, True, "fp32", "fp32"))
         wait_ready(servers)
         for server in servers:
             warm_up(server, bodies)
@@ -567,7 +601,31 @@ def measure(
     return one, many
 
 
-def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
+def score_inference(model: Path, holdout: Path, docs: int | None) -> dict[str, Any]:
+    """Entity F1 of one extractor on a holdout under each inference, and the loss against fp32."""
+    examples = read_examples(Storage(), str(holdout))[:docs]
+    loaded = load_model(model)
+    if loaded.card.task != "extract":
+        raise SystemExit(f"--score takes an extractor; {model} holds a {loaded.card.task} model")
+    scores = {}
+    for name in INFERENCE_CHOICES:
+        started = time.perf_counter()
+        served = serving_model(loaded, name)
+        f1 = score_model(served, examples, holdout=str(holdout)).metric("f1")
+        scores[name] = {
+            "entity_f1": round(f1, 4),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        logger.info(
+            "%s on %s (%d documents), %s: entity F1 %.4f", model, holdout, len(examples), name, f1
+        )
+    base = scores["fp32"]["entity_f1"]
+    for item in scores.values():
+        item["loss_points"] = round((base - item["entity_f1"]) * 100, 2)
+    return {"model": str(model), "holdout": str(holdout), "documents": len(examples), **scores}
+
+
+def run(docs: int, requests: int, seed: int, inference: Inference) -> dict[str, Any]:
     figures: dict[str, Any] = machine()
     with tempfile.TemporaryDirectory(prefix="docloop-bench-predictor-") as tmp:
         root = Path(tmp)
@@ -588,14 +646,26 @@ def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
         )
         parse_ms = parse_cost_ms(doc_bodies, limits)
         one, many = measure(
-            bundle, root, workload(doc_examples, requests), workload(doc_bodies, requests)
+            bundle,
+            root,
+            workload(doc_examples, requests),
+            workload(doc_bodies, requests),
+            inference,
         )
 
-    runs = [one[IN_PROCESS], many[IN_PROCESS], one["on"], many["on"], one["off"], many["off"]]
-    base = one[IN_PROCESS]
+    chosen, fp32 = in_process_key(inference), in_process_key("fp32")
+    servers = ["on", "off", *(["fp32"] if inference != "fp32" else [])]
+    runs = [
+        *(one[in_process_key(name)] for name in INFERENCE_CHOICES),
+        *(many[in_process_key(name)] for name in INFERENCE_CHOICES),
+        *(one[label] for label in servers),
+        *(many[label] for label in servers),
+    ]
+    base = one[chosen]
     overhead = one["on"].percentile(50) / base.percentile(50) - 1
     overhead_off = one["off"].percentile(50) / base.percentile(50) - 1
     speedup = many["on"].docs_per_s / many["off"].docs_per_s
+    fp32_server = "fp32" if inference != "fp32" else "on"
     figures.update(
         {
             "documents": len(documents),
@@ -605,11 +675,35 @@ def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
                 "mean": round(statistics.fmean(words), 1),
             },
             "requests": requests,
-            "method": "both servers run at once and are measured alternately with the "
-            "in-process baseline (blocks of 16 documents at c=1, 32 at c=16, order rotated), "
+            "inference": inference,
+            "method": "the servers run at once and are measured alternately with the "
+            "in-process baselines (blocks of 16 documents at c=1, 32 at c=16, order rotated), "
             "so that drift in machine speed affects every configuration alike",
             "training": TRAINING.model_dump(mode="json"),
             "runs": {item.name: item.figures() for item in runs},
+            "inference_speedup_vs_fp32": {
+                f"in-process {name}, batch 1": round(
+                    one[in_process_key(name)].docs_per_s / one[fp32].docs_per_s, 3
+                )
+                for name in INFERENCE_CHOICES
+                if name != "fp32"
+            }
+            | {
+                f"in-process {name}, batch {BATCH}": round(
+                    many[in_process_key(name)].docs_per_s / many[fp32].docs_per_s, 3
+                )
+                for name in INFERENCE_CHOICES
+                if name != "fp32"
+            }
+            | {
+                "HTTP c=1, batching on": round(
+                    one["on"].docs_per_s / one[fp32_server].docs_per_s, 3
+                ),
+                f"HTTP c={CONCURRENCY}, batching on": round(
+                    many["on"].docs_per_s / many[fp32_server].docs_per_s, 3
+                ),
+            },
+            "inference_speedup_target": INFERENCE_SPEEDUP_TARGET,
             "server_overhead_c1": round(overhead, 4),
             "server_overhead_c1_target": OVERHEAD_TARGET,
             "server_overhead_c1_met": overhead <= OVERHEAD_TARGET,
@@ -617,7 +711,7 @@ def run(docs: int, requests: int, seed: int) -> dict[str, Any]:
             "batching_speedup_c16": round(speedup, 3),
             "batching_speedup_c16_target": SPEEDUP_TARGET,
             "batching_speedup_c16_met": speedup >= SPEEDUP_TARGET,
-            "in_process_batch_speedup": round(many[IN_PROCESS].docs_per_s / base.docs_per_s, 3),
+            "in_process_batch_speedup": round(many[chosen].docs_per_s / base.docs_per_s, 3),
             "parse_and_to_example_ms_per_doc": round(parse_ms, 3),
             "breakdown_c1_batching_on": breakdown(one["on"], base, parse_ms),
             "breakdown_c1_batching_off": breakdown(one["off"], base, parse_ms),
@@ -676,6 +770,23 @@ def report(figures: dict[str, Any], console: Console) -> None:
         "",
         "",
     )
+    for name, value in figures["inference_speedup_vs_fp32"].items():
+        ratios.add_row(
+            f"docs/s vs fp32: {name} ({figures['inference']})",
+            f"{value:.2f}x",
+            f">= {figures['inference_speedup_target']:g}x",
+            mark(value >= figures["inference_speedup_target"]),
+        )
+    for scored in figures.get("scores", []):
+        for name in INFERENCE_CHOICES:
+            item = scored[name]
+            ratios.add_row(
+                f"entity F1, {name}: {Path(scored['model']).name} on "
+                f"{Path(scored['holdout']).name} ({scored['documents']} docs)",
+                f"{item['entity_f1']:.4f} ({-item['loss_points']:+.2f} pt)",
+                f"loss <= {F1_LOSS_TARGET_POINTS:g} pt",
+                mark(item["loss_points"] <= F1_LOSS_TARGET_POINTS),
+            )
     console.print(ratios)
 
     parts = Table(title="where a c=1 request's time goes (means, ms)")
@@ -706,6 +817,25 @@ def main() -> None:
         "--requests", type=int, default=None, help="requests (documents) per run (default 96)"
     )
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--inference",
+        choices=INFERENCE_CHOICES,
+        default=SERVE_DEFAULTS.inference,
+        help="how the measured servers run the models (default: serve.inference's default); "
+        "every choice is measured in process, and a fp32 server runs beside for the ratios",
+    )
+    parser.add_argument(
+        "--score",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MODEL", "HOLDOUT"),
+        help="also score this extractor folder on this holdout Parquet file under each "
+        "inference (entity F1 and the loss against fp32); may be given more than once",
+    )
+    parser.add_argument(
+        "--score-docs", type=int, default=None, help="score the first N holdout documents only"
+    )
     args = parser.parse_args()
     if args.docs is None:
         args.docs = QUICK_DOCS if args.quick else 16
@@ -719,7 +849,15 @@ def main() -> None:
     logger.setLevel(logging.INFO)
     console = Console()
     started = time.perf_counter()
-    figures = {"quick": args.quick, "seed": args.seed, **run(args.docs, args.requests, args.seed)}
+    figures = {
+        "quick": args.quick,
+        "seed": args.seed,
+        "scores": [
+            score_inference(Path(model), Path(holdout), args.score_docs)
+            for model, holdout in args.score
+        ],
+        **run(args.docs, args.requests, args.seed, args.inference),
+    }
     figures["total_seconds"] = round(time.perf_counter() - started, 1)
     report(figures, console)
     OUT.mkdir(exist_ok=True)

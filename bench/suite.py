@@ -317,6 +317,15 @@ def predictor_rows(f: Figures) -> tuple[str, list[Row]]:
             "",
         ),
     ]
+    goal = float(f.get("inference_speedup_target", 2.0))
+    for name, value in f.get("inference_speedup_vs_fp32", {}).items():
+        rows.append(
+            (
+                f"docs/s vs fp32, {name} (serve.inference {f['inference']})",
+                f"{float(value):.2f}x",
+                target(f"≥ {goal:g}x", float(value) >= goal),
+            )
+        )
     return size, rows
 
 

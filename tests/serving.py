@@ -26,7 +26,7 @@ from docloop.models.training import train
 from tests.datasets import write_tiny_dataset
 
 TINY = TrainingConfig(max_length=32, batch_size=4, epochs=1, max_steps=2)
-READY_TIMEOUT_S = 90.0
+READY_TIMEOUT_S = 240.0  # the first start exports both models to ONNX (minutes under load)
 MAX_REQUEST_MB = 1.0  # small, so the oversize-payload test sends little
 MODEL_NAME = "docloop"
 
@@ -156,6 +156,15 @@ def stop_predictor(predictor: Predictor, timeout_s: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         predictor.process.kill()
         predictor.process.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Exported graphs go to a session folder (servers started by the tests inherit it)."""
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOCLOOP_ONNX_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

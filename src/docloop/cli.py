@@ -573,6 +573,17 @@ def serve(
         float, typer.Option(min=0.0, help="How long a batch waits for more documents.")
     ] = 5.0,
     max_instances: Annotated[int, typer.Option(min=1, help="Documents per request.")] = 32,
+    max_words: Annotated[
+        int | None,
+        typer.Option(min=1, help="Words per document (default: serve.max_words); over: HTTP 413."),
+    ] = None,
+    inference: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32, onnx or onnx-int8: how the models run on the CPU (default: "
+            "serve.inference)."
+        ),
+    ] = None,
     max_request_mb: Annotated[float, typer.Option(min=0.001, help="Request body cap.")] = 32.0,
     prediction_log: Annotated[
         str | None,
@@ -600,6 +611,10 @@ def serve(
         console.print("[red]error:[/red] --prediction-log-format must be 'jsonl' or 'parquet'")
         raise typer.Exit(EXIT_CONFIG_OR_STORAGE)
     settings = _config(config)
+    runtime = inference or settings.serve.inference
+    if runtime not in ("fp32", "onnx", "onnx-int8"):
+        console.print("[red]error:[/red] --inference must be 'fp32', 'onnx' or 'onnx-int8'")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE)
     options = ServeOptions(
         models=tuple(model),
         port=port,
@@ -613,11 +628,14 @@ def serve(
             max_instances=max_instances,
             max_request_bytes=int(max_request_mb * 1024 * 1024),
             max_pages=settings.preprocess.max_pages,
+            max_words=max_words or settings.serve.max_words,
         ),
         preprocess=settings.preprocess,
         prediction_log=prediction_log,
         prediction_log_format="parquet" if prediction_log_format == "parquet" else "jsonl",
         device=device,
+        inference=runtime,  # type: ignore[arg-type]  # checked above
+        bulk_words=settings.serve.bulk_words,
         config=settings,
     )
     try:

@@ -521,6 +521,28 @@ class DeployConfig(Section):
     canary: CanaryConfig = CanaryConfig()
 
 
+class ServeConfig(Section):
+    """How ``docloop serve`` runs the models on the CPU and what one request may hold."""
+
+    inference: Literal["fp32", "onnx", "onnx-int8"] = Field(
+        default="onnx-int8",
+        description="fp32: the PyTorch network as trained; onnx: exported to ONNX Runtime at "
+        "load time; onnx-int8: the same with int8 weights (fastest; the F1 cost is measured in "
+        "docs/benchmarks.md). CPU only: on a GPU the network runs as trained.",
+    )
+    max_words: int = Field(
+        default=20_000,
+        ge=1,
+        description="Words per document, over all its pages; a larger one is refused (HTTP 413).",
+    )
+    bulk_words: int = Field(
+        default=2_000,
+        ge=1,
+        description="Documents with more words run in a lane of their own, so a huge document "
+        "never holds up the small ones queued behind it.",
+    )
+
+
 FieldKind = Literal["text", "date", "amount", "id"]
 """How a field's value is printed: ``date`` and ``amount`` values are also matched in their other
 printed forms (``25/12/2018`` = ``25-12-2018``, ``9.00`` = ``RM9.00``); ``id`` and ``text`` by
@@ -612,6 +634,7 @@ class DocloopConfig(Section):
     retrain: RetrainConfig = RetrainConfig()
     alerts: AlertsConfig = AlertsConfig()
     deploy: DeployConfig = DeployConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from docloop.config import PreprocessConfig
-from docloop.serve.batching import DirectRunner, MicroBatcher
+from docloop.serve.batching import DirectRunner, Lanes, MicroBatcher
 from docloop.serve.compat import InferInput, InferRequest, InferResponse, InvalidInput
 from docloop.serve.documents import document_pages
 from docloop.serve.inputs import (
@@ -283,6 +283,71 @@ def test_without_batching_each_request_is_its_own_forward_pass() -> None:
 
         assert asyncio.run(main()) == [[i * 10] for i in range(5)]
     assert sorted(recorder.batches) == [[i] for i in range(5)]
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        # a minute's window: a batcher that waited for it would time the call out
+        batcher: MicroBatcher[int, int] = MicroBatcher(Recorder(), pool, max_wait_s=60.0)
+
+        async def main() -> list[int]:
+            return await asyncio.wait_for(batcher.run([4]), timeout=30)
+
+        assert asyncio.run(main()) == [40]
+
+
+def test_a_batch_waits_for_announced_callers_only() -> None:
+    recorder = Recorder()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        batcher: MicroBatcher[int, int] = MicroBatcher(recorder, pool, max_wait_s=60.0)
+
+        async def main() -> list[list[int]]:
+            batcher.arriving(1)  # a second request is being parsed
+            first = asyncio.create_task(batcher.run([1]))
+            await asyncio.sleep(0.01)
+            batcher.arriving(-1)
+            second = await asyncio.wait_for(batcher.run([2]), timeout=30)
+            return [await first, second]
+
+        assert asyncio.run(main()) == [[10], [20]]
+    assert recorder.batches == [[1, 2]]
+
+
+def test_bulk_items_run_beside_the_small_ones() -> None:
+    small_done = threading.Event()
+    order: list[str] = []
+
+    def small(items: list[int]) -> list[int]:
+        order.append("small")
+        small_done.set()
+        return items
+
+    def bulk(items: list[int]) -> list[int]:
+        # holds its lane until a small item was answered: one shared lane would wait here
+        small_done.wait(30)
+        order.append("bulk")
+        return items
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as small_pool, ThreadPoolExecutor(1) as bulk_pool:
+        lanes: Lanes[int, int] = Lanes(
+            MicroBatcher(small, small_pool, max_wait_s=0.0),
+            DirectRunner(bulk, bulk_pool),
+            lambda item: item >= 1000,
+        )
+
+        async def main() -> tuple[list[int], list[int]]:
+            huge = asyncio.create_task(lanes.run([5000]))
+            await asyncio.sleep(0.01)
+            return await lanes.run([2, 7000, 3]), await huge
+
+        assert asyncio.run(main()) == ([2, 7000, 3], [5000])
+    assert order[:2] == ["small", "bulk"]
 
 
 # --- prediction log -----------------------------------------------------------------------------

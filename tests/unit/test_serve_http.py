@@ -15,6 +15,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import pytest
 from tests.documents import born_digital_pdf, image_bytes, text_image
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins (so that its asserts are rewritten)
-    from tests.serving import Predictor
+    from tests.serving import Predictor, TinyModels
 
 pytest_plugins = ["tests.serving"]
 pytestmark = pytest.mark.local
@@ -364,3 +365,66 @@ def test_metrics_are_exposed_on_kserves_endpoint(predictor: Predictor) -> None:
     assert metric(text, "docloop_predictor_forward_seconds_count", **name) >= 1
     assert metric(text, "docloop_predictor_documents_total", input="pages", **name) >= 1
     assert metric(text, "request_predict_seconds_count", **name) >= 1  # KServe's own
+
+
+def dense_page(words: list[str]) -> dict[str, Any]:
+    """A page of many small words, 100 to a line, every box within the 0..1000 grid."""
+    boxes = []
+    for i in range(len(words)):
+        x0, y0 = (i % 100) * 10, (i // 100) % 100 * 10
+        boxes.append([x0, y0, x0 + 8, y0 + 8])
+    return {"page": 0, "words": words, "boxes": boxes}
+
+
+def test_a_document_over_max_words_is_413_naming_the_limit(predictor: Predictor) -> None:
+    words = ["word"] * 20_001  # the default serve.max_words is 20,000
+    response = v1(predictor, {"instances": [{"pages": [dense_page(words)]}]})
+    assert response.status_code == 413, response.text
+    message = response.json()["error"]
+    assert "20001 words, over the limit of 20000 words per document" in message
+    assert "serve.max_words" in message and "--max-words" in message
+
+
+@pytest.fixture(scope="module")
+def roomy_predictor(
+    tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Predictor]:
+    """A predictor that takes 8 MB requests (a 19,000-word document is about 0.6 MB)."""
+    from tests.serving import start_predictor, stop_predictor
+
+    running = start_predictor(
+        tiny_models, tmp_path_factory.mktemp("roomy"), "--max-request-mb", "8"
+    )
+    try:
+        yield running
+    finally:
+        stop_predictor(running)
+
+
+def test_a_huge_document_does_not_hold_up_a_small_one(roomy_predictor: Predictor) -> None:
+    predictor = roomy_predictor
+    url = f"{predictor.url}/v1/models/{predictor.name}:predict"
+    huge = {"instances": [{"pages": [dense_page((WORDS * 2_200)[:19_000])]}]}
+    small = {"instances": [{"pages": [page(WORDS[:3])]}]}
+
+    async def batches(client: httpx.AsyncClient) -> float:
+        text = (await client.get(f"{predictor.url}/metrics")).text
+        return metric(text, "docloop_predictor_batch_size_count", model_name=predictor.name)
+
+    async def race() -> tuple[bool, httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(timeout=600) as client:
+            before = await batches(client)
+            huge_task = asyncio.create_task(client.post(url, json=huge))
+            # send the small request once the huge document is in a forward pass
+            while await batches(client) == before:
+                if huge_task.done():
+                    pytest.fail("the huge document was answered before it could be overtaken")
+                await asyncio.sleep(0.05)
+            small_response = await client.post(url, json=small)
+            overtaken = not huge_task.done()
+            return overtaken, small_response, await huge_task
+
+    overtaken, small_response, huge_response = asyncio.run(race())
+    assert small_response.status_code == 200 and huge_response.status_code == 200
+    assert huge_response.json()["predictions"][0]["words"] == 19_000
+    assert overtaken, "the 3-word request waited for the 19,000-word one"

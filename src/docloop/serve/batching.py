@@ -6,6 +6,14 @@ in a dedicated one-thread executor so the event loop keeps accepting requests wh
 Documents that arrive during a forward pass queue up and form the next batch, so under load the
 batches fill up without any extra waiting; at low load a request waits at most ``max_wait_s``.
 
+``Lanes`` puts documents over ``bulk_words`` words in a lane of their own (its own runner and
+forward thread): a huge document runs beside the small ones, sharing the cores, instead of in
+front of them, so a 3-word request never waits for a 20,000-word one to finish.
+
+At low load a batch never waits for company: the worker only waits ``max_wait_s`` while callers
+have announced themselves (``arriving``) and not yet queued their documents, so a lone request
+goes straight to the forward pass.
+
 ``DirectRunner`` is the no-batching baseline (``--no-batching``): each request's documents are one
 forward pass of their own, in the same one-thread executor (forward passes never overlap, exactly
 as with the batcher, so a benchmark compares batching and nothing else).
@@ -50,6 +58,10 @@ class Runner(Protocol[T_contra, R_co]):
         """Results for ``items``, in order."""
         ...
 
+    def arriving(self, count: int) -> None:
+        """``count`` callers will call ``run`` soon (negative: they did, or gave up)."""
+        ...
+
 
 BatchFunction = Callable[[list[T]], list[R]]
 """Blocking: takes a batch and returns one result per item, in order."""
@@ -67,6 +79,9 @@ class DirectRunner(Generic[T, R]):
         self._process = process
         self._executor = executor
         self._on_batch = on_batch
+
+    def arriving(self, count: int) -> None:
+        """Nothing to wait for: each call is its own batch."""
 
     async def run(self, items: Sequence[T]) -> list[R]:
         """Run ``items`` as one batch in the executor."""
@@ -112,6 +127,11 @@ class MicroBatcher(Generic[T, R]):
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
+        self._arriving = 0
+
+    def arriving(self, count: int) -> None:
+        """Callers about to queue documents: a batch waits for them (at most ``max_wait_s``)."""
+        self._arriving = max(0, self._arriving + count)
 
     def _ensure_worker(self) -> asyncio.Queue[tuple[T, asyncio.Future[R]]]:
         loop = asyncio.get_running_loop()
@@ -150,6 +170,8 @@ class MicroBatcher(Generic[T, R]):
             if not queue.empty():
                 batch.append(queue.get_nowait())
                 continue
+            if self._arriving <= 0:
+                break  # nobody else is on the way: waiting would only add latency
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -185,3 +207,36 @@ class MicroBatcher(Generic[T, R]):
                     future.set_exception(error)
                 else:
                     future.set_result(results[position])
+
+
+class Lanes(Generic[T, R]):
+    """Two runners: items that ``is_bulk`` go to ``bulk``, the others to ``small``.
+
+    Args:
+        small: the runner of ordinary items.
+        bulk: the runner of large items (its own forward thread, so they run beside the others).
+        is_bulk: which items are large.
+    """
+
+    def __init__(
+        self, small: Runner[T, R], bulk: Runner[T, R], is_bulk: Callable[[T], bool]
+    ) -> None:
+        self.small = small
+        self.bulk = bulk
+        self.is_bulk = is_bulk
+
+    def arriving(self, count: int) -> None:
+        """Announced callers are expected by the small lane (bulk items never wait for company)."""
+        self.small.arriving(count)
+
+    async def run(self, items: Sequence[T]) -> list[R]:
+        """Results for ``items``, in order; each item runs in its lane."""
+        bulk = [index for index, item in enumerate(items) if self.is_bulk(item)]
+        small = [index for index in range(len(items)) if index not in set(bulk)]
+        small_results, bulk_results = await asyncio.gather(
+            self.small.run([items[index] for index in small]),
+            self.bulk.run([items[index] for index in bulk]),
+        )
+        results: dict[int, R] = dict(zip(small, small_results, strict=True))
+        results.update(zip(bulk, bulk_results, strict=True))
+        return [results[index] for index in range(len(items))]

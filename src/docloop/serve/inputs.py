@@ -43,6 +43,16 @@ INSTANCE_KEYS = frozenset({"pages", "document", "doc_id"})
 BOX_MAX = 1000
 
 
+class TooManyWords(InvalidInput):  # type: ignore[misc]
+    """A document over ``serve.max_words`` (HTTP 413: the request is valid, only too large)."""
+
+    def __init__(self, where: str, words: int, limit: int) -> None:
+        super().__init__(
+            f"{where}: {words} words, over the limit of {limit} words per document "
+            "(serve.max_words, --max-words); split the document into smaller ones"
+        )
+
+
 @dataclass(frozen=True)
 class ServeLimits:
     """Caps on what one request may ask for (each breach is an HTTP 400 naming the field).
@@ -178,9 +188,7 @@ def _page(raw: object, field: str, limits: ServeLimits) -> ServePage:
                     f"{field}.confidences[{index}]: must be within 0..100, got {confidence}"
                 )
     if len(page.words) > limits.max_words:
-        raise InvalidInput(
-            f"{field}.words: {len(page.words)} words, over the limit of {limits.max_words}"
-        )
+        raise TooManyWords(f"{field}.words", len(page.words), limits.max_words)
     return ServePage(
         page=-1 if page.page is None else page.page,
         words=page.words,
@@ -213,7 +221,7 @@ def _pages_instance(raw: object, field: str, doc_id: str | None, limits: ServeLi
     if words == 0:
         raise InvalidInput(f"{field}: no page has any words; send OCR words and boxes")
     if words > limits.max_words:
-        raise InvalidInput(f"{field}: {words} words, over the limit of {limits.max_words}")
+        raise TooManyWords(field, words, limits.max_words)
     declared = [item.get("page_count") for item in raw if isinstance(item.get("page_count"), int)]
     page_count = max([len(numbered), max(page.page for page in numbered) + 1, *declared])
     return PagesInstance(field, doc_id, sorted(numbered, key=lambda p: p.page), page_count)

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from docloop.config import PreprocessConfig
+from docloop.config import PreprocessConfig, ServeConfig
 from docloop.documents.examples import DocumentExample
 from docloop.feedback.contracts import (
     PredictedEntity,
@@ -65,7 +65,7 @@ from docloop.models.artifact import (
 )
 from docloop.models.inference import ExtractionResult, TypePrediction, classify, extract
 from docloop.serve import metrics
-from docloop.serve.batching import BatchingConfig, DirectRunner, MicroBatcher, Runner
+from docloop.serve.batching import BatchingConfig, DirectRunner, Lanes, MicroBatcher, Runner
 from docloop.serve.compat import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
 from docloop.serve.documents import document_pages
 from docloop.serve.inputs import (
@@ -75,11 +75,13 @@ from docloop.serve.inputs import (
     PagesInstance,
     ServeLimits,
     ServePage,
+    TooManyWords,
     pages_digest,
     parse_v1,
     parse_v2,
     to_example,
 )
+from docloop.serve.runtime import Inference, serving_model
 from docloop.serve.sink import BackgroundWriter, PredictionRecord
 
 logger = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ logger = logging.getLogger(__name__)
 CLASSIFIER_DIR = "classifier"
 EXTRACTOR_DIR = "extractor"
 REQUEST_ID_HEADER = "x-request-id"
+SERVE_DEFAULTS = ServeConfig()
 
 WireProtocol = Literal["v1", "v2"]
 Output = tuple[TypePrediction | None, ExtractionResult | None]
@@ -176,6 +179,8 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         preprocess: settings for files sent as ``document`` (dpi, OCR language, caps).
         prediction_log: where prediction records and served documents go (None: not logged).
         device: ``auto`` (a CUDA GPU when present, with bf16 autocast), ``cpu`` or ``cuda``.
+        inference: how the networks run on the CPU (``docloop.serve.runtime``).
+        bulk_words: documents with more words run in the bulk lane (``batching.Lanes``).
     """
 
     def __init__(
@@ -189,9 +194,13 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         preprocess: PreprocessConfig | None = None,
         prediction_log: BackgroundWriter | None = None,
         device: str = "auto",
+        inference: Inference = SERVE_DEFAULTS.inference,
+        bulk_words: int = SERVE_DEFAULTS.bulk_words,
     ) -> None:
         super().__init__(name, return_response_headers=True)
         self.device = device
+        self.inference: Inference = inference
+        self.bulk_words = bulk_words
         if folders.classifier is None and folders.extractor is None:
             raise InvalidInput("no model to serve: give a classifier and/or an extractor")
         self.folders = folders
@@ -208,6 +217,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         self.model_versions: dict[str, str] = {}
         self.model_version = model_version or ""
         self._forward_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docloop-forward")
+        self._bulk_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docloop-bulk")
         self._ocr_limit = max(1, len(os.sched_getaffinity(0)))
         self._ocr_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self.runner: Runner[DocumentExample, Output] = self._make_runner()
@@ -216,26 +226,37 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         def observe(size: int) -> None:
             metrics.BATCH_SIZE.labels(self.name).observe(size)
 
-        if not self.batching.enabled:
-            return DirectRunner(self._forward, self._forward_pool, on_batch=observe)
-        return MicroBatcher(
-            self._forward,
-            self._forward_pool,
-            max_batch_size=self.batching.max_batch_size,
-            max_wait_s=self.batching.max_wait_s,
-            on_batch=observe,
+        def lane(pool: ThreadPoolExecutor, batch_size: int) -> Runner[DocumentExample, Output]:
+            if not self.batching.enabled:
+                return DirectRunner(self._forward, pool, on_batch=observe)
+            return MicroBatcher(
+                self._forward,
+                pool,
+                max_batch_size=batch_size,
+                max_wait_s=self.batching.max_wait_s,
+                on_batch=observe,
+            )
+
+        return Lanes(
+            lane(self._forward_pool, self.batching.max_batch_size),
+            lane(self._bulk_pool, 1),  # one huge document at a time
+            lambda example: len(example.words) > self.bulk_words,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
     def load(self) -> bool:
         """Load the model folders (safetensors, no unpickling) and mark the model ready."""
         if self.folders.classifier is not None:
-            self.classifier = load_model(self.folders.classifier, self.device)
+            self.classifier = serving_model(
+                load_model(self.folders.classifier, self.device), self.inference
+            )
             self.model_versions["classify"] = self.version_override or card_version(
                 self.classifier.card
             )
         if self.folders.extractor is not None:
-            self.extractor = load_model(self.folders.extractor, self.device)
+            self.extractor = serving_model(
+                load_model(self.folders.extractor, self.device), self.inference
+            )
             self.model_versions["extract"] = self.version_override or card_version(
                 self.extractor.card
             )
@@ -264,6 +285,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         if self.prediction_log is not None:
             self.prediction_log.close()
         self._forward_pool.shutdown(wait=False, cancel_futures=True)
+        self._bulk_pool.shutdown(wait=False, cancel_futures=True)
 
     def get_input_types(self) -> list[dict[str, Any]]:
         """The v2 input: JSON strings, one instance each."""
@@ -327,9 +349,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         metrics.PREPROCESS_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         words = sum(len(page.words) for page in result.pages)
         if words > self.limits.max_words:
-            raise InvalidInput(
-                f"{instance.field}: {words} words, over the limit of {self.limits.max_words}"
-            )
+            raise TooManyWords(instance.field, words, self.limits.max_words)
         example = to_example(
             instance.doc_id or result.doc_id, source_uri, result.pages, result.page_count
         )
@@ -443,11 +463,18 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             InvalidInput: a file cannot be preprocessed (HTTP 400).
         """
         started = time.perf_counter()
-        prepared = list(
-            await asyncio.gather(
-                *(self._prepare(instance, i, request_id) for i, instance in enumerate(instances))
+        self.runner.arriving(1)
+        try:
+            prepared = list(
+                await asyncio.gather(
+                    *(
+                        self._prepare(instance, i, request_id)
+                        for i, instance in enumerate(instances)
+                    )
+                )
             )
-        )
+        finally:
+            self.runner.arriving(-1)
         outputs = await self.runner.run([item.example for item in prepared])
         answers = [
             self._answer(item, output, request_id)

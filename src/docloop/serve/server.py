@@ -15,7 +15,8 @@ use it.
 
 docloop also adds to KServe's FastAPI app, before it starts: a request-size cap (``payload: ...``
 HTTP 400 before the body is read when Content-Length is too large, or as soon as a streamed body
-goes over) and a handler that turns request-schema errors (a v2 body without ``inputs``, say) into
+goes over), HTTP 413 for a document over ``serve.max_words``, and a handler that turns
+request-schema errors (a v2 body without ``inputs``, say) into
 HTTP 400 naming the field, where FastAPI would answer 422.
 
 The prediction log (``--prediction-log``) is a directory (JSONL or Parquet files) or a SQLAlchemy
@@ -42,8 +43,9 @@ from docloop.config import DocloopConfig, PreprocessConfig, load_config
 from docloop.serve import metrics
 from docloop.serve.batching import BatchingConfig
 from docloop.serve.compat import InvalidInput, kserve, model_server
-from docloop.serve.inputs import ServeLimits
-from docloop.serve.predictor import DocloopModel, resolve_model_folders
+from docloop.serve.inputs import ServeLimits, TooManyWords
+from docloop.serve.predictor import SERVE_DEFAULTS, DocloopModel, resolve_model_folders
+from docloop.serve.runtime import Inference
 from docloop.serve.sink import (
     BackgroundWriter,
     LogFormat,
@@ -82,6 +84,8 @@ class ServeOptions:
             SQLAlchemy URL of the state store (None: no log, and no served documents kept).
         prediction_log_format: ``jsonl`` or ``parquet`` (for a directory).
         device: ``auto`` (a CUDA GPU when present), ``cpu`` or ``cuda``.
+        inference: how the networks run on the CPU (``fp32``, ``onnx``, ``onnx-int8``).
+        bulk_words: documents with more words run in a lane of their own.
         config: the configuration whose ``data_root``/``storage`` keep the served documents
             (None: ``load_config()``, i.e. ``$DOCLOOP_CONFIG``, ``./docloop.yaml`` or defaults).
     """
@@ -97,6 +101,8 @@ class ServeOptions:
     prediction_log: str | Path | None = None
     prediction_log_format: LogFormat = "jsonl"
     device: str = "auto"
+    inference: Inference = SERVE_DEFAULTS.inference
+    bulk_words: int = SERVE_DEFAULTS.bulk_words
     config: DocloopConfig | None = None
 
 
@@ -184,6 +190,11 @@ async def _request_validation_handler(_: Request, exc: Exception) -> JSONRespons
     return JSONResponse(status_code=400, content={"error": message})
 
 
+async def _too_many_words_handler(_: Request, exc: Exception) -> JSONResponse:
+    logger.warning("request too large (HTTP 413): %s", exc)
+    return JSONResponse(status_code=413, content={"error": str(exc)})
+
+
 class InvalidInputLogFilter(logging.Filter):
     """Log KServe's HTTP 400s as one WARNING line instead of an ERROR with a traceback.
 
@@ -230,6 +241,7 @@ def install_app_extras(app: FastAPI, limits: ServeLimits) -> None:
         return
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    app.add_exception_handler(TooManyWords, _too_many_words_handler)
     app.state.docloop_extras = True
 
 
@@ -281,6 +293,8 @@ def build_model(options: ServeOptions) -> DocloopModel:
         preprocess=options.preprocess,
         prediction_log=writer,
         device=options.device,
+        inference=options.inference,
+        bulk_words=options.bulk_words,
     )
     model.load()
     return model
@@ -317,10 +331,11 @@ def run_server(options: ServeOptions) -> None:
         enable_latency_logging=False,
     )
     logger.info(
-        "serving %r (version %s) on port %d; batching %s; prediction log %s",
+        "serving %r (version %s) on port %d; inference %s; batching %s; prediction log %s",
         model.name,
         model.model_version,
         options.port,
+        options.inference,
         f"max {options.batching.max_batch_size} docs / {options.batching.max_wait_s * 1000:g} ms"
         if options.batching.enabled
         else "off",
