@@ -101,6 +101,13 @@ def check_answer(answer: dict[str, Any], predictor: Predictor) -> None:
         assert entity["type"] in models.entity_types
         assert all(0 <= value <= 1000 for value in entity["box"])
         assert 0 <= entity["confidence"] <= 1
+    # every field the extractor knows answers once, with the value of one of its spans
+    assert set(answer["fields"]) == set(models.entity_types)
+    for field in answer["fields"].values():
+        assert 0 <= field["confidence"] <= 1
+        assert field["word_indices"]
+        assert all(0 <= index < answer["words"] for index in field["word_indices"])
+        assert field["text"]
 
 
 def test_readiness_endpoints_and_loopback_binding(predictor: Predictor) -> None:

@@ -68,6 +68,25 @@ class PredictedEntity(BaseModel):
         return (self.type, tuple(sorted(set(self.word_indices))))
 
 
+class FieldAnswer(BaseModel):
+    """One field's answer: the value of its best span and how likely that value is right."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="The span's words as printed.")
+    value: str = Field(
+        description="The value, normalised by the field's kind (ISO date, digits.cc amount)."
+    )
+    confidence: float = Field(
+        description="Calibrated per field on held-out documents: the share of answers this "
+        "confident that were right (raw span score when ``calibrated`` is false)."
+    )
+    calibrated: bool
+    page: int
+    box: list[int]
+    word_indices: list[int]
+
+
 class TypeAnswer(BaseModel):
     """The classifier's answer: the type, its probability, every type's probability."""
 
@@ -99,6 +118,11 @@ class PredictionAnswer(BaseModel):
     doc_id: str
     doc_type: TypeAnswer | None = Field(default=None, exclude_if=_absent)
     entities: list[PredictedEntity] | None = Field(default=None, exclude_if=_absent)
+    fields: dict[str, FieldAnswer] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="Each field the extractor knows, answered once (absent without an extractor).",
+    )
     model_name: str
     model_version: str
     model_versions: dict[str, str]

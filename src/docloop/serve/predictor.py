@@ -49,6 +49,7 @@ from typing import Any, Literal
 from docloop.config import PreprocessConfig, ServeConfig
 from docloop.documents.examples import DocumentExample
 from docloop.feedback.contracts import (
+    FieldAnswer,
     PredictedEntity,
     PredictionAnswer,
     QuarantinedPage,
@@ -385,6 +386,20 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
                 )
                 for entity in extraction.entities
             ],
+            fields=None
+            if extraction is None
+            else {
+                name: FieldAnswer(
+                    text=answer.text,
+                    value=answer.value,
+                    confidence=answer.confidence,
+                    calibrated=answer.calibrated,
+                    page=answer.page,
+                    box=answer.box,
+                    word_indices=answer.word_indices,
+                )
+                for name, answer in extraction.fields.items()
+            },
             model_name=self.name,
             model_version=self.model_version,
             model_versions=dict(self.model_versions),
