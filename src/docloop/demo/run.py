@@ -139,7 +139,17 @@ def demo_settings(workdir: Path, size: DemoSize, port: int, webhook: str) -> dic
         "data_root": str(workdir / "data"),
         "tracking": {"mlflow_tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}"},
         "store": {"url": f"sqlite:///{workdir / 'state.db'}"},
-        "training": {"max_length": 96, "batch_size": 8, "epochs": 4, "checkpoint_every": 1000},
+        # 128-token extractor windows: the demo trains on a few dozen documents, and whole-page
+        # windows would leave the extractor a few dozen updates in 4 epochs (measured: V1
+        # predicted no entity at all in the small demo)
+        "training": {
+            "max_length": 96,
+            "window_tokens": 128,
+            "window_overlap": 32,
+            "batch_size": 8,
+            "epochs": 4,
+            "checkpoint_every": 1000,
+        },
         # per-label regressions only for labels with >= 15 holdout examples: the demo's holdouts
         # are a few dozen documents, where a label seen 10 times swings by 0.1 on one document
         "gate": {"classify_floor": 0.3, "extract_floor": size.extract_floor, "min_support": 15},
