@@ -187,55 +187,60 @@ def _latency_check(
     )  # fmt: skip
 
 
+def _live_quality_check(
+    name: str,
+    what: str,
+    scores: tuple[float | None, float | None],
+    reviewed: tuple[int, int],
+    limit: float,
+    policy: CanaryConfig,
+) -> CanaryCheck | None:
+    """Canary vs champion on a live quality score (champion first in each pair): a drop limit."""
+    if policy.min_feedback == 0:
+        return None
+    (champion_score, canary_score), (champion_n, canary_n) = scores, reviewed
+    if min(champion_n, canary_n) < policy.min_feedback:
+        return CanaryCheck(
+            name=name, champion=champion_score, canary=canary_score, limit=limit, passed=None,
+            reason=f"{canary_n} canary / {champion_n} champion {what}, below min_feedback "
+            f"{policy.min_feedback}",
+        )  # fmt: skip
+    assert champion_score is not None and canary_score is not None  # reviewed > 0
+    drop = champion_score - canary_score
+    passed = drop <= limit + _EPSILON
+    label = name.replace("_", " ").replace("f1", "F1")
+    return CanaryCheck(
+        name=name, champion=champion_score, canary=canary_score, limit=limit, passed=passed,
+        reason=f"{label} {canary_score:.3f} ({canary_n} reviewed) vs champion "
+        f"{champion_score:.3f} ({champion_n}): drop {drop:+.3f}, "
+        f"{'within' if passed else 'above'} the allowed {limit:g}",
+    )  # fmt: skip
+
+
 def _accuracy_check(
     champion: VariantStats, canary: VariantStats, policy: CanaryConfig
 ) -> CanaryCheck | None:
-    if policy.min_feedback == 0:
-        return None
-    limit = policy.max_accuracy_drop
-    name = "live_accuracy"
-    if min(champion.reviewed, canary.reviewed) < policy.min_feedback:
-        return CanaryCheck(
-            name=name, champion=champion.accuracy, canary=canary.accuracy, limit=limit,
-            passed=None,
-            reason=f"{canary.reviewed} canary / {champion.reviewed} champion reviewed "
-            f"predictions, below min_feedback {policy.min_feedback}",
-        )  # fmt: skip
-    assert champion.accuracy is not None and canary.accuracy is not None  # reviewed > 0
-    drop = champion.accuracy - canary.accuracy
-    passed = drop <= limit + _EPSILON
-    return CanaryCheck(
-        name=name, champion=champion.accuracy, canary=canary.accuracy, limit=limit, passed=passed,
-        reason=f"live accuracy {canary.accuracy:.3f} ({canary.reviewed} reviewed) vs champion "
-        f"{champion.accuracy:.3f} ({champion.reviewed}): drop {drop:+.3f}, "
-        f"{'within' if passed else 'above'} the allowed {limit:g}",
-    )  # fmt: skip
+    return _live_quality_check(
+        "live_accuracy",
+        "reviewed predictions",
+        (champion.accuracy, canary.accuracy),
+        (champion.reviewed, canary.reviewed),
+        policy.max_accuracy_drop,
+        policy,
+    )
 
 
 def _entity_check(
     champion: VariantStats, canary: VariantStats, policy: CanaryConfig
 ) -> CanaryCheck | None:
-    if policy.min_feedback == 0:
-        return None
-    limit = policy.max_entity_f1_drop
-    name = "live_entity_f1"
-    if min(champion.entity_reviewed, canary.entity_reviewed) < policy.min_feedback:
-        return CanaryCheck(
-            name=name, champion=champion.entity_f1, canary=canary.entity_f1, limit=limit,
-            passed=None,
-            reason=f"{canary.entity_reviewed} canary / {champion.entity_reviewed} champion "
-            f"predictions with scored entities, below min_feedback {policy.min_feedback}",
-        )  # fmt: skip
-    assert champion.entity_f1 is not None and canary.entity_f1 is not None  # reviewed > 0
-    drop = champion.entity_f1 - canary.entity_f1
-    passed = drop <= limit + _EPSILON
-    return CanaryCheck(
-        name=name, champion=champion.entity_f1, canary=canary.entity_f1, limit=limit,
-        passed=passed,
-        reason=f"live entity F1 {canary.entity_f1:.3f} ({canary.entity_reviewed} reviewed) vs "
-        f"champion {champion.entity_f1:.3f} ({champion.entity_reviewed}): drop {drop:+.3f}, "
-        f"{'within' if passed else 'above'} the allowed {limit:g}",
-    )  # fmt: skip
+    return _live_quality_check(
+        "live_entity_f1",
+        "predictions with scored entities",
+        (champion.entity_f1, canary.entity_f1),
+        (champion.entity_reviewed, canary.entity_reviewed),
+        policy.max_entity_f1_drop,
+        policy,
+    )
 
 
 def changed_tasks(champion: VariantStats, canary: VariantStats) -> set[str]:

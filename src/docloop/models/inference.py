@@ -337,8 +337,8 @@ def extract(
         path = viterbi(probabilities, card.labels)
         tags = repair_tags([card.labels[i] for i in path])
         confidences = [float(probabilities[w, i]) for w, i in enumerate(path)]
-        entities = [_calibrated(card, entity) for entity in spans(example, tags, confidences)]
         raw = spans(example, tags, confidences)
+        entities = [_calibrated(card, entity) for entity in raw]
         results.append(
             ExtractionResult(
                 tags, confidences, entities, field_answers(card, example, raw, probabilities)
