@@ -55,7 +55,11 @@ def record(
         probabilities={"invoice": 0.9, "letter": 0.1},
         entities=[{"type": "mrn", "text": "4821937", "page": 0, "box": [1, 2, 3, 4],
                    "confidence": 0.8, "word_indices": [2]}],
-        entity_types=["mrn", "patient_name"], entity_count=1, mean_entity_confidence=0.8,
+        entity_types=["mrn", "patient_name"],
+        fields={"mrn": {"text": "4821937", "value": "4821937", "confidence": 0.7,
+                        "calibrated": True, "page": 0, "box": [1, 2, 3, 4],
+                        "word_indices": [2]}},
+        entity_count=1, mean_entity_confidence=0.8,
         pages=1, words=3, mean_confidence=91.5, ocr_pages=1, text_source="ocr",
         quarantined_pages=0, latency_ms=5.0,
     )  # fmt: skip
@@ -92,6 +96,8 @@ def test_records_become_prediction_rows(store: Store) -> None:
     assert stored.probabilities == {"invoice": 0.9, "letter": 0.1}
     assert stored.entities[0]["word_indices"] == [2]
     assert stored.entity_types == ["mrn", "patient_name"]
+    assert stored.outputs["fields"]["mrn"]["value"] == "4821937"
+    assert stored.outputs["fields"]["mrn"]["calibrated"] is True
     assert stored.model_versions == {"classify": "v1", "extract": "v1"}
     assert (stored.outputs["protocol"], stored.outputs["input"]) == ("v2", "pages")
     assert stored.ocr == {
@@ -238,6 +244,7 @@ def test_the_predictor_logs_word_positions_label_sets_and_documents(
     assert stored is not None and stored.model_version == "v7"
     assert stored.entity_types == list(tiny_models.entity_types)
     assert stored.entities == predicted["entities"]
+    assert predicted["fields"] and stored.outputs["fields"] == predicted["fields"]
     assert all("word_indices" in entity for entity in stored.entities)
     assert set(stored.probabilities) == set(tiny_models.doc_types)
     assert stored.word_count == len(words)

@@ -358,6 +358,8 @@ def record(request_id: str, instance: int = 0) -> PredictionRecord:
         model_versions={"classify": "v1"}, protocol="v1", input="pages", doc_type="invoice",
         doc_type_confidence=0.9, probabilities={"invoice": 0.9, "letter": 0.1},
         entities=[{"type": "mrn", "text": "1", "page": 0, "box": [0, 0, 1, 1], "confidence": 0.8}],
+        fields={"mrn": {"text": "1", "value": "1", "confidence": 0.6, "calibrated": False,
+                        "page": 0, "box": [0, 0, 1, 1], "word_indices": [0]}},
         entity_count=1, mean_entity_confidence=0.8, pages=1, words=3, mean_confidence=None,
         ocr_pages=1, latency_ms=5.0,
     )  # fmt: skip
@@ -372,6 +374,7 @@ def test_the_jsonl_sink_appends_one_line_per_prediction(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(x["request_id"], x["instance"]) for x in lines] == [("a", 0), ("a", 1), ("b", 0)]
     assert lines[0]["entities"][0]["type"] == "mrn" and writer.written == 3
+    assert lines[0]["fields"]["mrn"]["value"] == "1"
 
 
 def test_the_parquet_sink_writes_files_with_a_fixed_schema(tmp_path: Path) -> None:
@@ -383,6 +386,7 @@ def test_the_parquet_sink_writes_files_with_a_fixed_schema(tmp_path: Path) -> No
     assert sorted(t.num_rows for t in tables) == [1, 2]
     rows = tables[0].to_pylist()
     assert json.loads(rows[0]["probabilities"]) == {"invoice": 0.9, "letter": 0.1}
+    assert json.loads(rows[0]["fields"])["mrn"]["confidence"] == 0.6
     assert not list((tmp_path / "log").glob("*.tmp"))
 
 

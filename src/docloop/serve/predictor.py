@@ -438,6 +438,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             probabilities=doc_type.probabilities if doc_type else {},
             entities=entities,
             entity_types=list(self.extractor.card.entity_types) if self.extractor else [],
+            fields=answer.fields or {},
             entity_count=len(entities),
             mean_entity_confidence=round(sum(confidences) / len(confidences), 6)
             if confidences

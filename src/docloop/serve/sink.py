@@ -51,7 +51,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample
 from docloop.errors import DocloopError, StoreBusy, StoreError
-from docloop.feedback.contracts import PredictedEntity, TextSource, write_served_document
+from docloop.feedback.contracts import (
+    FieldAnswer,
+    PredictedEntity,
+    TextSource,
+    write_served_document,
+)
 from docloop.storage import Storage
 from docloop.store.db import Store, normalize_url, open_store
 from docloop.store.tables import Prediction
@@ -94,6 +99,11 @@ class PredictionRecord(BaseModel):
         default_factory=list,
         description="Every entity type the extractor can predict (empty without an extractor); "
         "the feedback API checks corrected entity types against it.",
+    )
+    fields: dict[str, FieldAnswer] = Field(
+        default_factory=dict,
+        description="One answer per field: value normalised by the field's kind and calibrated "
+        "confidence (empty without an extractor).",
     )
     entity_count: int = 0
     mean_entity_confidence: float | None = None
@@ -173,6 +183,7 @@ PARQUET_SCHEMA = pa.schema(
         pa.field("doc_type_confidence", pa.float64()),
         pa.field("probabilities", pa.string(), nullable=False),
         pa.field("entities", pa.string(), nullable=False),
+        pa.field("fields", pa.string(), nullable=False),
         pa.field("entity_count", pa.int32(), nullable=False),
         pa.field("mean_entity_confidence", pa.float64()),
         pa.field("pages", pa.int32(), nullable=False),
@@ -184,7 +195,7 @@ PARQUET_SCHEMA = pa.schema(
         pa.field("latency_ms", pa.float64(), nullable=False),
     ]
 )
-_JSON_COLUMNS = ("model_versions", "probabilities", "entities")
+_JSON_COLUMNS = ("model_versions", "probabilities", "entities", "fields")
 
 
 class ParquetSink(PredictionSink):
@@ -256,6 +267,7 @@ def prediction_row(record: PredictionRecord) -> dict[str, Any]:
             "probabilities": record.probabilities,
             "entities": [entity.model_dump() for entity in record.entities],
             "entity_types": record.entity_types,
+            "fields": {name: answer.model_dump() for name, answer in record.fields.items()},
             "model_versions": record.model_versions,
             "protocol": record.protocol,
             "input": record.input,
