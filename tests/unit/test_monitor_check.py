@@ -239,6 +239,41 @@ def test_each_model_is_judged_on_its_own_versions_predictions(
         store.close()
 
 
+def test_a_deployment_without_a_classifier_is_judged_on_its_extractors_versions(
+    tmp_path: Path,
+) -> None:
+    """One document type: no classifier, the extractor is the champion; its old version's bad
+    verdicts do not count, its own do (they used to be filtered by a classify version that the
+    extractor-only predictions never carry, so the whole window was checked)."""
+    from docloop.models.training import train
+
+    dataset = write_tiny_dataset(tmp_path / "dataset")
+    training = TrainingConfig(
+        encoder=str(tiny_encoder(tmp_path / "encoder")), max_length=32, batch_size=4,
+        epochs=1, max_steps=2,
+    )  # fmt: skip
+    train("extract", str(dataset), str(tmp_path / "model"), training, TrackingConfig(enabled=False))
+    extractor = load_model(tmp_path / "model")
+    version = card_version(extractor.card)
+    config = settings(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        seed_store(store, config, corrections=0, entity_corrections=30, version="extract=old")
+        seed_store(
+            store,
+            config,
+            corrections=0,
+            at=NOW - timedelta(minutes=5),
+            version=f"extract={version}",
+        )
+        result = run_drift_check(config, store, Storage(), extractor, str(dataset), None, NOW)
+        assert result.predictions == DOCS
+        assert result.performance.entity_documents == 30 and result.performance.entity_f1 == 1.0
+        assert result.metrics["other_versions_left_out"] == DOCS + 30
+    finally:
+        store.close()
+
+
 def test_without_the_extractors_version_its_entities_are_judged_on_every_verdict(
     champion: Champion, tmp_path: Path
 ) -> None:

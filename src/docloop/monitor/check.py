@@ -116,11 +116,11 @@ def _load_champion(
 
     uri = resolve_model_uri(champion, config.tracking)
     model = load_model(fetch_model_folder(storage, uri, cache))
-    if model.card.task != "classify":
-        logger.warning(
-            "the champion at %s is a %s model; the drift check expects the classifier",
+    if model.card.task == "extract":
+        logger.info(
+            "the champion at %s is an extractor: a deployment without a classifier (one "
+            "document type) is judged on the extractor's own predictions",
             champion,
-            model.card.task,
         )
     return model, champion
 
@@ -218,7 +218,8 @@ def run_drift_check(
         store: The state store.
         storage: The object store.
         champion_classifier: The champion classifier: a loaded model, a folder URI, or
-            ``models:/<name>@champion``.
+            ``models:/<name>@champion``; the champion extractor where the deployment has no
+            classifier (one document type).
         reference_dataset_uri: The dataset folder the champion was trained on (its
             ``train.parquet`` is the reference), or a ``.parquet`` of examples.
         champion_holdout_score: The champion's ``gate.classify_metric`` on its holdout (from its
@@ -259,8 +260,8 @@ def run_drift_check(
         model, champion_uri = _load_champion(champion_classifier, config, storage, Path(cache))
         other_versions = 0
         if config.drift.champion_only:
-            versions = {"classify": card_version(model.card)}
-            if champion_extractor_version:
+            versions = {model.card.task: card_version(model.card)}
+            if champion_extractor_version and model.card.task != "extract":
                 versions["extract"] = champion_extractor_version
             window, other_versions = sources.champion_window(window, versions)
         performance = feedback_performance(

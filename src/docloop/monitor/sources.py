@@ -139,29 +139,38 @@ def champion_window(window: Window, versions: Mapping[str, str]) -> tuple[Window
     model version predicted. The predictions (label shares, OCR, embeddings) and the verdicts
     that score document types are those of the champion classifier (``versions["classify"]``);
     the verdicts that score entities are those of the champion extractor
-    (``versions["extract"]``; without it, the classifier's verdicts, with a warning). When
-    nothing in the window names the classifier's version (a predictor started with
-    ``--model-version`` names its own versions) the window is kept whole, with a warning.
+    (``versions["extract"]``; without it, the classifier's verdicts, with a warning). A deployment
+    without a classifier (one document type: ``versions`` names only ``extract``) is judged on
+    the extractor's predictions and verdicts throughout. When nothing in the window names the
+    champion's version (a predictor started with ``--model-version`` names its own versions) the
+    window is kept whole, with a warning.
 
     Returns:
         The filtered window and how many predictions and verdicts it left out (a verdict counts
         once, when neither model's version matches).
+
+    Raises:
+        ValueError: ``versions`` names neither a ``classify`` nor an ``extract`` version.
     """
-    classifier = versions["classify"]
+    primary = "classify" if "classify" in versions else "extract"
+    if primary not in versions:
+        raise ValueError(f"a champion window needs a classify or extract version, got {versions}")
+    champion = versions[primary]
     extractor = versions.get("extract")
     predictions = [
         p
         for p in window.predictions
-        if task_version(p.model_versions, p.model_version, "classify") == classifier
+        if task_version(p.model_versions, p.model_version, primary) == champion
     ]
     feedback = [
-        f for f in window.feedback if served_task_version(f.model_version, "classify") == classifier
+        f for f in window.feedback if served_task_version(f.model_version, primary) == champion
     ]
     if not predictions and not feedback and (window.predictions or window.feedback):
         logger.warning(
-            "no prediction in the window was served by the champion's classify version %s "
+            "no prediction in the window was served by the champion's %s version %s "
             "(served: %s); checking the whole window",
-            classifier,
+            primary,
+            champion,
             ", ".join(sorted({p.model_version for p in window.predictions})[:5]) or "-",
         )
         return window, 0
