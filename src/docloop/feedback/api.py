@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import logging
 import threading
 from collections import OrderedDict
@@ -317,7 +318,9 @@ class _Service:
             if principal.authenticated
             else frozenset(self.config.feedback.auth.roles.get(event.reviewer_id, ["reviewer"]))
         )
-        return next((role for role in ("auditor", "admin", "reviewer") if role in roles), "reviewer")
+        return next(
+            (role for role in ("auditor", "admin", "reviewer") if role in roles), "reviewer"
+        )
 
     def store_events(
         self,
@@ -625,6 +628,16 @@ def _configure_logging() -> None:
         )
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def run_feedback_api(
     config: DocloopConfig,
     host: str = DEFAULT_HOST,
@@ -632,6 +645,7 @@ def run_feedback_api(
     *,
     access_log: bool = False,
     worker_threads: int = DEFAULT_WORKER_THREADS,
+    insecure: bool = False,
 ) -> None:
     """Serve the feedback API with uvicorn until SIGTERM/SIGINT (blocks).
 
@@ -644,13 +658,31 @@ def run_feedback_api(
         port: the TCP port.
         access_log: log every request (uvicorn's access log).
         worker_threads: threads that run the handlers (see :func:`create_app`).
+        insecure: serve a non-loopback address without authentication (everyone who can reach
+            it may then post verdicts as anyone).
 
     Raises:
+        ConfigError: no authentication (``feedback.auth.modes: [none]``) on a non-loopback
+            ``host`` without ``insecure``.
         StoreError: the state store cannot be reached or migrated.
     """
     import uvicorn
 
     _configure_logging()
+    if "none" in config.feedback.auth.modes:
+        if not _loopback(host) and not insecure:
+            raise ConfigError(
+                f"the feedback API has no authentication (feedback.auth.modes: [none]) and "
+                f"would serve {host}, where anyone who reaches it could post verdicts as any "
+                "reviewer or auditor; configure feedback.auth (oidc, proxy or token), bind "
+                "127.0.0.1, or pass --insecure to accept that"
+            )
+        logger.warning(
+            "feedback API WITHOUT authentication (feedback.auth.modes: [none]): %s",
+            "serving loopback only" if _loopback(host) else f"INSECURE on {host} (--insecure)",
+        )
+    else:
+        logger.info("feedback API authentication: %s", ", ".join(config.feedback.auth.modes))
     store = open_store(store_url(config.store))
     try:
         app = create_app(config, store, worker_threads=worker_threads)

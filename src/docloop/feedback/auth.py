@@ -48,6 +48,7 @@ from docloop.store.tables import ROLES, ApiToken, utcnow
 TOKEN_PREFIX: Final = "dlt_"
 ALL_ROLES: Final = frozenset(ROLES)
 ANONYMOUS: Final = "anonymous"
+JWKS_MAX_AGE_S: Final = 600.0
 
 
 class AuthenticationFailed(DocloopError):
@@ -95,19 +96,30 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
 
 
 class _Jwks:
-    """The issuer's signing keys by ``kid``, refetched on an unknown ``kid`` (rate-limited)."""
+    """The issuer's signing keys by ``kid``.
+
+    Fetched on first use and again after ``JWKS_MAX_AGE_S`` (a key the issuer withdrew stops
+    working); an unknown ``kid`` (a rotated key) refetches at once, but at most once per
+    ``refetch_s``, so a flood of made-up kids cannot make the API hammer the issuer.
+    """
 
     def __init__(self, url: str, refetch_s: float) -> None:
         self._client = jwt.PyJWKClient(url, cache_jwk_set=False, cache_keys=False, timeout=5)
         self._refetch_s = refetch_s
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = -math.inf
+        self._loaded_at = -math.inf
+        self._refetched_at = -math.inf
         self._lock = threading.Lock()
 
     def key(self, kid: str) -> jwt.PyJWK:
         with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at >= self._refetch_s:
-                self._fetched_at = time.monotonic()
+            now = time.monotonic()
+            stale = now - self._loaded_at >= JWKS_MAX_AGE_S
+            unknown = kid not in self._keys and now - self._refetched_at >= self._refetch_s
+            if stale or unknown:
+                if not stale:
+                    self._refetched_at = now
+                self._loaded_at = now
                 try:
                     jwk_set = self._client.get_jwk_set(refresh=True)
                 except jwt.PyJWKClientError as exc:

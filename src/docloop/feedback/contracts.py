@@ -34,7 +34,9 @@ or ``unknown`` (the client sent words without saying, for at least one page)."""
 SERVED_DOCUMENTS = "served-documents"
 
 
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 """Explicit bidirectional formatting characters (Unicode UAX #9), refused in names."""
 
 
@@ -54,8 +56,10 @@ def normalised_name(value: str) -> str:
         if char == "\x00":
             continue  # left to the text check, which names it for what it is (invalid_text)
         if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or char in BIDI_CONTROLS:
-            kind = "bidi" if char in BIDI_CONTROLS else {"Cc": "control", "Cf": "format"}.get(
-                category, "non-printing"
+            kind = (
+                "bidi"
+                if char in BIDI_CONTROLS
+                else {"Cc": "control", "Cf": "format"}.get(category, "non-printing")
             )
             msg = (
                 f"carries the {kind} character U+{ord(char):04X}, which hides or reorders text; "
