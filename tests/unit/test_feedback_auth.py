@@ -447,3 +447,40 @@ def test_without_authentication_only_loopback_is_served(tmp_path: Any) -> None:
     config = DocloopConfig(data_root=(tmp_path / "d").as_uri())
     with pytest.raises(ConfigError, match="--insecure"):
         run_feedback_api(config, "0.0.0.0", 8081)
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+def test_tokens_create_list_revoke_through_the_cli(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from docloop.cli import app
+
+    config = tmp_path / "docloop.yaml"
+    config.write_text(f"store:\n  url: sqlite:///{tmp_path / 'state.db'}\n", encoding="utf-8")
+    runner = CliRunner()
+    made = runner.invoke(
+        app,
+        ["tokens", "create", "--principal", "bot", "--role", "service", "--config", str(config)],
+    )
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip().splitlines()[-1]
+    assert token.startswith("dlt_") and len(token) > 40
+    listed = runner.invoke(app, ["tokens", "list", "--config", str(config)])
+    assert listed.exit_code == 0 and "bot\tservice" in listed.stdout and token not in listed.stdout
+    assert runner.invoke(app, ["tokens", "revoke", "1", "--config", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["tokens", "revoke", "1", "--config", str(config)]).exit_code == 1
+    bad = runner.invoke(
+        app, ["tokens", "create", "--principal", "x", "--role", "root", "--config", str(config)]
+    )
+    assert bad.exit_code == 2 and "not one of" in bad.output
+
+
+def test_feedback_api_without_auth_refuses_a_public_address_without_insecure(
+    tmp_path: Any,
+) -> None:
+    from typer.testing import CliRunner
+
+    from docloop.cli import app
+
+    result = CliRunner().invoke(app, ["feedback-api", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--insecure" in " ".join(result.output.split())
