@@ -71,7 +71,7 @@ def serve_issuer() -> Iterator[Issuer]:
     issuer = Issuer()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
+        def do_GET(self) -> None:
             issuer.fetches += 1
             body = json.dumps(issuer.jwks()).encode()
             self.send_response(200)

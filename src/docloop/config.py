@@ -334,7 +334,7 @@ class FeedbackAuthConfig(Section):
     and ``token`` (API tokens from ``docloop tokens create``).
     """
 
-    modes: list[AuthMode] = Field(default_factory=lambda: ["none"], min_length=1)
+    modes: list[AuthMode] = Field(default_factory=lambda: list[AuthMode](["none"]), min_length=1)
     oidc_issuer: str | None = Field(default=None, description="Expected ``iss`` (exact match).")
     oidc_audience: str | None = Field(default=None, description="Expected ``aud``.")
     oidc_jwks_url: str | None = Field(default=None, description="The issuer's JWKS URL.")
@@ -366,7 +366,7 @@ class FeedbackAuthConfig(Section):
         default_factory=dict, description="Group (``roles_claim`` value) -> roles."
     )
     default_roles: list[FeedbackRole] = Field(
-        default_factory=lambda: ["reviewer"],
+        default_factory=lambda: list[FeedbackRole](["reviewer"]),
         description="Roles of an authenticated principal that no mapping names.",
     )
     events_per_minute: int = Field(

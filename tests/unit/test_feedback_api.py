@@ -662,9 +662,9 @@ def test_a_duplicated_json_key_is_400_naming_the_key(client: TestClient, store: 
 
 
 def test_deep_nesting_and_invalid_utf8_are_invalid_json(client: TestClient, store: Store) -> None:
-    """Issue 19: 3,000- (there 10,000-) level nesting and invalid UTF-8 got a generic 400, not invalid_json."""
+    """Issue 19: 10,000-level nesting and invalid UTF-8 got a generic 400, not invalid_json."""
     before = rows(store)
-    deep = b'{"correction": ' + b"[" * 3_000 + b"]" * 3_000 + b"}"  # under max_payload_kb
+    deep = b'{"correction": ' + b"[" * 3_000 + b"]" * 3_000 + b"}"  # within max_payload_kb
     assert_error(post_raw(client, deep), 400, "invalid_json", "body", "nested deeper")
     bad_utf8 = json.dumps(event(reviewer_id="rev-X")).encode().replace(b"X", b"\xff\xfe")
     assert_error(post_raw(client, bad_utf8), 400, "invalid_json", "body", "UTF-8")
@@ -712,7 +712,8 @@ def test_ids_with_control_format_or_bidi_characters_are_refused(
 
 def test_ids_are_nfkc_normalised(client: TestClient) -> None:
     """A full-width reviewer id is the same reviewer as its plain spelling."""
-    response = client.post("/v1/feedback", json=event(reviewer_id="ｒｅｖ－１"))
+    full_width = "\uff52\uff45\uff56\uff0d\uff11"  # "rev-1" in full-width forms
+    response = client.post("/v1/feedback", json=event(reviewer_id=full_width))
     assert response.status_code == 201, response.text
     assert response.json()["reviewer_id"] == "rev-1"
 

@@ -43,8 +43,8 @@ BIDI_CONTROLS = frozenset(
 def normalised_name(value: str) -> str:
     """An id or a name in NFKC form; refused when it carries control, format or bidi characters.
 
-    Full-width and compatibility letters become their plain form (``ｒｅｖ`` is ``rev``), so one
-    reviewer has one spelling; characters that hide or reorder text (zero-width spaces,
+    Full-width and compatibility letters become their plain form, so one reviewer has one
+    spelling; characters that hide or reorder text (zero-width spaces,
     right-to-left overrides, ANSI escapes) have no place in an id and are refused.
 
     Raises:

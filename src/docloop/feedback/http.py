@@ -1,14 +1,16 @@
-"""The feedback API's HTTP plumbing: error bodies, exception handlers and two ASGI middlewares.
+"""The feedback API's HTTP plumbing: error bodies, exception handlers and three ASGI middlewares.
 
 Every error answer is built in one place (``_error_response``: an :class:`ErrorBody`, counted in
-``docloop_feedback_rejected_total`` by code). :class:`AuthGate` authenticates every request but ``/healthz`` (401 before the body is read). The handlers turn FastAPI's request-validation
+``docloop_feedback_rejected_total`` by code). The handlers turn FastAPI's request-validation
 errors into one problem per pydantic error (the field dotted, a batch event's ``index`` split
 off, 400 only for unparsable JSON), unknown paths and methods into 404/405,
 :class:`~docloop.feedback.validation.FeedbackRejected` into its own status, and a failing state
-store into 503 with ``Retry-After``. :class:`PayloadLimit` runs before routing, so an oversized
-body is refused without being parsed (and a body that is not strict JSON, by
-:func:`~docloop.feedback.validation.check_json`, before the framework parses it); :class:`RequestTimer` labels latency by endpoint from a
-fixed set. :func:`install` puts all of them on an app.
+store into 503 with ``Retry-After``. :class:`AuthGate` authenticates every request but
+``/healthz`` before its body is read (401). :class:`PayloadLimit` runs before routing, so an
+oversized body is refused without being parsed, and a body that is not strict JSON
+(:func:`~docloop.feedback.validation.check_json`) before the framework parses it;
+:class:`RequestTimer` labels latency by endpoint from a fixed set. :func:`install` puts all of
+them on an app.
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Final
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-import anyio.to_thread
 
 from docloop.errors import StoreBusy, StoreError
 from docloop.feedback.auth import AuthenticationFailed, Authenticator, Principal

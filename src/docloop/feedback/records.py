@@ -2,11 +2,12 @@
 
 Writing (the feedback API):
 
-* :func:`record_feedback` / :func:`record_feedback_batch` insert verdicts idempotently: the
-  ``(reviewer_id, idempotency_key)`` pair is unique, each insert is ``INSERT ... ON CONFLICT DO NOTHING``
-  (SQLite and PostgreSQL), and a key that is already stored is compared with the new body. The
-  same body is a replay (the stored record comes back, ``created=False``); another body raises
-  :class:`IdempotencyConflict` (HTTP 409). A batch is one transaction: all of it or none.
+* :func:`record_feedback` / :func:`record_feedback_batch` insert verdicts idempotently:
+  ``(reviewer_id, idempotency_key)`` is unique (a key is its reviewer's), each insert is
+  ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL), and a key that is already
+  stored is compared with the new body. The same body is a replay (the stored record comes
+  back, ``created=False``); another body raises :class:`IdempotencyConflict` (HTTP 409). A
+  batch is one transaction: all of it or none.
 * ``payload`` holds the whole validated event (``FeedbackEvent.model_dump(mode="json")``), which
   is what "the same body" means; the other columns copy the fields queries filter on.
 * On SQLite, writers of one process take a process-wide lock before ``BEGIN IMMEDIATE``, so the
