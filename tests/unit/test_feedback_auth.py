@@ -27,10 +27,12 @@ from docloop.config import DocloopConfig, FeedbackAuthConfig, FeedbackConfig
 from docloop.errors import ConfigError
 from docloop.feedback.api import create_app, run_feedback_api
 from docloop.feedback.auth import create_token, list_tokens, revoke_token
+from docloop.feedback.contracts import FeedbackEvent
 from docloop.feedback.quality import assess_feedback, audited_labels
-from docloop.feedback.records import iter_feedback
+from docloop.feedback.records import find_prediction, iter_feedback, record_feedback_batch
 from docloop.serve.sink import PredictionRecord, SqlSink
 from docloop.store import Store, open_store
+from docloop.store.tables import ApiToken
 from docloop.store.tables import FeedbackEvent as FeedbackRow
 from tests.jwks import AUDIENCE, ISSUER, Issuer, serve_issuer
 
@@ -484,3 +486,25 @@ def test_feedback_api_without_auth_refuses_a_public_address_without_insecure(
 
     result = CliRunner().invoke(app, ["feedback-api", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "--insecure" in " ".join(result.output.split())
+
+
+def test_api_tokens_and_reviewer_scoped_keys_on_both_databases(store_url: str) -> None:
+    """The token table and the per-reviewer key constraint on SQLite and PostgreSQL."""
+    opened = open_store(store_url)
+    try:
+        token_id, token = create_token(opened, "bot", "service")
+        with opened.read() as session:
+            kept = session.execute(select(ApiToken.token_sha256, ApiToken.principal)).one()
+        assert kept == (hashlib.sha256(token.encode()).hexdigest(), "bot")
+        assert token not in kept.token_sha256
+        assert revoke_token(opened, token_id) and list_tokens(opened)[0].revoked_at is not None
+        SqlSink(opened).write([prediction("req-pg")])
+        found = find_prediction(opened, "req-pg")
+        assert found is not None
+        mine = FeedbackEvent.model_validate(verdict("alice", "req-pg", idempotency_key="shared-k"))
+        theirs = mine.model_copy(update={"reviewer_id": "mallory"})
+        assert record_feedback_batch(opened, [(theirs, found)])[0][1]
+        assert record_feedback_batch(opened, [(mine, found)], roles=["auditor"])[0][1]
+        assert sorted(stored(opened)) == [("alice", "auditor"), ("mallory", None)]
+    finally:
+        opened.close()
