@@ -376,6 +376,14 @@ class FeedbackAuthConfig(Section):
         default=100, ge=1, description="Verdicts per batch for one principal (413 above)."
     )
 
+    @field_validator("modes", "oidc_algorithms", "default_roles", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``DOCLOOP__FEEDBACK__AUTH__MODES=oidc,token`` (an environment override) as a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> FeedbackAuthConfig:
         modes = set(self.modes)

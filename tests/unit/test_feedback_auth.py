@@ -508,3 +508,22 @@ def test_api_tokens_and_reviewer_scoped_keys_on_both_databases(store_url: str) -
         assert sorted(stored(opened)) == [("alice", "auditor"), ("mallory", None)]
     finally:
         opened.close()
+
+
+def test_auth_settings_come_from_the_environment_too(tmp_path: Any) -> None:
+    from docloop.config import load_config
+
+    environ = {
+        "DOCLOOP__FEEDBACK__AUTH__MODES": "proxy,token",
+        "DOCLOOP__FEEDBACK__AUTH__PROXY_SECRET_FILE": "/var/run/secrets/proxy",
+    }
+    auth = load_config(None, environ=environ).feedback.auth
+    assert auth.modes == ["proxy", "token"] and auth.proxy_secret_file == "/var/run/secrets/proxy"
+
+
+def test_the_old_auditors_list_becomes_the_auditor_role() -> None:
+    with pytest.warns(DeprecationWarning, match="feedback.auth.roles"):
+        feedback = FeedbackConfig(
+            auditors=["carol"], auth=FeedbackAuthConfig(roles={"x": ["admin"]})
+        )
+    assert feedback.auth.roles == {"x": ["admin"], "carol": ["reviewer", "auditor"]}
