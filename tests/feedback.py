@@ -45,6 +45,7 @@ def feedback_record(
     predicted_doc_type: str | None = "invoice",
     predicted_probabilities: Mapping[str, float] | None = None,
     predicted_entities: Sequence[dict[str, object]] = (),
+    reviewer_role: str | None = None,
 ) -> FeedbackRecord:
     """An accepted verdict on the prediction of request ``req-<id_>`` by model ``docloop`` v1.
 
@@ -68,4 +69,5 @@ def feedback_record(
         predicted_doc_type=predicted_doc_type,
         predicted_probabilities=dict(predicted_probabilities or {}),
         predicted_entities=list(predicted_entities),
+        reviewer_role=reviewer_role,
     )

@@ -724,6 +724,14 @@ def evaluate(
 def feedback_api(
     host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a pod).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="HTTP port.")] = 8081,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve a non-loopback address WITHOUT authentication (feedback.auth.modes: "
+            "[none]); anyone who reaches it may post verdicts as anyone.",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Serve the feedback API (FastAPI + uvicorn) over the state store."""
@@ -731,10 +739,94 @@ def feedback_api(
 
     settings = _config(config)
     try:
-        run_feedback_api(settings, host, port)
+        run_feedback_api(settings, host, port, insecure=insecure)
     except DocloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+
+
+tokens_app = typer.Typer(help="API tokens of the feedback API's service clients.")
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    principal: Annotated[str, typer.Option(help="Who the token speaks for (the reviewer id).")],
+    role: Annotated[str, typer.Option(help="reviewer, auditor, admin or service.")] = "service",
+    expires: Annotated[
+        float | None, typer.Option(min=0.01, help="Days until the token expires (default never).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Make an API token and print it once (only its SHA-256 is kept)."""
+    from datetime import UTC, datetime, timedelta
+
+    from docloop.config import store_url
+    from docloop.feedback.auth import create_token
+    from docloop.store import open_store
+
+    settings = _config(config)
+    expires_at = datetime.now(UTC) + timedelta(days=expires) if expires is not None else None
+    try:
+        store = open_store(store_url(settings.store))
+        try:
+            token_id, token = create_token(store, principal, role, expires_at)
+        finally:
+            store.close()
+    except (DocloopError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    typer.echo(f"token {token_id} for {principal} ({role}); shown once, keep it secret:", err=True)
+    typer.echo(token)
+
+
+@tokens_app.command("list")
+def tokens_list(config: ConfigOption = None) -> None:
+    """List API tokens (never the tokens themselves)."""
+    from docloop.config import store_url
+    from docloop.feedback.auth import list_tokens
+    from docloop.store import open_store
+
+    settings = _config(config)
+    try:
+        store = open_store(store_url(settings.store))
+        try:
+            tokens = list_tokens(store)
+        finally:
+            store.close()
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    for t in tokens:
+        state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "live"
+        until = f"{t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "never"
+        typer.echo(f"{t.id}\t{t.principal}\t{t.role}\t{t.created_at:%Y-%m-%d}\t{until}\t{state}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (docloop tokens list).")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke an API token: it is refused from the next request on."""
+    from docloop.config import store_url
+    from docloop.feedback.auth import revoke_token
+    from docloop.store import open_store
+
+    settings = _config(config)
+    try:
+        store = open_store(store_url(settings.store))
+        try:
+            done = revoke_token(store, token_id)
+        finally:
+            store.close()
+    except DocloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
+    if not done:
+        console.print(f"[red]error:[/red] no live token {token_id}; see docloop tokens list")
+        raise typer.Exit(EXIT_NOTHING_PROCESSED)
+    typer.echo(f"token {token_id} revoked")
 
 
 @app.command("drift-check")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -320,6 +321,85 @@ class RegistryConfig(Section):
     extractor_name: str = Field(default="docloop-extractor")
 
 
+FeedbackRole = Literal["reviewer", "auditor", "admin", "service"]
+AuthMode = Literal["none", "oidc", "proxy", "token"]
+
+
+class FeedbackAuthConfig(Section):
+    """Who may call the feedback API: the authentication modes and the roles of principals.
+
+    ``modes`` is ``[none]`` (loopback only: every caller is trusted and names itself by
+    ``reviewer_id``) or any of ``oidc`` (bearer JWTs verified against the issuer's JWKS), ``proxy``
+    (an identity header set by an authenticating proxy that proves itself with a shared secret)
+    and ``token`` (API tokens from ``docloop tokens create``).
+    """
+
+    modes: list[AuthMode] = Field(default_factory=lambda: list[AuthMode](["none"]), min_length=1)
+    oidc_issuer: str | None = Field(default=None, description="Expected ``iss`` (exact match).")
+    oidc_audience: str | None = Field(default=None, description="Expected ``aud``.")
+    oidc_jwks_url: str | None = Field(default=None, description="The issuer's JWKS URL.")
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        min_length=1,
+        description="Accepted signature algorithms (asymmetric only).",
+    )
+    oidc_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew for exp/nbf.")
+    oidc_jwks_refetch_s: float = Field(
+        default=60.0, ge=0, description="An unknown ``kid`` refetches the JWKS at most this often."
+    )
+    principal_claim: str = Field(default="email", description="The claim naming the principal.")
+    roles_claim: str | None = Field(
+        default="groups", description="A claim listing groups, mapped through ``group_roles``."
+    )
+    proxy_header: str = Field(default="kubeflow-userid", description="The proxy's identity header.")
+    proxy_secret_header: str = Field(default="x-docloop-proxy-secret")
+    proxy_secret_file: str | None = Field(
+        default=None, description="A file holding the proxy's shared secret (a mounted Secret)."
+    )
+    proxy_secret_env: str = Field(
+        default="DOCLOOP_PROXY_SECRET", description="... or the variable holding it."
+    )
+    roles: dict[str, list[FeedbackRole]] = Field(
+        default_factory=dict, description="Principal -> roles."
+    )
+    group_roles: dict[str, list[FeedbackRole]] = Field(
+        default_factory=dict, description="Group (``roles_claim`` value) -> roles."
+    )
+    default_roles: list[FeedbackRole] = Field(
+        default_factory=lambda: list[FeedbackRole](["reviewer"]),
+        description="Roles of an authenticated principal that no mapping names.",
+    )
+    events_per_minute: int = Field(
+        default=600, ge=1, description="Verdicts per principal per minute (429 above)."
+    )
+    principal_max_batch: int = Field(
+        default=100, ge=1, description="Verdicts per batch for one principal (413 above)."
+    )
+
+    @field_validator("modes", "oidc_algorithms", "default_roles", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``DOCLOOP__FEEDBACK__AUTH__MODES=oidc,token`` (an environment override) as a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeedbackAuthConfig:
+        modes = set(self.modes)
+        if "none" in modes and len(modes) > 1:
+            raise ValueError("modes: 'none' cannot be combined with another mode")
+        unsafe = [a for a in self.oidc_algorithms if a.lower() == "none" or a.upper()[:2] == "HS"]
+        if unsafe:
+            raise ValueError(
+                f"oidc_algorithms: {unsafe} refused (none or a shared-secret HMAC); use RS256, "
+                "ES256, PS256 or EdDSA"
+            )
+        if "oidc" in modes and not (self.oidc_issuer and self.oidc_audience and self.oidc_jwks_url):
+            raise ValueError("oidc mode needs oidc_issuer, oidc_audience and oidc_jwks_url")
+        return self
+
+
 class FeedbackConfig(Section):
     """The feedback API and the quality rules applied before feedback trains anything."""
 
@@ -339,9 +419,28 @@ class FeedbackConfig(Section):
     )
     auditors: list[str] = Field(
         default_factory=list,
-        description="Reviewer ids whose verdicts are audits (gold labels): an audit settles every "
-        "disagreement on its document and scores the other reviewers' trust.",
+        description="Deprecated: give these principals the ``auditor`` role in ``auth.roles``. "
+        "Read as that mapping (with a warning); also the auditors of verdicts stored before "
+        "roles were recorded.",
     )
+    auth: FeedbackAuthConfig = Field(default_factory=FeedbackAuthConfig)
+
+    @model_validator(mode="after")
+    def _auditors_are_a_role(self) -> FeedbackConfig:
+        if not self.auditors:
+            return self
+        warnings.warn(
+            "feedback.auditors is deprecated: list these principals under feedback.auth.roles "
+            "with the role 'auditor'",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        roles = {name: list(given) for name, given in self.auth.roles.items()}
+        for name in self.auditors:
+            if "auditor" not in roles.setdefault(name, ["reviewer"]):
+                roles[name].append("auditor")
+        object.__setattr__(self, "auth", self.auth.model_copy(update={"roles": roles}))
+        return self
 
 
 class DriftConfig(Section):

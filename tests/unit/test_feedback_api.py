@@ -172,12 +172,19 @@ def test_a_confirmation_is_stored_with_its_prediction(client: TestClient, store:
         "doc-req-1-0",
     )
     assert record["status"] == "accepted" and record["correction"] is None
-    assert record["predicted_doc_type"] == "invoice"
-    assert record["predicted_probabilities"] == DOC_TYPES
-    assert record["predicted_entities"] == PREDICTED_ENTITIES
+    # issue 19: the answer no longer hands out what was predicted; the store keeps it
+    assert record["predicted_doc_type"] is None
+    assert record["predicted_probabilities"] == {} and record["predicted_entities"] == []
     assert datetime.fromisoformat(record["received_at"]).tzinfo is not None
     stored = [r for r in accepted_feedback(store) if r.idempotency_key == body["idempotency_key"]]
-    assert [r.model_dump() for r in stored] == [record]
+    assert len(stored) == 1 and stored[0].predicted_doc_type == "invoice"
+    assert stored[0].predicted_probabilities == DOC_TYPES
+    assert [e.model_dump() for e in stored[0].predicted_entities] == PREDICTED_ENTITIES
+    assert stored[0].reviewer_role == record["reviewer_role"] == "reviewer"
+    hidden = {"predicted_doc_type", "predicted_probabilities", "predicted_entities"}
+    assert {k: v for k, v in stored[0].model_dump().items() if k not in hidden} == {
+        k: v for k, v in record.items() if k not in hidden
+    }
 
 
 def test_a_correction_is_stored(client: TestClient) -> None:
@@ -233,13 +240,18 @@ def test_a_reused_key_with_another_body_is_409_and_changes_nothing(
     body = event()
     assert client.post("/v1/feedback", json=body).status_code == 201
     before = rows(store)
-    response = client.post("/v1/feedback", json={**body, "reviewer_id": "someone-else"})
+    # a key is scoped to its reviewer (issue 19), so the conflict is the same reviewer's
+    response = client.post("/v1/feedback", json={**body, "instance": 1})
     assert_error(response, 409, "idempotency_conflict", "idempotency_key", "new key", "unchanged")
     assert rows(store) == before
     (stored,) = [
         r for r in accepted_feedback(store) if r.idempotency_key == body["idempotency_key"]
     ]
-    assert stored.reviewer_id == "rev-1"
+    assert (stored.reviewer_id, stored.instance) == ("rev-1", 0)
+    # another reviewer's verdict under the same key is that reviewer's own, and is stored
+    other = client.post("/v1/feedback", json={**body, "reviewer_id": "someone-else"})
+    assert other.status_code == 201, other.text
+    assert rows(store) == before + 1
 
 
 # --- rejected verdicts ------------------------------------------------------------------------
@@ -425,8 +437,8 @@ def test_a_batch_reusing_a_key_with_another_body_stores_nothing(
     first = event()
     before = rows(store)
     response = client.post(
-        "/v1/feedback:batch", json=[event(), first, {**first, "reviewer_id": "other"}]
-    )
+        "/v1/feedback:batch", json=[event(), first, {**first, "instance": 1}]
+    )  # a key is the reviewer's own (issue 19): the same reviewer reusing it is the conflict
     body = assert_error(response, 409, "invalid_batch", "idempotency_key", "nothing was stored")
     assert [(e["index"], e["code"]) for e in body["errors"]] == [(2, "idempotency_conflict")]
     assert "new key" in body["errors"][0]["error"]
@@ -633,3 +645,83 @@ def test_feedback_readers_page_join_and_filter(store_url: str) -> None:
         assert [r.status for r in everything][:2] == ["quarantined", "accepted"]
     finally:
         store.close()
+
+
+# --- strict parsing (issue 19) ----------------------------------------------------------------
+def post_raw(client: TestClient, raw: bytes) -> Any:
+    return client.post("/v1/feedback", content=raw, headers={"content-type": "application/json"})
+
+
+def test_a_duplicated_json_key_is_400_naming_the_key(client: TestClient, store: Store) -> None:
+    """Issue 19: a repeated ``reviewer_id`` silently kept the last value (the auditor)."""
+    before = rows(store)
+    raw = json.dumps(event(reviewer_id="rev-1"))[:-1] + ', "reviewer_id": "auditor"}'
+    response = post_raw(client, raw.encode())
+    assert_error(response, 400, "invalid_json", "body", "'reviewer_id'", "more than once")
+    assert rows(store) == before
+
+
+def test_deep_nesting_and_invalid_utf8_are_invalid_json(client: TestClient, store: Store) -> None:
+    """Issue 19: 10,000-level nesting and invalid UTF-8 got a generic 400, not invalid_json."""
+    before = rows(store)
+    deep = b'{"correction": ' + b"[" * 3_000 + b"]" * 3_000 + b"}"  # within max_payload_kb
+    assert_error(post_raw(client, deep), 400, "invalid_json", "body", "nested deeper")
+    bad_utf8 = json.dumps(event(reviewer_id="rev-X")).encode().replace(b"X", b"\xff\xfe")
+    assert_error(post_raw(client, bad_utf8), 400, "invalid_json", "body", "UTF-8")
+    assert rows(store) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (correction(entities=[{"type": "mrn", "word_indices": [True]}]),
+         "correction.entities[0].word_indices[0]"),
+        (event(instance="0"), "instance"),
+        (event(instance=True), "instance"),
+        (event(instance=0.0), "instance"),
+    ],
+    ids=["word-index-true", "instance-string", "instance-true", "instance-float"],
+)  # fmt: skip
+def test_booleans_and_strings_are_not_integers(
+    client: TestClient, store: Store, body: dict[str, Any], field: str
+) -> None:
+    """Issue 19: ``word_indices: [true]`` was stored as word 1 and ``instance: "0"`` accepted."""
+    before = rows(store)
+    assert_error(client.post("/v1/feedback", json=body), 422, "invalid_field", field)
+    assert rows(store) == before
+
+
+@pytest.mark.parametrize(
+    ("reviewer", "what"),
+    [
+        ("rev\u200b-1", "U+200B"),  # zero-width space (Cf)
+        ("rev-\u202e1", "U+202E"),  # right-to-left override (bidi)
+        ("rev-\x1b[31m1", "U+001B"),  # ANSI escape (Cc)
+        ("rev-\u2066x", "U+2066"),  # left-to-right isolate (bidi)
+    ],
+)
+def test_ids_with_control_format_or_bidi_characters_are_refused(
+    client: TestClient, store: Store, reviewer: str, what: str
+) -> None:
+    """Issue 19: reviewer ids with zero-width spaces, RTL overrides or ANSI escapes were stored."""
+    before = rows(store)
+    response = client.post("/v1/feedback", json=event(reviewer_id=reviewer))
+    assert_error(response, 422, "invalid_field", "reviewer_id", what)
+    assert rows(store) == before
+
+
+def test_ids_are_nfkc_normalised(client: TestClient) -> None:
+    """A full-width reviewer id is the same reviewer as its plain spelling."""
+    full_width = "\uff52\uff45\uff56\uff0d\uff11"  # "rev-1" in full-width forms
+    response = client.post("/v1/feedback", json=event(reviewer_id=full_width))
+    assert response.status_code == 201, response.text
+    assert response.json()["reviewer_id"] == "rev-1"
+
+
+def test_an_answer_does_not_hand_out_the_predicted_text(client: TestClient) -> None:
+    """Issue 19: a confirmation on a guessed request_id returned the predicted entities' text."""
+    response = client.post("/v1/feedback", json=event(request_id="req-1", instance=1))
+    assert response.status_code == 201, response.text
+    record = response.json()
+    assert "Jane Doe" not in response.text and "4821937" not in response.text
+    assert record["predicted_entities"] == [] and record["predicted_probabilities"] == {}

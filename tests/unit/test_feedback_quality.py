@@ -373,3 +373,19 @@ def test_statuses_are_persisted_in_one_transaction(tmp_path: Path) -> None:
     assert rows[3] == ("accepted", None)
     assert rows[2][0] == "quarantined" and rows[2][1].startswith("empty_correction: ")
     assert rows[1][0] == "superseded" and rows[1][1].startswith("replaced_by")
+
+
+def test_an_auditor_is_a_role_not_a_reviewer_id() -> None:
+    """Issue 19: a verdict stored with a role is an audit only when that role is ``auditor``."""
+    forged = feedback_record(
+        1,
+        reviewer_id="auditor",
+        reviewer_role="reviewer",
+        correction=correction(doc_type="letter"),
+        doc_id="d1",
+    )
+    real = feedback_record(2, reviewer_id="carol", reviewer_role="auditor", doc_id="d2")
+    older = feedback_record(3, reviewer_id="auditor", doc_id="d3")  # stored before roles
+    audits = audited_labels([forged, real, older], ["auditor"])
+    assert sorted(audits) == ["d2", "d3"]
+    assert audited_labels([forged, real, older]) == {"d2": audits["d2"]}

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import logging
 import threading
 from collections import OrderedDict
@@ -42,7 +43,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Final, Literal
 
 import anyio.to_thread
-from fastapi import Body, FastAPI, Path, Response
+from fastapi import Body, FastAPI, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, Field
@@ -51,7 +52,8 @@ from sqlalchemy import text
 import docloop
 from docloop.config import DocloopConfig, store_url
 from docloop.documents.label_schema import schema_from_config
-from docloop.errors import StorageError
+from docloop.errors import ConfigError, StorageError
+from docloop.feedback.auth import Authenticator, Principal, RateLimiter
 from docloop.feedback.contracts import FeedbackEvent, FeedbackRecord, read_served_document
 from docloop.feedback.http import ERROR_RESPONSES, ErrorBody, install
 from docloop.feedback.records import (
@@ -145,9 +147,11 @@ EVENT_EXAMPLES: Final = {
 class _Service:
     """What the handlers share: config, store, a cache of served-document word counts."""
 
-    def __init__(self, config: DocloopConfig, store: Store) -> None:
+    def __init__(self, config: DocloopConfig, store: Store, authenticator: Authenticator) -> None:
         self.config = config
         self.store = store
+        self.authenticator = authenticator
+        self.rate = RateLimiter(config.feedback.auth.events_per_minute)
         self.schema = schema_from_config(config.label_schema)
         self._storage: Storage | None = None
         self.word_count = functools.lru_cache(maxsize=WORD_COUNT_CACHE)(self._word_count)
@@ -243,12 +247,92 @@ class _Service:
             raise FeedbackRejected(problems, batch=batch)
         return pairs
 
+    def admit(self, principal: Principal, events: Sequence[FeedbackEvent], *, batch: bool) -> None:
+        """May ``principal`` send these verdicts? Raise 403 / 413 / 429 ``FeedbackRejected``.
+
+        An authenticated principal sends verdicts as itself (``reviewer_id`` is its name), within
+        its batch limit and rate; without authentication (loopback only) everyone is trusted.
+        """
+        if not principal.authenticated:
+            return
+        if not principal.has_any(SENDERS):
+            raise FeedbackRejected(
+                [
+                    Problem(
+                        403,
+                        "forbidden",
+                        "authorization",
+                        f"authorization: {principal.name!r} has the role(s) "
+                        f"{', '.join(sorted(principal.roles))}, and only a reviewer, auditor "
+                        "or admin sends verdicts",
+                    )
+                ]
+            )
+        problems = [
+            Problem(
+                403,
+                "reviewer_not_caller",
+                "reviewer_id",
+                f"reviewer_id: {event.reviewer_id!r} is not the authenticated caller "
+                f"{principal.name!r}; send your verdicts as reviewer_id {principal.name!r}",
+                index if batch else None,
+            )
+            for index, event in enumerate(events)
+            if event.reviewer_id != principal.name
+        ]
+        if problems:
+            raise FeedbackRejected(problems, batch=batch)
+        limit = self.config.feedback.auth.principal_max_batch
+        if len(events) > limit:
+            raise FeedbackRejected(
+                [
+                    Problem(
+                        413,
+                        "batch_too_large",
+                        "body",
+                        f"body: {len(events)} events, over the limit of {limit} per batch for "
+                        "one caller (feedback.auth.principal_max_batch); send smaller batches",
+                    )
+                ]
+            )
+        wait = self.rate.take(principal.name, len(events))
+        if wait:
+            raise FeedbackRejected(
+                [
+                    Problem(
+                        429,
+                        "rate_limited",
+                        "body",
+                        f"body: {principal.name!r} is over its rate of "
+                        f"{self.config.feedback.auth.events_per_minute} verdicts a minute "
+                        "(feedback.auth.events_per_minute); retry after the Retry-After seconds",
+                    )
+                ],
+                retry_after=wait,
+            )
+
+    def role_of(self, principal: Principal, event: FeedbackEvent) -> str:
+        """The role a verdict is stored with (``auditor`` verdicts are audits)."""
+        roles = (
+            principal.roles
+            if principal.authenticated
+            else frozenset(self.config.feedback.auth.roles.get(event.reviewer_id, ["reviewer"]))
+        )
+        return next(
+            (role for role in ("auditor", "admin", "reviewer") if role in roles), "reviewer"
+        )
+
     def store_events(
-        self, pairs: Sequence[tuple[FeedbackEvent, StoredPrediction]], *, batch: bool
+        self,
+        pairs: Sequence[tuple[FeedbackEvent, StoredPrediction]],
+        principal: Principal,
+        *,
+        batch: bool,
     ) -> list[tuple[FeedbackRecord, bool]]:
         """Store validated events; an idempotency conflict becomes a 409 ``FeedbackRejected``."""
+        roles = [self.role_of(principal, event) for event, _ in pairs]
         try:
-            results = record_feedback_batch(self.store, pairs)
+            results = record_feedback_batch(self.store, pairs, roles=roles)
         except IdempotencyConflict as exc:
             problem = Problem(409, "idempotency_conflict", "idempotency_key", f"{exc}")
             raise FeedbackRejected(
@@ -256,7 +340,49 @@ class _Service:
             ) from exc
         for record, created in results:
             EVENTS.labels(record.kind, "created" if created else "replayed").inc()
-        return results
+        return [(answered(record), created) for record, created in results]
+
+
+SENDERS: Final = ("reviewer", "auditor", "admin")
+STATUS_READERS: Final = ("auditor", "admin", "service")
+METRICS_READERS: Final = ("admin", "service")
+
+
+def answered(record: FeedbackRecord) -> FeedbackRecord:
+    """A stored record as the API answers it: without what the model predicted.
+
+    The caller names a prediction by its ids; echoing the predicted text would hand it to
+    anyone who knows or guesses an id.
+    """
+    return record.model_copy(
+        update={"predicted_doc_type": None, "predicted_probabilities": {}, "predicted_entities": []}
+    )
+
+
+def caller(request: Request) -> Principal:
+    """The request's principal (set by the authentication middleware)."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise RuntimeError("the feedback API runs without its authentication middleware")
+    return principal
+
+
+def require(request: Request, roles: Sequence[str], what: str) -> Principal:
+    """The caller, if it holds one of ``roles``; else a 403 ``FeedbackRejected``."""
+    principal = caller(request)
+    if not principal.has_any(roles):
+        raise FeedbackRejected(
+            [
+                Problem(
+                    403,
+                    "forbidden",
+                    "authorization",
+                    f"authorization: {what} needs the role {' or '.join(roles)}; "
+                    f"{principal.name!r} has {', '.join(sorted(principal.roles))}",
+                )
+            ]
+        )
+    return principal
 
 
 OPENAPI_TAGS: Final = [
@@ -310,8 +436,13 @@ def create_app(
         description=API_DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
     )
-    service = app.state.docloop = _Service(config, store)
-    install(app, max_payload_bytes=config.feedback.max_payload_kb * 1024)
+    authenticator = Authenticator(config.feedback.auth, store)
+    service = app.state.docloop = _Service(config, store, authenticator)
+    install(
+        app,
+        max_payload_bytes=config.feedback.max_payload_kb * 1024,
+        authenticator=authenticator,
+    )
     _feedback_routes(app, service)
     _model_routes(app, service)
     _operation_routes(app, service)
@@ -342,10 +473,13 @@ def _feedback_routes(app: FastAPI, service: _Service) -> None:
     )
     def post_feedback(
         event: Annotated[FeedbackEvent, Body(openapi_examples=EVENT_EXAMPLES)],
+        request: Request,
         response: Response,
     ) -> FeedbackRecord:
+        principal = caller(request)
+        service.admit(principal, [event], batch=False)
         pairs = service.validate([event], batch=False)
-        ((record, created),) = service.store_events(pairs, batch=False)
+        ((record, created),) = service.store_events(pairs, principal, batch=False)
         response.status_code = 201 if created else 200
         return record
 
@@ -370,8 +504,10 @@ def _feedback_routes(app: FastAPI, service: _Service) -> None:
     )
     def post_feedback_batch(
         events: Annotated[list[FeedbackEvent], Body()],
+        request: Request,
         response: Response,
     ) -> BatchResult:
+        principal = caller(request)
         if not events:
             raise FeedbackRejected(
                 [
@@ -395,8 +531,9 @@ def _feedback_routes(app: FastAPI, service: _Service) -> None:
                     )
                 ]
             )
+        service.admit(principal, events, batch=True)
         pairs = service.validate(events, batch=True)
-        results = service.store_events(pairs, batch=True)
+        results = service.store_events(pairs, principal, batch=True)
         created = sum(1 for _, new in results if new)
         response.status_code = 201 if created else 200
         return BatchResult(
@@ -432,7 +569,9 @@ def _model_routes(app: FastAPI, service: _Service) -> None:
                 description="A served model name or a registered model name.",
             ),
         ],
+        request: Request,
     ) -> ModelStatus:
+        require(request, STATUS_READERS, "the model status")
         status = model_status(service.store, name)
         if status is None:
             served, registered = known_model_names(service.store)
@@ -473,7 +612,8 @@ def _operation_routes(app: FastAPI, service: _Service) -> None:
         response_class=PlainTextResponse,
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
     )
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        require(request, METRICS_READERS, "the metrics")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -488,6 +628,16 @@ def _configure_logging() -> None:
         )
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def run_feedback_api(
     config: DocloopConfig,
     host: str = DEFAULT_HOST,
@@ -495,6 +645,7 @@ def run_feedback_api(
     *,
     access_log: bool = False,
     worker_threads: int = DEFAULT_WORKER_THREADS,
+    insecure: bool = False,
 ) -> None:
     """Serve the feedback API with uvicorn until SIGTERM/SIGINT (blocks).
 
@@ -507,13 +658,31 @@ def run_feedback_api(
         port: the TCP port.
         access_log: log every request (uvicorn's access log).
         worker_threads: threads that run the handlers (see :func:`create_app`).
+        insecure: serve a non-loopback address without authentication (everyone who can reach
+            it may then post verdicts as anyone).
 
     Raises:
+        ConfigError: no authentication (``feedback.auth.modes: [none]``) on a non-loopback
+            ``host`` without ``insecure``.
         StoreError: the state store cannot be reached or migrated.
     """
     import uvicorn
 
     _configure_logging()
+    if "none" in config.feedback.auth.modes:
+        if not _loopback(host) and not insecure:
+            raise ConfigError(
+                f"the feedback API has no authentication (feedback.auth.modes: [none]) and "
+                f"would serve {host}, where anyone who reaches it could post verdicts as any "
+                "reviewer or auditor; configure feedback.auth (oidc, proxy or token), bind "
+                "127.0.0.1, or pass --insecure to accept that"
+            )
+        logger.warning(
+            "feedback API WITHOUT authentication (feedback.auth.modes: [none]): %s",
+            "serving loopback only" if _loopback(host) else f"INSECURE on {host} (--insecure)",
+        )
+    else:
+        logger.info("feedback API authentication: %s", ", ".join(config.feedback.auth.modes))
     store = open_store(store_url(config.store))
     try:
         app = create_app(config, store, worker_threads=worker_threads)

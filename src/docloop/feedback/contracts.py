@@ -17,10 +17,11 @@ written as null (a prediction without a classifier has no ``doc_type``; an entit
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample, read_examples, write_examples
@@ -31,6 +32,45 @@ TextSource = Literal["ocr", "text_layer", "mixed", "unknown"]
 """Where a served document's words came from: every page OCR'd, every page a text layer, both,
 or ``unknown`` (the client sent words without saying, for at least one page)."""
 SERVED_DOCUMENTS = "served-documents"
+
+
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+"""Explicit bidirectional formatting characters (Unicode UAX #9), refused in names."""
+
+
+def normalised_name(value: str) -> str:
+    """An id or a name in NFKC form; refused when it carries control, format or bidi characters.
+
+    Full-width and compatibility letters become their plain form, so one reviewer has one
+    spelling; characters that hide or reorder text (zero-width spaces,
+    right-to-left overrides, ANSI escapes) have no place in an id and are refused.
+
+    Raises:
+        ValueError: the name carries such a character (named by its code point).
+    """
+    normal = unicodedata.normalize("NFKC", value)
+    for char in normal:
+        category = unicodedata.category(char)
+        if char == "\x00":
+            continue  # left to the text check, which names it for what it is (invalid_text)
+        if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or char in BIDI_CONTROLS:
+            kind = (
+                "bidi"
+                if char in BIDI_CONTROLS
+                else {"Cc": "control", "Cf": "format"}.get(category, "non-printing")
+            )
+            msg = (
+                f"carries the {kind} character U+{ord(char):04X}, which hides or reorders text; "
+                "send the plain name"
+            )
+            raise ValueError(msg)
+    return normal
+
+
+Name = Annotated[str, AfterValidator(normalised_name)]
+"""A string id or name, NFKC-normalised, without control, format or bidi characters."""
 
 
 def _absent(value: object) -> bool:
@@ -155,7 +195,7 @@ class CorrectedEntity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64, description="Entity type, e.g. ``mrn``.")
-    word_indices: list[int] | None = Field(
+    word_indices: list[StrictInt] | None = Field(
         default=None,
         min_length=1,
         max_length=512,
@@ -211,20 +251,23 @@ class FeedbackEvent(BaseModel):
         pattern=r"^[A-Za-z0-9._:-]+$",
         description="Unique per verdict; a retried submission with the same key is stored once.",
     )
-    model_name: str = Field(
+    model_name: Name = Field(
         min_length=1, max_length=128, description="The answer's ``model_name`` (served name)."
     )
-    model_version: str = Field(
+    model_version: Name = Field(
         min_length=1, max_length=128, description="The answer's ``model_version``."
     )
-    request_id: str = Field(
+    request_id: Name = Field(
         min_length=1,
         max_length=128,
         description="The predicted request's id (``x-request-id`` header / v2 response ``id``).",
     )
-    instance: int = Field(default=0, ge=0, description="Document position in its request.")
-    reviewer_id: str = Field(
-        min_length=1, max_length=128, description="Who reviewed the prediction."
+    instance: StrictInt = Field(default=0, ge=0, description="Document position in its request.")
+    reviewer_id: Name = Field(
+        min_length=1,
+        max_length=128,
+        description="Who reviewed the prediction: the authenticated principal (another name is "
+        "403), NFKC-normalised.",
     )
     kind: FeedbackKind = Field(
         description="``confirmation``: the prediction was right; ``correction``: see "
@@ -253,6 +296,10 @@ class FeedbackRecord(BaseModel):
     received_at: str
     status: str
     quarantine_reason: str | None = None
+    reviewer_role: str | None = Field(
+        default=None,
+        description="The role the sender was authenticated with (None: stored before roles).",
+    )
     predicted_doc_type: str | None = None
     predicted_probabilities: dict[str, float] = Field(default_factory=dict)
     predicted_entities: list[PredictedEntity] = Field(default_factory=list)

@@ -1,13 +1,16 @@
-"""The feedback API's HTTP plumbing: error bodies, exception handlers and two ASGI middlewares.
+"""The feedback API's HTTP plumbing: error bodies, exception handlers and three ASGI middlewares.
 
 Every error answer is built in one place (``_error_response``: an :class:`ErrorBody`, counted in
 ``docloop_feedback_rejected_total`` by code). The handlers turn FastAPI's request-validation
 errors into one problem per pydantic error (the field dotted, a batch event's ``index`` split
 off, 400 only for unparsable JSON), unknown paths and methods into 404/405,
 :class:`~docloop.feedback.validation.FeedbackRejected` into its own status, and a failing state
-store into 503 with ``Retry-After``. :class:`PayloadLimit` runs before routing, so an oversized
-body is refused without being parsed; :class:`RequestTimer` labels latency by endpoint from a
-fixed set. :func:`install` puts all of them on an app.
+store into 503 with ``Retry-After``. :class:`AuthGate` authenticates every request but
+``/healthz`` before its body is read (401). :class:`PayloadLimit` runs before routing, so an
+oversized body is refused without being parsed, and a body that is not strict JSON
+(:func:`~docloop.feedback.validation.check_json`) before the framework parses it;
+:class:`RequestTimer` labels latency by endpoint from a fixed set. :func:`install` puts all of
+them on an app.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Final
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,7 +29,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docloop.errors import StoreBusy, StoreError
-from docloop.feedback.validation import FeedbackRejected, Problem
+from docloop.feedback.auth import AuthenticationFailed, Authenticator, Principal
+from docloop.feedback.validation import FeedbackRejected, Problem, check_json
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +78,15 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+    400: {
+        "model": ErrorBody,
+        "description": "The body is not valid JSON (or not UTF-8, repeats a key, nests too deep).",
+    },
+    401: {"model": ErrorBody, "description": "No valid credential (see feedback.auth)."},
+    403: {
+        "model": ErrorBody,
+        "description": "The caller's role does not allow this, or reviewer_id is not the caller.",
+    },
     404: {"model": ErrorBody, "description": "No prediction has that request_id/instance."},
     409: {"model": ErrorBody, "description": "The idempotency_key was used for another body."},
     413: {
@@ -85,6 +98,7 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         "description": "A field has the wrong type, is missing or unknown, or the event does "
         "not fit its prediction (model, labels, word positions, empty or identical correction).",
     },
+    429: {"model": ErrorBody, "description": "Over the caller's rate; retry after Retry-After."},
     503: {"model": ErrorBody, "description": "The state store is unavailable; retry."},
 }
 
@@ -239,7 +253,8 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
 
 async def _rejected_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FeedbackRejected)
-    return _error_response(exc.status, exc.problems, batch=exc.batch)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return _error_response(exc.status, exc.problems, batch=exc.batch, headers=headers)
 
 
 async def _store_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -278,19 +293,7 @@ class PayloadLimit:
             f"body: the request body is {got}, over the limit of {self.max_bytes} bytes "
             "(feedback.max_payload_kb); send fewer events per batch, or shorter values",
         )
-        response = _error_response(413, [problem])
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(response.body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": bytes(response.body)})
+        await _send_error(send, 413, problem, close=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse oversized bodies; pass the others through (body already read)."""
@@ -321,6 +324,10 @@ class PayloadLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        problem = check_json(body) if body else None
+        if problem is not None:
+            await _send_error(send, 400, problem)
+            return
         delivered = False
 
         async def replay() -> Message:
@@ -331,6 +338,77 @@ class PayloadLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    problem: Problem,
+    *,
+    close: bool = False,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer an error from a middleware (before routing)."""
+    response = _error_response(status, [problem])
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(response.body)).encode()),
+        *headers,
+    ]
+    if close:
+        raw.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": bytes(response.body)})
+
+
+UNAUTHENTICATED_PATHS: Final = frozenset({"/healthz"})
+
+
+class AuthGate:
+    """ASGI middleware: every request but ``/healthz`` names its principal, or is 401.
+
+    The principal goes to ``scope["state"]["principal"]`` (``request.state.principal``); the
+    routes check roles. Credentials are checked in a worker thread (JWKS and token lookups block).
+
+    Args:
+        app: the wrapped application.
+        authenticator: the configured :class:`~docloop.feedback.auth.Authenticator`.
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate, then pass the request on."""
+        if scope["type"] != "http" or scope.get("path") in UNAUTHENTICATED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in scope.get("headers", [])
+        }
+        try:
+            principal: Principal = await anyio.to_thread.run_sync(
+                self.authenticator.authenticate, headers
+            )
+        except AuthenticationFailed as exc:
+            problem = Problem(401, "unauthenticated", "authorization", str(exc))
+            await _send_error(send, 401, problem, headers=[(b"www-authenticate", b"Bearer")])
+            return
+        except StoreError as exc:
+            logger.error("state store failure while authenticating: %s", exc)
+            problem = Problem(
+                503, "store_unavailable", "store", "store: cannot check the API token now; retry"
+            )
+            await _send_error(send, 503, problem, headers=[(b"retry-after", b"1")])
+            return
+        if not principal.roles:
+            problem = Problem(403, "forbidden", "authorization", "authorization: no role")
+            await _send_error(send, 403, problem)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
 
 
 class RequestTimer:
@@ -367,14 +445,18 @@ class RequestTimer:
 
 
 # --- installing -------------------------------------------------------------------------------
-def install(app: FastAPI, *, max_payload_bytes: int) -> None:
+def install(app: FastAPI, *, max_payload_bytes: int, authenticator: Authenticator) -> None:
     """Put the middlewares and exception handlers on ``app``.
+
+    Order of a request: timer, authentication, payload limit and strict JSON, routing.
 
     Args:
         app: the feedback API application.
         max_payload_bytes: the largest request body accepted (413 above).
+        authenticator: who may call (401 before the body is read).
     """
     app.add_middleware(PayloadLimit, max_bytes=max_payload_bytes)
+    app.add_middleware(AuthGate, authenticator=authenticator)
     app.add_middleware(RequestTimer)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)

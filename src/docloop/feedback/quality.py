@@ -219,9 +219,15 @@ class QualityReport(BaseModel):
 
 
 def audited_labels(
-    records: Sequence[FeedbackRecord], auditors: Sequence[str]
+    records: Sequence[FeedbackRecord], auditors: Sequence[str] = ()
 ) -> dict[str, Correction]:
-    """Audits by document id: the latest verdict of any of ``auditors`` on each document.
+    """Audits by document id: the latest verdict of an auditor on each document.
+
+    Auditor is a role: a verdict is an audit when the feedback API stored it with the role
+    ``auditor`` (the sender was authenticated as one, or named in ``feedback.auth.roles`` on a
+    loopback API without authentication). ``auditors`` (the deprecated ``feedback.auditors``)
+    only reads verdicts stored before roles were recorded (``reviewer_role`` None); a verdict
+    with a recorded role is never an audit by its self-asserted ``reviewer_id``.
 
     An auditor's confirmation audits the prediction as it stands (its type, and its entities
     where the prediction carries word positions); a correction audits the parts it names plus
@@ -231,7 +237,7 @@ def audited_labels(
 
     Args:
         records: feedback events of one batch (any order).
-        auditors: reviewer ids whose verdicts are audits (``feedback.auditors``).
+        auditors: reviewer ids whose role-less (older) verdicts are audits.
 
     Returns:
         One audited label per audited document.
@@ -239,7 +245,8 @@ def audited_labels(
     chosen = set(auditors)
     audits: dict[str, Correction] = {}
     for record in sorted(records, key=verdict_order):
-        if record.reviewer_id not in chosen:
+        role = record.reviewer_role
+        if role != "auditor" and (role is not None or record.reviewer_id not in chosen):
             continue
         verdict = verdict_of(record)
         entities = (

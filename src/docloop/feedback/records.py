@@ -2,11 +2,12 @@
 
 Writing (the feedback API):
 
-* :func:`record_feedback` / :func:`record_feedback_batch` insert verdicts idempotently: the
-  ``idempotency_key`` column is unique, each insert is ``INSERT ... ON CONFLICT DO NOTHING``
-  (SQLite and PostgreSQL), and a key that is already stored is compared with the new body. The
-  same body is a replay (the stored record comes back, ``created=False``); another body raises
-  :class:`IdempotencyConflict` (HTTP 409). A batch is one transaction: all of it or none.
+* :func:`record_feedback` / :func:`record_feedback_batch` insert verdicts idempotently:
+  ``(reviewer_id, idempotency_key)`` is unique (a key is its reviewer's), each insert is
+  ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL), and a key that is already
+  stored is compared with the new body. The same body is a replay (the stored record comes
+  back, ``created=False``); another body raises :class:`IdempotencyConflict` (HTTP 409). A
+  batch is one transaction: all of it or none.
 * ``payload`` holds the whole validated event (``FeedbackEvent.model_dump(mode="json")``), which
   is what "the same body" means; the other columns copy the fields queries filter on.
 * On SQLite, writers of one process take a process-wide lock before ``BEGIN IMMEDIATE``, so the
@@ -95,6 +96,7 @@ _FEEDBACK_COLUMNS: Final = (
     _F.c.received_at,
     _F.c.status,
     _F.c.quarantine_reason,
+    _F.c.reviewer_role,
 )
 _FIND_ONE: Final = select(*_PREDICTION_COLUMNS).where(
     _P.c.request_id == bindparam("request_id"), _P.c.instance == bindparam("instance")
@@ -106,11 +108,12 @@ _OUTPUTS_BY_REQUESTS: Final = select(_P.c.request_id, _P.c.instance, _P.c.output
     _P.c.request_id.in_(bindparam("request_ids", expanding=True))
 )
 _FIND_FEEDBACK: Final = select(*_FEEDBACK_COLUMNS).where(
-    _F.c.idempotency_key == bindparam("idempotency_key")
+    _F.c.reviewer_id == bindparam("reviewer_id"),
+    _F.c.idempotency_key == bindparam("idempotency_key"),
 )
 _INSERT_FEEDBACK: Final = {
     dialect: module.insert(_F)
-    .on_conflict_do_nothing(index_elements=[_F.c.idempotency_key])
+    .on_conflict_do_nothing(index_elements=[_F.c.reviewer_id, _F.c.idempotency_key])
     .returning(_F.c.id)
     for dialect, module in (("sqlite", sqlite), ("postgresql", postgresql))
 }
@@ -261,6 +264,7 @@ def _record(columns: Sequence[Any], outputs: Mapping[str, Any] | None) -> Feedba
         received_at=received_at.isoformat(),
         status=columns[10],
         quarantine_reason=columns[11],
+        reviewer_role=columns[12] if len(columns) > 12 else None,
         predicted_doc_type=predicted.get("doc_type"),
         predicted_probabilities=predicted.get("probabilities") or {},
         predicted_entities=predicted.get("entities") or [],
@@ -394,6 +398,7 @@ def _store_one(
     index: int,
     event: FeedbackEvent,
     prediction: StoredPrediction,
+    role: str | None,
 ) -> tuple[FeedbackRecord, bool]:
     payload = event_payload(event)
     values: dict[str, Any] = {
@@ -408,12 +413,16 @@ def _store_one(
         "received_at": utcnow(),
         "status": ACCEPTED,
         "quarantine_reason": None,
+        "reviewer_role": role,
     }
     new_id = session.execute(_INSERT_FEEDBACK[store.dialect], values).scalar()
     if new_id is not None:
         columns = [new_id, *(values[column.key] for column in _FEEDBACK_COLUMNS[1:])]
         return _record(columns, prediction.outputs), True
-    stored = session.execute(_FIND_FEEDBACK, {"idempotency_key": event.idempotency_key}).one()
+    stored = session.execute(
+        _FIND_FEEDBACK,
+        {"reviewer_id": event.reviewer_id, "idempotency_key": event.idempotency_key},
+    ).one()
     same = (stored.request_id, int(stored.payload.get("instance", 0))) == prediction.key
     record = _record(stored, prediction.outputs if same else None)
     if stored.payload != payload:
@@ -426,14 +435,19 @@ def record_feedback_batch(
     items: Sequence[tuple[FeedbackEvent, StoredPrediction]],
     *,
     attempts: int = WRITE_ATTEMPTS,
+    roles: Sequence[str | None] | None = None,
 ) -> list[tuple[FeedbackRecord, bool]]:
     """Store validated events, each with the prediction it judges, in one transaction.
+
+    Idempotency keys are scoped to the reviewer: ``(reviewer_id, idempotency_key)`` is unique.
 
     Args:
         store: the state store.
         items: ``(event, prediction)`` pairs; the events were validated against the predictions
             (``docloop.feedback.validation``).
         attempts: tries while the store stays locked (``StoreBusy``).
+        roles: per item, the role its sender was authenticated with (``reviewer_role``; None
+            when unknown).
 
     Returns:
         Per item, in order: the stored record and whether it was created (``False``: the key
@@ -455,11 +469,12 @@ def record_feedback_batch(
             )
     if not items:
         return []
+    given = list(roles) if roles is not None else [None] * len(items)
     for attempt in range(1, max(1, attempts) + 1):
         try:
             with _write_lock(store), store.write() as session:
                 return [
-                    _store_one(session, store, index, event, prediction)
+                    _store_one(session, store, index, event, prediction, given[index])
                     for index, (event, prediction) in enumerate(items)
                 ]
         except StoreBusy:

@@ -57,6 +57,7 @@ FEEDBACK_KINDS: Final = ("confirmation", "correction")
 FEEDBACK_STATUSES: Final = ("accepted", "quarantined", "superseded")
 RETRAIN_OUTCOMES: Final = ("pending", "promoted", "rejected", "rolled_back", "failed")
 DEPLOYMENT_STATUSES: Final = ("pending", "canary", "promoted", "rolled_back", "failed")
+ROLES: Final = ("reviewer", "auditor", "admin", "service")
 
 # Short names keep identifiers under PostgreSQL's 63-character limit.
 NAME_LEN: Final = 200
@@ -132,12 +133,16 @@ class FeedbackEvent(Base):
         CheckConstraint(
             "status = 'accepted' OR quarantine_reason IS NOT NULL", name="quarantine_reason"
         ),
+        CheckConstraint(
+            "reviewer_role IS NULL OR " + one_of("reviewer_role", ROLES), name="reviewer_role"
+        ),
+        UniqueConstraint("reviewer_id", "idempotency_key"),
         Index(None, "model_name", "received_at"),
         Index(None, "doc_id"),
     )
 
     id: Mapped[int] = mapped_column(id_type(), primary_key=True, autoincrement=True)
-    idempotency_key: Mapped[str] = mapped_column(String(NAME_LEN), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(NAME_LEN))
     model_name: Mapped[str] = mapped_column(String(NAME_LEN))
     model_version: Mapped[str] = mapped_column(String(VERSION_LEN))
     request_id: Mapped[str] = mapped_column(String(NAME_LEN))
@@ -148,6 +153,22 @@ class FeedbackEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     status: Mapped[str] = mapped_column(String(STATUS_LEN), default="accepted")
     quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    reviewer_role: Mapped[str | None] = mapped_column(String(STATUS_LEN))
+
+
+class ApiToken(Base):
+    """An API token of a service client: only its SHA-256 is kept (the token is shown once)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(one_of("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(id_type(), primary_key=True, autoincrement=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    principal: Mapped[str] = mapped_column(String(NAME_LEN))
+    role: Mapped[str] = mapped_column(String(STATUS_LEN))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Prediction(Base):
