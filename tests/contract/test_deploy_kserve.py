@@ -25,6 +25,7 @@ from docloop.deploy.inference_service import (
     VERSION_LABEL,
     PredictorRelease,
     build_inference_service,
+    predictor_spec,
     serialize,
 )
 from docloop.deploy.kserve_target import KServeTarget
@@ -289,3 +290,61 @@ def test_the_predictor_container_matches_the_serving_runtime_of_the_manifests() 
         a for a in expected["args"] if not a.startswith("--name=")
     ]
     assert body["spec"]["predictor"]["volumes"] == runtime["spec"]["volumes"]
+
+
+# --- issue 18, item 1: what KServe's own rules refuse -------------------------------------------
+# The fake applies the upstream CRD schema and KServe's validating webhook
+# (inference_service_validation.go: validateCanarySpecs, validatePredictorNameChange,
+# validateMultipleStorageURIs) through docloop.deploy.admission; these releases are built as
+# production builds them (plan_release), never with a hand-set predictor name.
+
+
+def production_release(classify: str, extract: str) -> PredictorRelease:
+    """A release as ``plan_release`` builds it."""
+    return PredictorRelease(
+        {"classify": f"s3://models/classify/{classify}", "extract": f"s3://models/extract/{extract}"},
+        {"classify": classify, "extract": extract},
+    )
+
+
+def test_a_standard_canary_is_not_refused_as_multi_model(server: FakeKubeApiServer) -> None:
+    """validateCanarySpecs: the stable predictor must serve one model (predictor.model)."""
+    target = KServeTarget(settings("standard"), server.custom_objects_api(), sleep=lambda s: None)
+    target.first_deploy(production_release("1", "1"))
+    previous = target.start_canary(production_release("2", "1"), 10)
+    state = target.wait_canary(previous)
+    assert state.canary_percent == 10
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+def test_every_predictor_names_its_release(mode: str) -> None:
+    """validateCanarySpecs: each canary needs predictor.name; it must differ from the stable's."""
+    config = settings(mode)
+    first = serialize(predictor_spec(production_release("1", "1"), config))
+    second = serialize(predictor_spec(production_release("2", "1"), config))
+    assert first.get("name") and second.get("name"), (first.get("name"), second.get("name"))
+    assert first["name"] != second["name"]
+
+
+@pytest.mark.parametrize("mode", ["knative", "standard"])
+def test_promotion_changes_the_predictors_storage_uri(server: FakeKubeApiServer, mode: str) -> None:
+    """validatePredictorNameChange: a predictor.name change needs a storageUri change."""
+    target = KServeTarget(settings(mode), server.custom_objects_api(), sleep=lambda s: None)
+    target.first_deploy(production_release("1", "1"))
+    before = server.get(NS, NAME)["spec"]["predictor"]  # type: ignore[index]
+    target.wait_canary(target.start_canary(production_release("2", "1"), 10))
+    target.promote()
+    after = server.get(NS, NAME)["spec"]["predictor"]  # type: ignore[index]
+    uri_before = (before.get("model") or {}).get("storageUri")
+    uri_after = (after.get("model") or {}).get("storageUri")
+    assert uri_before and uri_after and uri_before != uri_after, (uri_before, uri_after)
+
+
+def test_a_standard_canary_without_gateway_api_is_refused(server: FakeKubeApiServer) -> None:
+    """KServe applies Standard-mode canary weights through Gateway API only (enableGatewayApi)."""
+    server.set_configmap("kserve", "inferenceservice", {"ingress": '{"enableGatewayApi": false}'})
+    target = KServeTarget(settings("standard"), server.custom_objects_api(), sleep=lambda s: None)
+    target.first_deploy(production_release("1", "1"))
+    with pytest.raises(DeployFailed, match=r"deploy\.kserve\.gateway_api"):
+        target.start_canary(production_release("2", "1"), 10)
+    assert "canary" not in server.get(NS, NAME)["spec"]  # type: ignore[index]

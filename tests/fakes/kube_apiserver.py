@@ -131,6 +131,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kubernetes import client as k8s
 
+from docloop.deploy.admission import Refusal, admission_refusal, knative_denial
+
 if TYPE_CHECKING:
     from kserve import KServeClient
 
@@ -162,6 +164,7 @@ FAKE_KUBE_VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake", 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _COLLECTION = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}/namespaces/([^/]+)/{PLURAL}/?$")
 _ITEM = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}/namespaces/([^/]+)/{PLURAL}/([^/]+)$")
+_CONFIGMAP = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps/([^/]+)$")
 _ALL_NAMESPACES = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}/{PLURAL}/?$")
 _UNSET: Any = object()
 
@@ -245,6 +248,19 @@ def invalid(name: str, causes: list[tuple[str, str, str]]) -> KubeApiError:
         "causes": [{"reason": r, "message": m, "field": f} for f, r, m in causes],
     }
     return KubeApiError(422, "Invalid", f'{KIND}.{GROUP} "{name}" is invalid: {text}', details)
+
+
+def refused(name: str, refusal: Refusal) -> KubeApiError:
+    """The API server's answer for a refusal of :mod:`docloop.deploy.admission`."""
+    details: JSON | None = None
+    if refusal.causes:
+        details = {
+            "name": name,
+            "group": GROUP,
+            "kind": KIND,
+            "causes": [{"reason": r, "message": m, "field": f} for f, r, m in refusal.causes],
+        }
+    return KubeApiError(refusal.code, refusal.reason, refusal.message, details)
 
 
 def bad_request(message: str) -> KubeApiError:
@@ -437,6 +453,7 @@ class _Record:
     rolled_out_generation: int = 0
     rolled_out_spec: JSON | None = None
     phase: str = "pending"  # "pending" | "ready" | "failed" (of the newest generation)
+    refused: str | None = None  # Knative's webhook refused the revision KServe built from it
     pending: _Pending | None = None
     transitions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -555,6 +572,9 @@ class FakeKubeApiServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._saved_default: Any = _UNSET
+        self._configmaps: dict[tuple[str, str], JSON] = {}
+        self._forbidden_configmaps = False
+        self.podspec_securitycontext = False  # Knative's kubernetes.podspec-securitycontext
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -817,8 +837,15 @@ class FakeKubeApiServer:
             return self.default_deployment_mode
         return DEPLOYMENT_MODES.get(value)
 
-    def _validate(self, obj: Any, name: str) -> str:
-        """Check an incoming object; return its deployment mode."""
+    def _validate(self, obj: Any, name: str, old: JSON | None = None) -> str:
+        """Check an incoming object; return its deployment mode.
+
+        After this fake's own apiserver checks, the object goes through
+        :func:`docloop.deploy.admission.admission_refusal`: the upstream CRD's structural schema
+        (unknown fields refused as with ``fieldValidation=Strict``) and KServe's validating
+        webhook (``inference_service_validation.go``: ``ValidateCreate`` / ``ValidateUpdate``),
+        answered as the real server answers them.
+        """
         if not isinstance(obj, dict):
             raise bad_request("the request body must be a JSON object")
         if obj.get("apiVersion") != API_VERSION:
@@ -867,72 +894,13 @@ class FakeKubeApiServer:
                         f"Invalid value: {percent}: must be between 0 and 100",
                     )
                 )
-        canaries = spec.get("canary") if isinstance(spec, dict) else None
-        if canaries:
-            causes.extend(self._validate_canaries(canaries, mode, predictor))
         if causes:
             raise invalid(name, causes)
+        refusal = admission_refusal(obj, old)
+        if refusal is not None:
+            raise refused(name, refusal)
         assert mode is not None
         return mode
-
-    @staticmethod
-    def _validate_canaries(
-        canaries: Any, mode: str | None, predictor: Any
-    ) -> list[tuple[str, str, str]]:
-        if not isinstance(canaries, list):
-            return [("spec.canary", "FieldValueTypeInvalid", "Invalid value: must be a list")]
-        if mode == KNATIVE:
-            return [
-                (
-                    "spec.canary",
-                    "FieldValueForbidden",
-                    "Forbidden: spec.canary is supported in Standard deployment mode only; use "
-                    "spec.predictor.canaryTrafficPercent in Knative mode",
-                )
-            ]
-        causes: list[tuple[str, str, str]] = []
-        names: set[str] = set()
-        if isinstance(predictor, dict) and predictor.get("name"):
-            names.add(str(predictor["name"]))
-        total = 0
-        for i, canary in enumerate(canaries):
-            where = f"spec.canary[{i}]"
-            if not isinstance(canary, dict) or not isinstance(canary.get("predictor"), dict):
-                causes.append((f"{where}.predictor", "FieldValueRequired", "Required value"))
-                continue
-            variant = canary["predictor"].get("name")
-            if not variant:
-                causes.append((f"{where}.predictor.name", "FieldValueRequired", "Required value"))
-            elif variant in names:
-                causes.append(
-                    (
-                        f"{where}.predictor.name",
-                        "FieldValueDuplicate",
-                        f'Duplicate value: "{variant}"',
-                    )
-                )
-            else:
-                names.add(str(variant))
-            percent = canary.get("trafficPercent", 0)
-            if not isinstance(percent, int) or not 0 <= percent <= 100:
-                causes.append(
-                    (
-                        f"{where}.trafficPercent",
-                        "FieldValueInvalid",
-                        f"Invalid value: {percent}: must be between 0 and 100",
-                    )
-                )
-            else:
-                total += percent
-        if total > 100:
-            causes.append(
-                (
-                    "spec.canary",
-                    "FieldValueInvalid",
-                    f"Invalid value: {total}: the sum of canary trafficPercent must be <= 100",
-                )
-            )
-        return causes
 
     def _create(self, namespace: str, body: Any, dry_run: bool) -> JSON:
         if not isinstance(body, dict):
@@ -1011,7 +979,7 @@ class FakeKubeApiServer:
             )
         if str(version) != record.obj["metadata"]["resourceVersion"]:
             raise conflict(name)
-        mode = self._mode_of(new) or self._validate(new, name)
+        mode = self._mode_of(new) or self._validate(new, name, record.obj)
         if mode != record.mode:
             raise invalid(
                 name,
@@ -1024,7 +992,7 @@ class FakeKubeApiServer:
                     )
                 ],
             )
-        self._validate(new, name)
+        self._validate(new, name, record.obj)
         old = record.obj
         stored = copy.deepcopy(new)
         stored.pop("status", None)
@@ -1106,6 +1074,35 @@ class FakeKubeApiServer:
         self._emit("DELETED", record.obj)
         return status
 
+    def set_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Store a ConfigMap (served read-only at ``/api/v1/namespaces/{ns}/configmaps/{name}``)."""
+        with self._lock:
+            self._configmaps[(namespace, name)] = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": dict(data),
+            }
+
+    def forbid_configmaps(self, forbidden: bool = True) -> None:
+        """Answer ConfigMap reads with 403, as for a Role without ``get`` on them."""
+        with self._lock:
+            self._forbidden_configmaps = forbidden
+
+    def _configmap(self, namespace: str, name: str) -> tuple[int, JSON]:
+        if self._forbidden_configmaps:
+            raise KubeApiError(
+                403,
+                "Forbidden",
+                f'configmaps "{name}" is forbidden: User "system:serviceaccount:docloop:'
+                f'docloop-pipeline" cannot get resource "configmaps" in API group "" in the '
+                f'namespace "{namespace}"',
+            )
+        found = self._configmaps.get((namespace, name))
+        if found is None:
+            raise KubeApiError(404, "NotFound", f'configmaps "{name}" not found')
+        return 200, copy.deepcopy(found)
+
     # --- internals: the controller --------------------------------------------------------------
 
     def _start_rollout(self, record: _Record) -> None:
@@ -1113,7 +1110,14 @@ class FakeKubeApiServer:
         generation = record.generation
         spec = record.obj["spec"]
         fail = generation in self._failing.get((record.namespace, record.name), set())
+        record.refused = None
         if record.mode == KNATIVE:
+            # KServe builds a Knative Service from the predictor; Knative's webhook refuses it
+            # (PodSecurityContextMask) and the InferenceService never becomes ready
+            record.refused = knative_denial(
+                record.obj, podspec_securitycontext=self.podspec_securitycontext
+            )
+            fail = fail or record.refused is not None
             predictor = spec["predictor"]
             template = _template(predictor)
             if not record.revisions or record.revisions[-1].template != template:
@@ -1203,6 +1207,8 @@ class FakeKubeApiServer:
                 message = (
                     f'Configuration "{name}-predictor" is waiting for a Revision to become ready.'
                 )
+            elif record.refused is not None:
+                reason, message = "InternalError", f"fails to reconcile predictor: {record.refused}"
             else:
                 message = (
                     f'Revision "{latest_created}" failed with message: Container failed to become '
@@ -1341,6 +1347,8 @@ class FakeKubeApiServer:
                 raise _method_not_allowed(method)
             if _ALL_NAMESPACES.match(path) and method == "GET":
                 return 200, self._list(None, query)
+            if (match := _CONFIGMAP.match(path)) and method == "GET":
+                return self._configmap(match.group(1), match.group(2))
         if method == "GET" and path in _DISCOVERY:
             return 200, _DISCOVERY[path]
         raise KubeApiError(404, "NotFound", "the server could not find the requested resource", {})
