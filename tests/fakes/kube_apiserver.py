@@ -552,9 +552,19 @@ class FakeKubeApiServer:
             annotation (what the cluster's ``inferenceservice-config`` would say): ``"Knative"``
             (alias ``"Serverless"``) or ``"Standard"`` (alias ``"RawDeployment"``).
         ready_delay: Initial value of :meth:`set_ready_delay`.
+        gateway_api: ``enableGatewayApi`` in the ``ingress`` entry of the
+            ``kserve/inferenceservice-config`` ConfigMap the fake serves (upstream's default,
+            ``config/configmap/inferenceservice.yaml``, is false). Standard-mode canaries get
+            traffic only with it.
     """
 
-    def __init__(self, default_deployment_mode: str = KNATIVE, ready_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        default_deployment_mode: str = KNATIVE,
+        ready_delay: float = 0.0,
+        *,
+        gateway_api: bool = False,
+    ) -> None:
         if default_deployment_mode not in DEPLOYMENT_MODES:
             raise ValueError(f"unknown deployment mode {default_deployment_mode!r}")
         self.default_deployment_mode = DEPLOYMENT_MODES[default_deployment_mode]
@@ -575,6 +585,12 @@ class FakeKubeApiServer:
         self._configmaps: dict[tuple[str, str], JSON] = {}
         self._forbidden_configmaps = False
         self.podspec_securitycontext = False  # Knative's kubernetes.podspec-securitycontext
+        self.gateway_api = gateway_api
+        self.set_configmap(
+            "kserve",
+            "inferenceservice-config",
+            {"ingress": json.dumps({"enableGatewayApi": gateway_api, "ingressClassName": "istio"})},
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -748,7 +764,9 @@ class FakeKubeApiServer:
                     add(_storage_uri(self.revision_spec(namespace, name, rev)), pct)
             elif record.rolled_out_spec is not None:
                 spec = record.rolled_out_spec
-                canaries = spec.get("canary") or []
+                # KServe's HTTPRoute reconciler applies the weights; without Gateway API the
+                # Service selects the stable predictor only
+                canaries = (spec.get("canary") or []) if self.gateway_api else []
                 rest = 100 - sum(int(c.get("trafficPercent", 0)) for c in canaries)
                 add(_storage_uri(spec["predictor"]), rest)
                 for canary in canaries:

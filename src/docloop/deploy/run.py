@@ -2,7 +2,9 @@
 
 :func:`plan_release` decides what to serve: per task the version named explicitly, else the
 ``challenger`` this pipeline run registered (a ``candidate``), else the champion (the store's
-``default``); the champion release is what serves now. :func:`run_deploy` rolls it out on the
+``default``); the champion release is what serves now. On ``deploy.target: kserve`` the release is written as one
+bundle under ``data_root`` (:mod:`docloop.deploy.release_bundle`; idempotent), the storage URI the
+InferenceService serves. :func:`run_deploy` rolls it out on the
 configured target with :func:`~docloop.deploy.rollout.run_rollout` and, through its callbacks,
 promotes the new versions in the registry (alias ``champion``, default row, audit) or rejects
 them and alerts. :func:`run_rollback` undoes the newest deployment of the service.
@@ -23,6 +25,7 @@ from sqlalchemy import select
 from docloop.config import DocloopConfig, store_url
 from docloop.deploy.analysis import VariantStats, render_markdown
 from docloop.deploy.inference_service import PredictorRelease
+from docloop.deploy.release_bundle import ensure_bundle
 from docloop.deploy.rollout import (
     RolloutResult,
     StatsSource,
@@ -118,7 +121,16 @@ def plan_release(
             "no model version to deploy: none was given, this run registered none and there is "
             "no champion; run the bootstrap pipeline first"
         )
-    release = PredictorRelease(storage, chosen)
+    bundle_uri = ""
+    if config.deploy.target == "kserve":
+        bundle_uri = ensure_bundle(
+            Storage(config.storage),
+            config.data_root,
+            storage,
+            chosen,
+            config.deploy.kserve.release_prefix,
+        ).uri
+    release = PredictorRelease(storage, chosen, bundle_uri)
     champion = (
         PredictorRelease(champion_storage, champion_versions)
         if champion_versions and set(champion_versions) == set(chosen)
