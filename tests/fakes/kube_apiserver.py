@@ -44,8 +44,13 @@ something, including the controller's status writes; a write that changes nothin
 keeps the ``resourceVersion``; ``generation`` starts at 1 and grows only when ``spec`` changes.
 Validation answers 422 ``Invalid`` Status objects for: a missing ``spec.predictor``; a name that
 is not a DNS-1035 label (KServe's rule); an unknown ``serving.kserve.io/deploymentMode``; a
-change of deployment mode on update; Standard-mode canaries whose ``trafficPercent`` values sum
-above 100, lack a ``predictor.name`` or repeat one; ``spec.canary`` in Knative mode. A body whose
+change of deployment mode on update. Then the upstream rules, ported in
+:mod:`docloop.deploy.admission` (the fake holds no rule of its own for them): the CRD's structural
+schema from ``../shared/upstream/kserve`` (422 ``Invalid``; an unknown field is 400
+``BadRequest`` "strict decoding error", as with ``fieldValidation=Strict``) and KServe's
+validating webhook, ``inference_service_validation.go`` (403 ``Forbidden`` with the webhook's
+message: a canary outside Standard mode, a canary on a multi-model stable predictor, a canary
+without ``predictor.name``, a ``predictor.name`` change without a storage change, ...). A body whose
 ``apiVersion``/``kind`` is not ``serving.kserve.io/v1beta1``/``InferenceService`` is 400
 ``BadRequest``, as the real apiserver answers a kind or version mismatch. Not modelled: KServe's
 mutating webhook (which adds defaults such as resources to the stored spec), ``managedFields``,
@@ -87,11 +92,22 @@ Rollout semantics (controller), from KServe's documentation and code:
   https://kserve.github.io/website/docs/model-serving/predictive-inference/rollout-strategies/canary
   ("Canary Rollout Strategy", serverless only) and KServe's ``ksvc_reconciler.go`` /
   ``inference_service_status.go``.
+* Knative's webhook refuses the Knative Service KServe builds from a predictor with a pod-level
+  ``securityContext`` (``fieldmask.go`` ``PodSecurityContextMask``; the
+  :attr:`FakeKubeApiServer.podspec_securitycontext` flag is off, as by default): the
+  InferenceService is stored but that generation never becomes ready, and its ``Ready``
+  condition carries Knative's message.
+* ``GET /api/v1/namespaces/{ns}/configmaps/{name}`` serves the ConfigMaps set with
+  :meth:`FakeKubeApiServer.set_configmap`; ``kserve/inferenceservice-config`` is there from the
+  start with ``enableGatewayApi`` as the ``gateway_api`` argument says (false, upstream's
+  default); :meth:`~FakeKubeApiServer.forbid_configmaps` answers 403 instead.
 * Standard mode (``Standard`` or legacy ``RawDeployment``): no Knative revisions;
   ``spec.canary`` is a list of ``{predictor, trafficPercent}`` (kserve 0.21 ``V1beta1CanarySpec``:
   each ``predictor.name`` names a variant, the sum of ``trafficPercent`` must be <= 100, 0 is a
   dark launch); after rollout ``status.canaryStatuses`` lists ``{name, ready, trafficPercent}``
-  (``V1beta1CanaryStatus``) and the main predictor serves the remainder. ``canaryTrafficPercent``
+  (``V1beta1CanaryStatus``) and the main predictor serves the remainder — with Gateway API on
+  (:attr:`FakeKubeApiServer.gateway_api`); without it the weights are never applied and the main
+  predictor serves everything. ``canaryTrafficPercent``
   has no effect in Standard mode (KServe: canary rollout is serverless-only).
 
 Test hooks are Python methods, not HTTP: :meth:`~FakeKubeApiServer.objects`,
