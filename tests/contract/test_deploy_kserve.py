@@ -34,9 +34,9 @@ from docloop.deploy.rollout import RolloutResult, StatsSource, run_rollout
 from docloop.errors import DeployFailed, InvalidInput, RolloutNotReady
 from docloop.store.db import Store, open_store
 from docloop.store.tables import Deployment
-from tests.fakes.kube_apiserver import FakeKubeApiServer
+from tests.fakes.kube_apiserver import FakeKubeApiServer, needs_upstream
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, needs_upstream]
 
 NS, NAME = "docloop", "docloop"
 DATA_ROOT = "s3://data"

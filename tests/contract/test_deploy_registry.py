@@ -42,10 +42,10 @@ from docloop.store.db import open_store
 from docloop.store.registry import TAG_PREFIX, Registry
 from docloop.store.status import status_tables
 from docloop.store.tables import FeedbackEvent, Prediction, RetrainAttempt, utcnow
-from tests.fakes.kube_apiserver import FakeKubeApiServer
+from tests.fakes.kube_apiserver import FakeKubeApiServer, needs_upstream
 from tests.object_stores import unique_bucket_name
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, needs_upstream]
 
 CLASSIFIER, EXTRACTOR = "docloop-classifier", "docloop-extractor"
 

@@ -147,7 +147,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kubernetes import client as k8s
 
-from docloop.deploy.admission import Refusal, admission_refusal, knative_denial
+from docloop.deploy.admission import Refusal, admission_refusal, knative_denial, upstream_dir
+
+needs_upstream = pytest.mark.skipif(
+    upstream_dir() is None,
+    reason="the fake applies KServe's CRDs, which are not here: ../shared/upstream/kserve beside "
+    "the repository (or DOCLOOP_UPSTREAM_DIR) is missing",
+)
+"""Mark for tests that use this fake: it needs the upstream CRDs to answer as a cluster does."""
 
 if TYPE_CHECKING:
     from kserve import KServeClient
