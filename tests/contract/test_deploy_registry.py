@@ -301,3 +301,23 @@ def test_a_release_without_a_classifier_serves_the_extractor_alone(tmp_path: Pat
         assert served.changed == {}  # the champion release: nothing new to canary
     finally:
         registry.close()
+
+
+def test_deploy_consumes_registers_release_artifact_not_the_run_name(world: World) -> None:
+    """Typed artifacts register → deploy: the release artifact names the version to canary, so a
+    deploy under another run name (which finds no challenger of its own) still rolls it out."""
+    from docloop.deploy.run import release_artifact, release_with
+    from docloop.steps.deploy_kserve import chosen_versions
+
+    first, _ = deploy(world, ensure_serving=True)
+    version = challenger(world, run="retrain-7")
+    release = release_with(world.registry, world.config, "classify", version)
+    metadata = release_artifact(release, task="classify", version=version)
+    assert metadata["versions"] == {"classify": version, "extract": "1"}
+    assert metadata["bundle_uri"] != first.release.bundle_uri  # written by register, for deploy
+    assert Storage(world.config.storage).exists(f"{metadata['bundle_uri']}/release.json")
+
+    assert deploy(world, pipeline_run="another-run")[1].status == "unchanged"
+    plan, result = deploy(world, pipeline_run="another-run", versions=chosen_versions([metadata]))
+    assert plan.release.bundle_uri == metadata["bundle_uri"] and result.status == "promoted"
+    assert world.registry.default_version(CLASSIFIER).version == version  # type: ignore[union-attr]

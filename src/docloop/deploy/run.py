@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 TASKS: Final = ("classify", "extract")
 STATUS_FILE: Final = "deployment.json"
 ANALYSIS_FILE: Final = "analysis.md"
+RELEASE_FILE: Final = "release.json"  # the release artifact register and promote write
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,49 @@ def plan_release(
             if run_ids.get(f"champion:{t}")
         }
     return ReleasePlan(release, champion, changed, served)
+
+
+def champion_versions(registry: Registry, config: DocloopConfig) -> dict[str, str]:
+    """The default version per task (tasks without one left out)."""
+    versions: dict[str, str] = {}
+    for task in TASKS:
+        default = registry.default_version(model_name_for(task, config))
+        if default is not None:
+            versions[task] = default.version
+    return versions
+
+
+def release_with(
+    registry: Registry, config: DocloopConfig, task: str, version: str
+) -> PredictorRelease:
+    """The release that serves ``version`` for ``task`` beside the other tasks' champions.
+
+    On ``deploy.target: kserve`` its bundle is written (idempotent): what register and promote
+    leave behind for deploy and for a person with kubectl.
+    """
+    versions = {**champion_versions(registry, config), task: version}
+    return plan_release(registry, config, versions).release
+
+
+def release_artifact(release: PredictorRelease, **extra: Any) -> dict[str, Any]:
+    """The typed release artifact's metadata (and ``release.json``): bundle, versions, models."""
+    return {
+        "bundle_uri": release.bundle_uri,
+        "predictor_name": release.name,
+        "versions": dict(release.versions),
+        "storage_uris": dict(release.storage_uris),
+        "label": release.label,
+        **extra,
+    }
+
+
+def write_release(storage: Storage, output_uri: str, metadata: Mapping[str, Any]) -> None:
+    """``release.json`` into a release artifact's folder."""
+    storage.write_bytes(
+        join(output_uri, RELEASE_FILE),
+        json.dumps(dict(metadata), indent=2, sort_keys=True).encode(),
+        content_type="application/json",
+    )
 
 
 def make_target(config: DocloopConfig) -> Target:
