@@ -45,7 +45,9 @@ def isvc(mode: str = "standard", release: PredictorRelease = R1) -> dict[str, An
     return plain(build_inference_service(release, DeployConfig(target="kserve", mode=mode)))
 
 
-def with_canary(obj: dict[str, Any], predictor: dict[str, Any], percent: int = 10) -> dict[str, Any]:
+def with_canary(
+    obj: dict[str, Any], predictor: dict[str, Any], percent: int = 10
+) -> dict[str, Any]:
     out = copy.deepcopy(obj)
     out["spec"]["canary"] = [{"predictor": predictor, "trafficPercent": percent}]
     return out

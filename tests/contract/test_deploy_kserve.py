@@ -44,7 +44,10 @@ DATA_ROOT = "s3://data"
 
 def production_release(classify: str, extract: str) -> PredictorRelease:
     """A release as ``plan_release`` builds it (its bundle under the data root)."""
-    uris = {"classify": f"s3://models/classify/{classify}", "extract": f"s3://models/extract/{extract}"}
+    uris = {
+        "classify": f"s3://models/classify/{classify}",
+        "extract": f"s3://models/extract/{extract}",
+    }
     versions = {"classify": classify, "extract": extract}
     return PredictorRelease(uris, versions, plan_bundle(DATA_ROOT, uris, versions).uri)
 
@@ -298,7 +301,9 @@ def test_the_predictor_model_matches_the_serving_runtime_of_the_manifests() -> N
     body = serialize(build_inference_service(V1, settings()))
     model = body["spec"]["predictor"]["model"]
     assert runtime["metadata"]["name"] == model["runtime"]
-    assert model["modelFormat"]["name"] in [f["name"] for f in runtime["spec"]["supportedModelFormats"]]
+    assert model["modelFormat"]["name"] in [
+        f["name"] for f in runtime["spec"]["supportedModelFormats"]
+    ]
     (expected,) = runtime["spec"]["containers"]
     for key in ("image", "env", "envFrom", "resources", "securityContext", "volumeMounts"):
         assert model[key] == expected[key], key
@@ -350,7 +355,9 @@ def test_promotion_changes_the_predictors_storage_uri(server: FakeKubeApiServer,
 
 def test_a_standard_canary_without_gateway_api_is_refused(server: FakeKubeApiServer) -> None:
     """KServe applies Standard-mode canary weights through Gateway API only (enableGatewayApi)."""
-    server.set_configmap("kserve", "inferenceservice-config", {"ingress": '{"enableGatewayApi": false}'})
+    server.set_configmap(
+        "kserve", "inferenceservice-config", {"ingress": '{"enableGatewayApi": false}'}
+    )
     server.gateway_api = False
     target = KServeTarget(settings("standard"), server.custom_objects_api(), sleep=lambda s: None)
     target.first_deploy(production_release("1", "1"))
@@ -370,7 +377,9 @@ def test_the_gateway_switch_answers_where_the_configmap_cannot_be_read(
     target.first_deploy(V1)
     with pytest.raises(DeployFailed, match=r"HTTP 403.*deploy\.kserve\.gateway_api: true"):
         target.start_canary(V2, 10)
-    config = auto.model_copy(update={"kserve": auto.kserve.model_copy(update={"gateway_api": switch})})
+    config = auto.model_copy(
+        update={"kserve": auto.kserve.model_copy(update={"gateway_api": switch})}
+    )
     target = KServeTarget(config, server.custom_objects_api(), sleep=lambda s: None)
     if starts:
         assert target.wait_canary(target.start_canary(V2, 10)).canary_percent == 10

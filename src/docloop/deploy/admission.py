@@ -137,9 +137,9 @@ def crd_schema(kind: str) -> dict[str, Any]:
         )
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRD is 2 MB: libyaml if present
     text = (folder / "kserve" / CRD_FILES[kind]).read_text(encoding="utf-8")
-    crd = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    crd = yaml.load(text, Loader=loader)
     version = next(v for v in crd["spec"]["versions"] if v.get("served", True))
-    schema = _json_schema(version["schema"]["openAPIV3Schema"])
+    schema: dict[str, Any] = _json_schema(version["schema"]["openAPIV3Schema"])
     schema["properties"]["metadata"] = {
         "type": "object",
         "properties": {name: {} for name in OBJECT_META},
@@ -179,7 +179,7 @@ def _field_path(path: Any) -> str:
 
 @functools.cache
 def _validator(kind: str) -> Any:
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]  # no stubs; the validator is Any here
 
     return jsonschema.Draft7Validator(crd_schema(kind))
 
@@ -234,8 +234,11 @@ def _implementations(predictor: Mapping[str, Any]) -> list[str]:
 
 
 def _storage_uri(predictor: Mapping[str, Any]) -> str | None:
-    """``GetImplementation().GetStorageUri()``: the framework's ``storageUri`` or the custom
-    container's ``STORAGE_URI`` env (``CustomPredictor.GetStorageUri``)."""
+    """``GetImplementation().GetStorageUri()`` of the first implementation.
+
+    A framework's ``storageUri``, or the custom container's ``STORAGE_URI`` env
+    (``CustomPredictor.GetStorageUri``).
+    """
     implementations = _implementations(predictor)
     if not implementations:
         return None
@@ -260,7 +263,9 @@ def _predictor_storage_uri(predictor: Mapping[str, Any]) -> str:
     return _storage_uri(predictor) or ""
 
 
-def _storage_uris_error(storage_uris: list[Mapping[str, Any]]) -> str | None:
+def _storage_uris_error(  # noqa: PLR0911 (one return per upstream rule)
+    storage_uris: list[Mapping[str, Any]],
+) -> str | None:
     """``validateMultipleStorageURIsSpec`` (with ``validateStorageURISpec``)."""
     paths: list[str] = []
     pvc_paths: list[str] = []
@@ -279,9 +284,11 @@ def _storage_uris_error(storage_uris: list[Mapping[str, Any]]) -> str | None:
         return None
     if len(pvc_paths) != len(set(pvc_paths)):
         return "PVC storage paths must be unique"
-    parts = [p.rstrip("/").split("/") for p in paths]
-    common = os.path.commonprefix(parts)
-    if len([c for c in common if c]) == 0:
+    parts = [[segment for segment in p.split("/") if segment] for p in paths]
+    common = 0  # utils.FindCommonParentPath: the shared leading directories
+    while all(len(p) > common and p[common] == parts[0][common] for p in parts):
+        common += 1
+    if common == 0:
         return (
             f"storage paths must have a common parent directory. Current paths: "
             f"[{' '.join(paths)}] have no common parent beyond root"
@@ -302,7 +309,7 @@ def _replicas_error(component: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _canary_error(obj: Mapping[str, Any]) -> str | None:
+def _canary_error(obj: Mapping[str, Any]) -> str | None:  # noqa: PLR0911, PLR0912 (upstream's order)
     """``validateCanarySpecs``."""
     spec = obj.get("spec") or {}
     canaries = spec.get("canary") or []
@@ -361,7 +368,29 @@ def _canary_error(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def webhook_denial(
+def _update_denial(obj: Mapping[str, Any], old: Mapping[str, Any]) -> str | None:
+    """``ValidateUpdate``'s rules: ``validateDeploymentMode``, ``validatePredictorNameChange``."""
+    metadata = obj.get("metadata") or {}
+    status_mode = (old.get("status") or {}).get("deploymentMode") or ""
+    annotation = (metadata.get("annotations") or {}).get(DEPLOYMENT_MODE)
+    if status_mode:
+        status_mode = {"Serverless": "Knative", "RawDeployment": STANDARD}.get(
+            status_mode, status_mode
+        )
+        if annotation is not None and annotation != status_mode:
+            return (
+                f"update rejected: deploymentMode cannot be changed from '{status_mode}' to "
+                f"'{annotation}'"
+            )
+    predictor = (obj.get("spec") or {}).get("predictor") or {}
+    old_predictor = (old.get("spec") or {}).get("predictor") or {}
+    renamed = (old_predictor.get("name") or "") != (predictor.get("name") or "")
+    if renamed and _predictor_storage_uri(old_predictor) == _predictor_storage_uri(predictor):
+        return "predictor.name change requires a model change (e.g. storageUri)"
+    return None
+
+
+def webhook_denial(  # noqa: PLR0911 (one return per upstream rule)
     obj: Mapping[str, Any], old: Mapping[str, Any] | None = None
 ) -> str | None:
     """KServe's ``ValidateCreate`` (``old`` None) or ``ValidateUpdate``; None when admitted.
@@ -375,27 +404,15 @@ def webhook_denial(
     if old is not None:
         if metadata.get("deletionTimestamp"):
             return None
-        status_mode = (old.get("status") or {}).get("deploymentMode") or ""
-        annotation = (metadata.get("annotations") or {}).get(DEPLOYMENT_MODE)
-        if status_mode:
-            status_mode = {"Serverless": "Knative", "RawDeployment": STANDARD}.get(
-                status_mode, status_mode
-            )
-            if annotation is not None and annotation != status_mode:
-                return (
-                    f"update rejected: deploymentMode cannot be changed from '{status_mode}' to "
-                    f"'{annotation}'"
-                )
-        old_predictor = (old.get("spec") or {}).get("predictor") or {}
-        if (old_predictor.get("name") or "") != (predictor.get("name") or ""):
-            if _predictor_storage_uri(old_predictor) == _predictor_storage_uri(predictor):
-                return "predictor.name change requires a model change (e.g. storageUri)"
+        denial = _update_denial(obj, old)
+        if denial is not None:
+            return denial
     name = str(metadata.get("name") or "")
     if not ISVC_NAME.match(name):
         return (
-            f"the InferenceService \"{name}\" is invalid: a InferenceService name must consist of "
+            f'the InferenceService "{name}" is invalid: a InferenceService name must consist of '
             "lower case alphanumeric characters or '-', and must start with alphabetical "
-            "character. (e.g. \"my-name\" or \"abc-123\", regex used for validation is "
+            'character. (e.g. "my-name" or "abc-123", regex used for validation is '
             "'[a-z]([-a-z0-9]*[a-z0-9])?')"
         )
     for container in predictor.get("containers") or []:
@@ -412,17 +429,13 @@ def webhook_denial(
     if error:
         return error
     if len(_implementations(predictor)) != 1:
-        return (
-            f"exactly one of [{_PREDICTOR_FIELDS}] must be specified in PredictorSpec"
-        )
+        return f"exactly one of [{_PREDICTOR_FIELDS}] must be specified in PredictorSpec"
     error = _replicas_error(predictor) or _canary_error(obj)
     return error
 
 
 # --- Knative's field mask -------------------------------------------------------------------
-def knative_denial(
-    obj: Mapping[str, Any], *, podspec_securitycontext: bool = False
-) -> str | None:
+def knative_denial(obj: Mapping[str, Any], *, podspec_securitycontext: bool = False) -> str | None:
     """``PodSecurityContextMask``: pod-level ``securityContext`` fields Knative refuses.
 
     Args:

@@ -19,9 +19,10 @@ Both KServe deployment modes, as KServe documents them:
   (``deploy.kserve.gateway_api: auto``), or taken from the switch where that ConfigMap cannot be
   read; a canary that would get no traffic is refused.
 
-Every object is checked before it is sent (:func:`~docloop.deploy.admission.check_inference_service`:
-the upstream CRD schema, KServe's webhook with the stored object as ``old``, Knative's mask), so a
-spec a cluster refuses fails here with upstream's message and nothing half-written.
+Every object is checked before it is sent
+(:func:`~docloop.deploy.admission.check_inference_service`: the upstream CRD schema, KServe's
+webhook with the stored object as ``old``, Knative's mask), so a spec a cluster refuses fails
+here with upstream's message and nothing half-written.
 
 Every write waits for the readiness of the generation it produced (``metadata.generation`` →
 ``status.observedGeneration`` + ``Ready``), never on sleeps alone; a rollout not ready before

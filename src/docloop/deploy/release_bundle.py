@@ -123,9 +123,7 @@ def write_bundle(storage: Storage, bundle: ReleaseBundle) -> bool:
         logger.info("release bundle %s is complete already", bundle.uri)
         return False
     for task in sorted(bundle.versions):
-        count = _copy_folder(
-            storage, bundle.model_uris[task], join(bundle.uri, TASK_FOLDERS[task])
-        )
+        count = _copy_folder(storage, bundle.model_uris[task], join(bundle.uri, TASK_FOLDERS[task]))
         logger.info("release %s: %s copied (%d objects)", bundle.digest, task, count)
     storage.write_bytes(
         marker,

@@ -2,9 +2,9 @@
 
 :func:`plan_release` decides what to serve: per task the version named explicitly, else the
 ``challenger`` this pipeline run registered (a ``candidate``), else the champion (the store's
-``default``); the champion release is what serves now. On ``deploy.target: kserve`` the release is written as one
-bundle under ``data_root`` (:mod:`docloop.deploy.release_bundle`; idempotent), the storage URI the
-InferenceService serves. :func:`run_deploy` rolls it out on the
+``default``); the champion release is what serves now. On ``deploy.target: kserve`` the release
+is written as one bundle under ``data_root`` (:mod:`docloop.deploy.release_bundle`; idempotent),
+the storage URI the InferenceService serves. :func:`run_deploy` rolls it out on the
 configured target with :func:`~docloop.deploy.rollout.run_rollout` and, through its callbacks,
 promotes the new versions in the registry (alias ``champion``, default row, audit) or rejects
 them and alerts. :func:`run_rollback` undoes the newest deployment of the service.

@@ -18,8 +18,8 @@ from docloop.config import DocloopConfig, load_config
 from docloop.deploy.run import release_artifact, release_with, write_release
 from docloop.errors import InvalidInput
 from docloop.models.artifact import read_card
-from docloop.store.registry import TAG_PREFIX, Registry, model_name_for
 from docloop.storage import Storage
+from docloop.store.registry import TAG_PREFIX, Registry, model_name_for
 from docloop.store.versions import VersionRecord
 
 logger = logging.getLogger(__name__)

@@ -27,9 +27,12 @@ def test_register_outputs_the_release_that_deploy_consumes(world: World, blessed
             gate = dsl.importer(artifact_uri=gate_uri, artifact_class=dsl.Artifact)
             releases.append(
                 register(
-                    model=model.output, gate=gate.output, dataset_digest=digest,
-                    pipeline_run="bootstrap-run", promote=True,
-                )  # fmt: skip
+                    model=model.output,
+                    gate=gate.output,
+                    dataset_digest=digest,
+                    pipeline_run="bootstrap-run",
+                    promote=True,
+                )
             )
         # another run's name: a lookup of "this run's challengers" would find nothing to deploy
         deploy_kserve(
