@@ -1,7 +1,7 @@
 """deploy-kserve: roll the new versions out as a canary, analyse it, promote or roll back."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Markdown, Output
+from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
 from components.images import BASE_IMAGE
 
@@ -14,15 +14,20 @@ def deploy_kserve(
     classifier_version: str = "",
     extractor_version: str = "",
     ensure_serving: bool = False,
+    classifier_release: Input[Model] = None,
+    extractor_release: Input[Model] = None,
 ) -> str:
     """Serve the new versions as a canary, compare them with the champion live, then decide.
 
-    Per model: the version given, else the ``challenger`` this pipeline run registered, else the
-    champion. On ``deploy.target: kserve`` the docloop InferenceService (KServe SDK models; both
-    models mounted by the storage initializer from their registry URIs) gets the new predictor as
-    a canary (Knative ``canaryTrafficPercent`` or Standard ``spec.canary[]``) and the step waits
-    for that generation to be ready; on ``local`` the same happens with KServe ModelServer
-    processes on 127.0.0.1 behind a traffic-splitting router. Canary analysis (``deploy.canary``:
+    Per model: the version given, else the one register's ``release`` artifact names, else the
+    ``challenger`` this pipeline run registered, else the champion. On ``deploy.target: kserve``
+    the release (a classifier and an extractor version) is one bundle under ``data_root``, served
+    as one model of the ``docloop-predictor`` ServingRuntime (``predictor.model.storageUri``, a
+    ``predictor.name`` per release), and the new release goes in as a canary (Knative
+    ``canaryTrafficPercent``, or Standard ``spec.canary[]``, which needs Gateway API:
+    ``deploy.kserve.gateway_api``) and the step waits for that generation to be ready; on
+    ``local`` the same happens with KServe ModelServer processes on 127.0.0.1 behind a
+    traffic-splitting router. Canary analysis (``deploy.canary``:
     error rate, p95 latency and live accuracy from reviewed predictions, minimum samples,
     maximum duration) then promotes (all traffic; alias ``champion``, default row, audit) or rolls
     back to the recorded previous predictor, rejects the versions and alerts. A re-run with the
@@ -37,6 +42,8 @@ def deploy_kserve(
         extractor_version: Registered extractor version to deploy; empty: as above.
         ensure_serving: With no new version, still deploy the champions where nothing serves
             yet (the bootstrap); otherwise nothing new means nothing to do (``unchanged``).
+        classifier_release: Register's ``release`` output for a new classifier (optional).
+        extractor_release: Register's ``release`` output for a new extractor (optional).
 
     Returns:
         ``promoted``, ``rolled_back`` or ``unchanged``; a canary that never became ready fails
@@ -48,8 +55,9 @@ def deploy_kserve(
     from docloop.steps import deploy_kserve as step
 
     folder = Path(service.path)
+    releases = [dict(r.metadata) for r in (classifier_release, extractor_release) if r is not None]
     outcome = step.run(
-        str(folder), pipeline_run, classifier_version, extractor_version, ensure_serving
+        str(folder), pipeline_run, classifier_version, extractor_version, ensure_serving, releases
     )
     shutil.copyfile(folder / step.ANALYSIS_FILE, analysis.path)
     service.metadata.update(outcome.metadata)

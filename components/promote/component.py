@@ -1,7 +1,7 @@
 """promote: make a blessed, registered model version the champion."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input
+from kfp.dsl import Artifact, Input, Model, Output
 
 from components.images import BASE_IMAGE
 
@@ -12,6 +12,7 @@ def promote(
     model_name: str,
     version: str,
     gate: Input[Artifact],
+    release: Output[Model],
     pipeline_run: str = "",
 ) -> None:
     """Make a registered version the default: alias ``champion``, the one default row, audit.
@@ -21,14 +22,19 @@ def promote(
     retried task is safe. Records the outcome and the gate's metric deltas in the retrain
     attempt. Compile with caching off (``pipelines.platform.side_effect``). The retrain pipeline
     promotes through deploy-kserve's canary analysis instead; use this to promote without one.
+    The champions' release is written as a bundle (``deploy.target: kserve``) and output as a
+    typed ``Model`` whose metadata names its storage URI and versions.
 
     Args:
         task: ``classify`` or ``extract`` (how the attempt record names the model).
         model_name: Registered model name (register's output).
         version: Model version to promote (register's output).
         gate: The evaluate step's gate artifact (its verdict and deltas are recorded).
+        release: Output. The champions' release (bundle URI, versions) after the promotion.
         pipeline_run: The KFP run, recorded in the audit log and the attempt.
     """
     from docloop.steps import promote as step
 
-    step.run(task, model_name, version, gate.path, pipeline_run)
+    release.metadata.update(
+        step.run(task, model_name, version, gate.path, pipeline_run, release.path)
+    )

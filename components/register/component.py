@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model
+from kfp.dsl import Artifact, Input, Model, Output
 
 from components.images import BASE_IMAGE
 
@@ -12,6 +12,7 @@ from components.images import BASE_IMAGE
 def register(
     model: Input[Model],
     gate: Input[Artifact],
+    release: Output[Model],
     dataset_digest: str,
     pipeline_run: str = "",
     promote: bool = False,
@@ -25,11 +26,16 @@ def register(
     training run) and creates nothing. Refuses a model whose gate did not bless it. With
     ``promote`` (the bootstrap's first model) the version becomes the default at once: alias
     ``champion``, the one ``default`` row, an audit entry, in one transaction. Compile with
-    caching off (``pipelines.platform.side_effect``).
+    caching off (``pipelines.platform.side_effect``). Outputs the *release* this version serves
+    in (it beside the other models' champions) as a typed ``Model`` for deploy-kserve: its
+    metadata names the release bundle (one storage URI holding both models, written under
+    ``data_root`` on ``deploy.target: kserve``), the versions and this model; ``release.json``
+    in its folder holds the same.
 
     Args:
         model: The model from train-gpu.
         gate: The ``gate`` output of evaluate for this model.
+        release: Output. The release this version serves in, for deploy-kserve.
         dataset_digest: Digest of the dataset it was trained on (build-dataset output).
         pipeline_run: The KFP run that produced it (recorded in tags and the audit log).
         promote: Make this version the default (and ``champion``) right away.
@@ -41,8 +47,12 @@ def register(
     """
     from docloop.steps import register as step
 
-    registration = step.run(model.path, model.uri, gate.path, dataset_digest, pipeline_run, promote)
+    registration = step.run(
+        model.path, model.uri, gate.path, dataset_digest, pipeline_run, promote, release.path
+    )
+    release.metadata.update(registration.release)
     outputs = NamedTuple(  # noqa: UP014
         "RegisterOutputs", [("model_name", str), ("version", str), ("model_uri", str)]
     )
-    return outputs(registration.model_name, registration.version, registration.model_uri)
+    record = registration.record
+    return outputs(record.model_name, record.version, record.model_uri)

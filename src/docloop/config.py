@@ -593,6 +593,29 @@ class CanaryConfig(Section):
     )
 
 
+class KServeConfig(Section):
+    """What the KServe installation provides that a rollout depends on."""
+
+    gateway_api: Literal["auto"] | bool = Field(
+        default="auto",
+        description="Standard mode only: KServe applies canary weights through Gateway API "
+        "(enableGatewayApi in the kserve namespace's inferenceservice-config ConfigMap). auto: "
+        "read that ConfigMap; true/false: assert it where the ConfigMap cannot be read. A "
+        "Standard canary without Gateway API gets no traffic and is refused.",
+    )
+    config_namespace: str = Field(
+        default="kserve",
+        min_length=1,
+        max_length=63,
+        description="Where KServe's inferenceservice-config ConfigMap lives.",
+    )
+    release_prefix: str = Field(
+        default="releases",
+        min_length=1,
+        description="Folder under data_root for release bundles (one storage URI per release).",
+    )
+
+
 class DeployConfig(Section):
     """Where and how the champion and its canary are served."""
 
@@ -606,7 +629,7 @@ class DeployConfig(Section):
     mode: Literal["knative", "standard"] = Field(
         default="knative",
         description="KServe deployment mode: knative (canaryTrafficPercent on revisions) or "
-        "standard (spec.canary[], KServe >= 0.21).",
+        "standard (spec.canary[], KServe >= 0.20, with Gateway API: deploy.kserve.gateway_api).",
     )
     image: str = Field(
         default="ghcr.io/docloop/docloop-serve:0.1.0",
@@ -623,6 +646,7 @@ class DeployConfig(Section):
         default=8080, ge=1, le=65535, description="local target: the traffic router's port."
     )
     canary: CanaryConfig = CanaryConfig()
+    kserve: KServeConfig = KServeConfig()
 
 
 class ServeConfig(Section):

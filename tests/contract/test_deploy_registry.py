@@ -5,11 +5,14 @@ There is no Kubernetes cluster on these machines: the InferenceService lives in
 real ``kubernetes`` client. Everything else is real: MLflow (SQLite) and the state store hold the
 versions, aliases, audit log and retrain attempts; the canary analysis reads its numbers from
 prediction-log and feedback rows that "arrive" between its looks (written by the test's sleep,
-as traffic would be while the analysis waits).
+as traffic would be while the analysis waits). Model folders and release bundles live in a real
+S3 API (moto's server, ``tests/object_stores.py``), where KServe's storage initializer would
+download them from.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,9 +22,17 @@ import pytest
 from mlflow import MlflowClient
 from sqlalchemy import select
 
-from docloop.config import CanaryConfig, DeployConfig, DocloopConfig, StoreConfig, TrackingConfig
+from docloop.config import (
+    CanaryConfig,
+    DeployConfig,
+    DocloopConfig,
+    StorageConfig,
+    StoreConfig,
+    TrackingConfig,
+)
 from docloop.deploy.inference_service import VERSION_LABEL
 from docloop.deploy.kserve_target import KServeTarget
+from docloop.deploy.release_bundle import plan_bundle, write_bundle
 from docloop.deploy.run import plan_release, run_deploy, run_rollback, write_outputs
 from docloop.errors import DeployFailed
 from docloop.feedback.contracts import Correction
@@ -31,9 +42,10 @@ from docloop.store.db import open_store
 from docloop.store.registry import TAG_PREFIX, Registry
 from docloop.store.status import status_tables
 from docloop.store.tables import FeedbackEvent, Prediction, RetrainAttempt, utcnow
-from tests.fakes.kube_apiserver import FakeKubeApiServer
+from tests.fakes.kube_apiserver import FakeKubeApiServer, needs_upstream
+from tests.object_stores import unique_bucket_name
 
-pytestmark = pytest.mark.contract
+pytestmark = [pytest.mark.contract, needs_upstream]
 
 CLASSIFIER, EXTRACTOR = "docloop-classifier", "docloop-extractor"
 
@@ -44,6 +56,7 @@ class World:
     registry: Registry
     runs: dict[str, str]
     server: FakeKubeApiServer
+    models: str  # s3://bucket/models: where registered model folders live
 
     def target(self) -> KServeTarget:
         return KServeTarget(
@@ -52,10 +65,23 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, moto_server: str) -> Iterator[World]:
+    import boto3
+
+    bucket = unique_bucket_name()
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    storage_config = StorageConfig(s3_endpoint_url=moto_server, s3_region="us-east-1")
+    models = f"s3://{bucket}/models"
+    storage = Storage(storage_config)
+    for key in ("classify-1", "extract-1", "classify-2"):
+        storage.write_text(f"{models}/{key}/docloop-model.json", f'{{"model": "{key}"}}')
+        storage.write_bytes(f"{models}/{key}/weights/model.safetensors", key.encode())
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = DocloopConfig(
-        data_root=str(tmp_path / "data"),
+        data_root=f"s3://{bucket}/data",
+        storage=storage_config,
         tracking=TrackingConfig(mlflow_tracking_uri=tracking),
         store=StoreConfig(url=f"sqlite:///{tmp_path / 'state.db'}"),
         deploy=DeployConfig(
@@ -74,17 +100,17 @@ def world(tmp_path: Path) -> Iterator[World]:
     registry = Registry(open_store(config.store.url or ""), tracking)
     for name, key in ((CLASSIFIER, "classify-1"), (EXTRACTOR, "extract-1")):
         registered = registry.register(
-            name, f"s3://models/{key}", runs[key], "sha256:d", {"blessed": True}, "abc"
+            name, f"{models}/{key}", runs[key], "sha256:d", {"blessed": True}, "abc"
         )
         registry.promote(name, registered.version, reason="bootstrap")
     with FakeKubeApiServer() as server:
-        yield World(config, registry, runs, server)
+        yield World(config, registry, runs, server, models)
     registry.close()
 
 
 def challenger(world: World, run: str = "retrain-2") -> str:
     registered = world.registry.register(
-        CLASSIFIER, "s3://models/classify-2", world.runs["classify-2"], "sha256:e",
+        CLASSIFIER, f"{world.models}/classify-2", world.runs["classify-2"], "sha256:e",
         {"blessed": True}, "abc", tags={f"{TAG_PREFIX}pipeline_run": run},
     )  # fmt: skip
     return registered.version
@@ -158,8 +184,24 @@ def test_nothing_new_changes_nothing_unless_asked_to_serve(world: World) -> None
     plan, result = deploy(world, ensure_serving=True)
     assert result.status == "promoted" and plan.release.label == "classify-1.extract-1"
     assert world.server.traffic_by_storage_uri("docloop", "docloop") == {
-        "s3://models/classify-1": 100
+        plan.release.bundle_uri: 100
     }
+    # the bundle holds both models and names them; planning it again writes nothing new
+    storage = Storage(world.config.storage)
+    bundle = plan.release.bundle_uri
+    assert bundle.startswith(f"{world.config.data_root}/releases/")
+    assert sorted(o.uri[len(bundle) + 1 :] for o in storage.list(bundle)) == [
+        "classifier/docloop-model.json", "classifier/weights/model.safetensors",
+        "extractor/docloop-model.json", "extractor/weights/model.safetensors", "release.json",
+    ]  # fmt: skip
+    assert storage.read_bytes(f"{bundle}/classifier/weights/model.safetensors") == b"classify-1"
+    manifest = json.loads(storage.read_text(f"{bundle}/release.json"))
+    assert manifest["models"]["extract"] == {
+        "version": "1", "uri": f"{world.models}/extract-1", "folder": "extractor",
+    }  # fmt: skip
+    assert plan_release(world.registry, world.config).release.bundle_uri == bundle
+    assert write_bundle(storage, plan_bundle(world.config.data_root, plan.release.storage_uris,
+                                             plan.release.versions)) is False  # fmt: skip
     # the first deployment has nothing before it to go back to
     with pytest.raises(DeployFailed, match="was the first"):
         run_rollback(world.config, world.registry, reason="oops", target=world.target())
@@ -168,7 +210,7 @@ def test_nothing_new_changes_nothing_unless_asked_to_serve(world: World) -> None
 def test_this_runs_challenger_is_canaried_and_promoted_in_the_registry(
     world: World, tmp_path: Path
 ) -> None:
-    deploy(world, ensure_serving=True)
+    first, _ = deploy(world, ensure_serving=True)
     version = challenger(world)
     other_run = plan_release(world.registry, world.config, pipeline_run="another-run")
     assert other_run.changed == {}  # someone else's challenger is not this run's to deploy
@@ -199,7 +241,7 @@ def test_this_runs_challenger_is_canaried_and_promoted_in_the_registry(
     assert undone is not None and undone.versions["classify"] == version
     assert world.registry.default_version(CLASSIFIER).version == "1"  # type: ignore[union-attr]
     assert world.server.traffic_by_storage_uri("docloop", "docloop") == {
-        "s3://models/classify-1": 100
+        first.release.bundle_uri: 100
     }
     assert [e.action for e in world.registry.audit_log(CLASSIFIER)][-1] == "rollback"
     # a retried rollback changes nothing (it never walks further back than one deployment)
@@ -209,7 +251,7 @@ def test_this_runs_challenger_is_canaried_and_promoted_in_the_registry(
 
 
 def test_a_canary_with_worse_live_accuracy_is_rolled_back_and_rejected(world: World) -> None:
-    deploy(world, ensure_serving=True)
+    first, _ = deploy(world, ensure_serving=True)
     version = challenger(world)
     _plan, result = deploy(world, Traffic(world, canary_right=4), pipeline_run="retrain-2")
     assert result.status == "rolled_back"
@@ -220,7 +262,7 @@ def test_a_canary_with_worse_live_accuracy_is_rolled_back_and_rejected(world: Wo
     (attempt,) = attempts(world)
     assert attempt.outcome == "rolled_back"
     assert world.server.traffic_by_storage_uri("docloop", "docloop") == {
-        "s3://models/classify-1": 100
+        first.release.bundle_uri: 100
     }
     # a retry of the same deploy is a no-op, and rollback has nothing left to undo
     assert deploy(world, pipeline_run="retrain-2")[1].status == "unchanged"
@@ -259,3 +301,23 @@ def test_a_release_without_a_classifier_serves_the_extractor_alone(tmp_path: Pat
         assert served.changed == {}  # the champion release: nothing new to canary
     finally:
         registry.close()
+
+
+def test_deploy_consumes_registers_release_artifact_not_the_run_name(world: World) -> None:
+    """Typed artifacts register → deploy: the release artifact names the version to canary, so a
+    deploy under another run name (which finds no challenger of its own) still rolls it out."""
+    from docloop.deploy.run import release_artifact, release_with
+    from docloop.steps.deploy_kserve import chosen_versions
+
+    first, _ = deploy(world, ensure_serving=True)
+    version = challenger(world, run="retrain-7")
+    release = release_with(world.registry, world.config, "classify", version)
+    metadata = release_artifact(release, task="classify", version=version)
+    assert metadata["versions"] == {"classify": version, "extract": "1"}
+    assert metadata["bundle_uri"] != first.release.bundle_uri  # written by register, for deploy
+    assert Storage(world.config.storage).exists(f"{metadata['bundle_uri']}/release.json")
+
+    assert deploy(world, pipeline_run="another-run")[1].status == "unchanged"
+    plan, result = deploy(world, pipeline_run="another-run", versions=chosen_versions([metadata]))
+    assert plan.release.bundle_uri == metadata["bundle_uri"] and result.status == "promoted"
+    assert world.registry.default_version(CLASSIFIER).version == version  # type: ignore[union-attr]

@@ -24,7 +24,9 @@ from kserve import (
     V1beta1ModelSpec,
     V1beta1PredictorSpec,
 )
-from kubernetes.client import ApiException, CustomObjectsApi, V1ObjectMeta
+from kubernetes.client import ApiClient, ApiException, CustomObjectsApi, V1ObjectMeta
+
+from docloop.deploy.admission import upstream_dir
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins (so that its asserts are rewritten)
     from kserve import KServeClient
@@ -32,7 +34,14 @@ if TYPE_CHECKING:  # imported for real by pytest_plugins (so that its asserts ar
     from tests.fakes.kube_apiserver import FakeKubeApiServer
 
 pytest_plugins = ["tests.fakes.kube_apiserver"]
-pytestmark = pytest.mark.contract
+pytestmark = [
+    pytest.mark.contract,
+    pytest.mark.skipif(
+        upstream_dir() is None,
+        reason="the fake applies KServe's CRDs, which are not here: ../shared/upstream/kserve "
+        "beside the repository (or DOCLOOP_UPSTREAM_DIR) is missing",
+    ),
+]
 
 NS = "docloop"
 NAME = "classifier"
@@ -420,11 +429,28 @@ def test_ready_delay_makes_clients_wait_on_the_observed_generation(
     assert [r.path for r in watches] == [f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}"]
 
 
-@pytest.mark.parametrize("mode", ["Standard", "RawDeployment"])
+def test_a_canary_under_the_legacy_mode_name_is_refused(api: CustomObjectsApi) -> None:
+    """validateCanarySpecs compares the annotation with "Standard" literally: RawDeployment, which
+    KServe otherwise accepts as Standard's old name, cannot carry spec.canary."""
+    annotations = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    canaries = [V1beta1CanarySpec(predictor=predictor(V2, name="v2"), traffic_percent=20)]
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, isvc(V1, annotations=annotations, canary=canaries)
+        )
+    assert refused.value.status == 403
+    assert api_status(refused.value)["message"].endswith(
+        "denied the request: canary is only supported in Standard deployment mode"
+    )
+
+
+@pytest.mark.parametrize("gateway_api", [True, False])
 def test_standard_mode_canary_list_status(
-    kube_apiserver: FakeKubeApiServer, kserve_client: KServeClient, mode: str
+    kube_apiserver: FakeKubeApiServer, kserve_client: KServeClient, gateway_api: bool
 ) -> None:
-    annotations = {"serving.kserve.io/deploymentMode": mode}
+    """Canary weights apply through Gateway API only; without it the stable predictor serves."""
+    kube_apiserver.gateway_api = gateway_api
+    annotations = {"serving.kserve.io/deploymentMode": "Standard"}
     canaries = [V1beta1CanarySpec(predictor=predictor(V2, name="v2"), traffic_percent=20)]
     created = kserve_client.create(isvc(V1, annotations=annotations, canary=canaries))
 
@@ -443,7 +469,8 @@ def test_standard_mode_canary_list_status(
     assert "latestCreatedRevision" not in component(created)
     assert "traffic" not in component(created)
     assert condition(created)["status"] == "True"
-    assert kube_apiserver.traffic_by_storage_uri(NS, NAME) == {V1: 80, V2: 20}
+    expected = {V1: 80, V2: 20} if gateway_api else {V1: 100}
+    assert kube_apiserver.traffic_by_storage_uri(NS, NAME) == expected
 
     dark = [V1beta1CanarySpec(predictor=predictor(V2, name="v2"), traffic_percent=0)]
     updated = kserve_client.replace(
@@ -467,15 +494,35 @@ def test_invalid_objects_are_rejected(
         api.create_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, isvc(V1, annotations=annotations, canary=too_much)
         )
-    assert over.value.status == 422
+    # the sum is KServe's webhook rule (validateCanarySpecs), answered as admission.Denied: 403
+    assert over.value.status == 403
     body = api_status(over.value)
     assert (body["kind"], body["status"], body["reason"], body["code"]) == (
         "Status",
         "Failure",
-        "Invalid",
-        422,
+        "Forbidden",
+        403,
     )
-    assert body["details"]["causes"][0]["field"] == "spec.canary"
+    assert body["message"] == (
+        'admission webhook "inferenceservice.kserve-webhook-server.validator" denied the '
+        "request: sum of canary trafficPercent values (110) must be <= 100"
+    )
+
+    over_one = [V1beta1CanarySpec(predictor=predictor(V2, name="v2"), traffic_percent=101)]
+    with pytest.raises(ApiException) as schema:  # the CRD's maximum: 100, a 422 Invalid
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, isvc(V1, annotations=annotations, canary=over_one)
+        )
+    assert schema.value.status == 422
+    causes = api_status(schema.value)["details"]["causes"]
+    assert causes[0]["field"] == "spec.canary[0].trafficPercent"
+
+    unknown = ApiClient().sanitize_for_serialization(isvc(V1, annotations=annotations))
+    unknown["spec"]["predictor"]["canaryWeight"] = 10
+    with pytest.raises(ApiException) as strict:  # fieldValidation=Strict: 400 BadRequest
+        api.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, unknown)
+    assert strict.value.status == 400
+    assert 'unknown field "spec.predictor.canaryWeight"' in api_status(strict.value)["message"]
 
     no_predictor = {
         "apiVersion": f"{GROUP}/{VERSION}",

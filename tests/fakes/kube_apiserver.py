@@ -44,8 +44,13 @@ something, including the controller's status writes; a write that changes nothin
 keeps the ``resourceVersion``; ``generation`` starts at 1 and grows only when ``spec`` changes.
 Validation answers 422 ``Invalid`` Status objects for: a missing ``spec.predictor``; a name that
 is not a DNS-1035 label (KServe's rule); an unknown ``serving.kserve.io/deploymentMode``; a
-change of deployment mode on update; Standard-mode canaries whose ``trafficPercent`` values sum
-above 100, lack a ``predictor.name`` or repeat one; ``spec.canary`` in Knative mode. A body whose
+change of deployment mode on update. Then the upstream rules, ported in
+:mod:`docloop.deploy.admission` (the fake holds no rule of its own for them): the CRD's structural
+schema from ``../shared/upstream/kserve`` (422 ``Invalid``; an unknown field is 400
+``BadRequest`` "strict decoding error", as with ``fieldValidation=Strict``) and KServe's
+validating webhook, ``inference_service_validation.go`` (403 ``Forbidden`` with the webhook's
+message: a canary outside Standard mode, a canary on a multi-model stable predictor, a canary
+without ``predictor.name``, a ``predictor.name`` change without a storage change, ...). A body whose
 ``apiVersion``/``kind`` is not ``serving.kserve.io/v1beta1``/``InferenceService`` is 400
 ``BadRequest``, as the real apiserver answers a kind or version mismatch. Not modelled: KServe's
 mutating webhook (which adds defaults such as resources to the stored spec), ``managedFields``,
@@ -87,11 +92,22 @@ Rollout semantics (controller), from KServe's documentation and code:
   https://kserve.github.io/website/docs/model-serving/predictive-inference/rollout-strategies/canary
   ("Canary Rollout Strategy", serverless only) and KServe's ``ksvc_reconciler.go`` /
   ``inference_service_status.go``.
+* Knative's webhook refuses the Knative Service KServe builds from a predictor with a pod-level
+  ``securityContext`` (``fieldmask.go`` ``PodSecurityContextMask``; the
+  :attr:`FakeKubeApiServer.podspec_securitycontext` flag is off, as by default): the
+  InferenceService is stored but that generation never becomes ready, and its ``Ready``
+  condition carries Knative's message.
+* ``GET /api/v1/namespaces/{ns}/configmaps/{name}`` serves the ConfigMaps set with
+  :meth:`FakeKubeApiServer.set_configmap`; ``kserve/inferenceservice-config`` is there from the
+  start with ``enableGatewayApi`` as the ``gateway_api`` argument says (false, upstream's
+  default); :meth:`~FakeKubeApiServer.forbid_configmaps` answers 403 instead.
 * Standard mode (``Standard`` or legacy ``RawDeployment``): no Knative revisions;
   ``spec.canary`` is a list of ``{predictor, trafficPercent}`` (kserve 0.21 ``V1beta1CanarySpec``:
   each ``predictor.name`` names a variant, the sum of ``trafficPercent`` must be <= 100, 0 is a
   dark launch); after rollout ``status.canaryStatuses`` lists ``{name, ready, trafficPercent}``
-  (``V1beta1CanaryStatus``) and the main predictor serves the remainder. ``canaryTrafficPercent``
+  (``V1beta1CanaryStatus``) and the main predictor serves the remainder — with Gateway API on
+  (:attr:`FakeKubeApiServer.gateway_api`); without it the weights are never applied and the main
+  predictor serves everything. ``canaryTrafficPercent``
   has no effect in Standard mode (KServe: canary rollout is serverless-only).
 
 Test hooks are Python methods, not HTTP: :meth:`~FakeKubeApiServer.objects`,
@@ -131,6 +147,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kubernetes import client as k8s
 
+from docloop.deploy.admission import Refusal, admission_refusal, knative_denial, upstream_dir
+
+needs_upstream = pytest.mark.skipif(
+    upstream_dir() is None,
+    reason="the fake applies KServe's CRDs, which are not here: ../shared/upstream/kserve beside "
+    "the repository (or DOCLOOP_UPSTREAM_DIR) is missing",
+)
+"""Mark for tests that use this fake: it needs the upstream CRDs to answer as a cluster does."""
+
 if TYPE_CHECKING:
     from kserve import KServeClient
 
@@ -162,6 +187,7 @@ FAKE_KUBE_VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake", 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _COLLECTION = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}/namespaces/([^/]+)/{PLURAL}/?$")
 _ITEM = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}/namespaces/([^/]+)/{PLURAL}/([^/]+)$")
+_CONFIGMAP = re.compile(r"^/api/v1/namespaces/([^/]+)/configmaps/([^/]+)$")
 _ALL_NAMESPACES = re.compile(rf"^/apis/{re.escape(GROUP)}/{VERSION}/{PLURAL}/?$")
 _UNSET: Any = object()
 
@@ -245,6 +271,19 @@ def invalid(name: str, causes: list[tuple[str, str, str]]) -> KubeApiError:
         "causes": [{"reason": r, "message": m, "field": f} for f, r, m in causes],
     }
     return KubeApiError(422, "Invalid", f'{KIND}.{GROUP} "{name}" is invalid: {text}', details)
+
+
+def refused(name: str, refusal: Refusal) -> KubeApiError:
+    """The API server's answer for a refusal of :mod:`docloop.deploy.admission`."""
+    details: JSON | None = None
+    if refusal.causes:
+        details = {
+            "name": name,
+            "group": GROUP,
+            "kind": KIND,
+            "causes": [{"reason": r, "message": m, "field": f} for f, r, m in refusal.causes],
+        }
+    return KubeApiError(refusal.code, refusal.reason, refusal.message, details)
 
 
 def bad_request(message: str) -> KubeApiError:
@@ -437,6 +476,7 @@ class _Record:
     rolled_out_generation: int = 0
     rolled_out_spec: JSON | None = None
     phase: str = "pending"  # "pending" | "ready" | "failed" (of the newest generation)
+    refused: str | None = None  # Knative's webhook refused the revision KServe built from it
     pending: _Pending | None = None
     transitions: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -535,9 +575,19 @@ class FakeKubeApiServer:
             annotation (what the cluster's ``inferenceservice-config`` would say): ``"Knative"``
             (alias ``"Serverless"``) or ``"Standard"`` (alias ``"RawDeployment"``).
         ready_delay: Initial value of :meth:`set_ready_delay`.
+        gateway_api: ``enableGatewayApi`` in the ``ingress`` entry of the
+            ``kserve/inferenceservice-config`` ConfigMap the fake serves (upstream's default,
+            ``config/configmap/inferenceservice.yaml``, is false). Standard-mode canaries get
+            traffic only with it.
     """
 
-    def __init__(self, default_deployment_mode: str = KNATIVE, ready_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        default_deployment_mode: str = KNATIVE,
+        ready_delay: float = 0.0,
+        *,
+        gateway_api: bool = False,
+    ) -> None:
         if default_deployment_mode not in DEPLOYMENT_MODES:
             raise ValueError(f"unknown deployment mode {default_deployment_mode!r}")
         self.default_deployment_mode = DEPLOYMENT_MODES[default_deployment_mode]
@@ -555,6 +605,15 @@ class FakeKubeApiServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._saved_default: Any = _UNSET
+        self._configmaps: dict[tuple[str, str], JSON] = {}
+        self._forbidden_configmaps = False
+        self.podspec_securitycontext = False  # Knative's kubernetes.podspec-securitycontext
+        self.gateway_api = gateway_api
+        self.set_configmap(
+            "kserve",
+            "inferenceservice-config",
+            {"ingress": json.dumps({"enableGatewayApi": gateway_api, "ingressClassName": "istio"})},
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -728,7 +787,9 @@ class FakeKubeApiServer:
                     add(_storage_uri(self.revision_spec(namespace, name, rev)), pct)
             elif record.rolled_out_spec is not None:
                 spec = record.rolled_out_spec
-                canaries = spec.get("canary") or []
+                # KServe's HTTPRoute reconciler applies the weights; without Gateway API the
+                # Service selects the stable predictor only
+                canaries = (spec.get("canary") or []) if self.gateway_api else []
                 rest = 100 - sum(int(c.get("trafficPercent", 0)) for c in canaries)
                 add(_storage_uri(spec["predictor"]), rest)
                 for canary in canaries:
@@ -817,8 +878,15 @@ class FakeKubeApiServer:
             return self.default_deployment_mode
         return DEPLOYMENT_MODES.get(value)
 
-    def _validate(self, obj: Any, name: str) -> str:
-        """Check an incoming object; return its deployment mode."""
+    def _validate(self, obj: Any, name: str, old: JSON | None = None) -> str:
+        """Check an incoming object; return its deployment mode.
+
+        After this fake's own apiserver checks, the object goes through
+        :func:`docloop.deploy.admission.admission_refusal`: the upstream CRD's structural schema
+        (unknown fields refused as with ``fieldValidation=Strict``) and KServe's validating
+        webhook (``inference_service_validation.go``: ``ValidateCreate`` / ``ValidateUpdate``),
+        answered as the real server answers them.
+        """
         if not isinstance(obj, dict):
             raise bad_request("the request body must be a JSON object")
         if obj.get("apiVersion") != API_VERSION:
@@ -867,72 +935,13 @@ class FakeKubeApiServer:
                         f"Invalid value: {percent}: must be between 0 and 100",
                     )
                 )
-        canaries = spec.get("canary") if isinstance(spec, dict) else None
-        if canaries:
-            causes.extend(self._validate_canaries(canaries, mode, predictor))
         if causes:
             raise invalid(name, causes)
+        refusal = admission_refusal(obj, old)
+        if refusal is not None:
+            raise refused(name, refusal)
         assert mode is not None
         return mode
-
-    @staticmethod
-    def _validate_canaries(
-        canaries: Any, mode: str | None, predictor: Any
-    ) -> list[tuple[str, str, str]]:
-        if not isinstance(canaries, list):
-            return [("spec.canary", "FieldValueTypeInvalid", "Invalid value: must be a list")]
-        if mode == KNATIVE:
-            return [
-                (
-                    "spec.canary",
-                    "FieldValueForbidden",
-                    "Forbidden: spec.canary is supported in Standard deployment mode only; use "
-                    "spec.predictor.canaryTrafficPercent in Knative mode",
-                )
-            ]
-        causes: list[tuple[str, str, str]] = []
-        names: set[str] = set()
-        if isinstance(predictor, dict) and predictor.get("name"):
-            names.add(str(predictor["name"]))
-        total = 0
-        for i, canary in enumerate(canaries):
-            where = f"spec.canary[{i}]"
-            if not isinstance(canary, dict) or not isinstance(canary.get("predictor"), dict):
-                causes.append((f"{where}.predictor", "FieldValueRequired", "Required value"))
-                continue
-            variant = canary["predictor"].get("name")
-            if not variant:
-                causes.append((f"{where}.predictor.name", "FieldValueRequired", "Required value"))
-            elif variant in names:
-                causes.append(
-                    (
-                        f"{where}.predictor.name",
-                        "FieldValueDuplicate",
-                        f'Duplicate value: "{variant}"',
-                    )
-                )
-            else:
-                names.add(str(variant))
-            percent = canary.get("trafficPercent", 0)
-            if not isinstance(percent, int) or not 0 <= percent <= 100:
-                causes.append(
-                    (
-                        f"{where}.trafficPercent",
-                        "FieldValueInvalid",
-                        f"Invalid value: {percent}: must be between 0 and 100",
-                    )
-                )
-            else:
-                total += percent
-        if total > 100:
-            causes.append(
-                (
-                    "spec.canary",
-                    "FieldValueInvalid",
-                    f"Invalid value: {total}: the sum of canary trafficPercent must be <= 100",
-                )
-            )
-        return causes
 
     def _create(self, namespace: str, body: Any, dry_run: bool) -> JSON:
         if not isinstance(body, dict):
@@ -1011,7 +1020,7 @@ class FakeKubeApiServer:
             )
         if str(version) != record.obj["metadata"]["resourceVersion"]:
             raise conflict(name)
-        mode = self._mode_of(new) or self._validate(new, name)
+        mode = self._mode_of(new) or self._validate(new, name, record.obj)
         if mode != record.mode:
             raise invalid(
                 name,
@@ -1024,7 +1033,7 @@ class FakeKubeApiServer:
                     )
                 ],
             )
-        self._validate(new, name)
+        self._validate(new, name, record.obj)
         old = record.obj
         stored = copy.deepcopy(new)
         stored.pop("status", None)
@@ -1106,6 +1115,35 @@ class FakeKubeApiServer:
         self._emit("DELETED", record.obj)
         return status
 
+    def set_configmap(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """Store a ConfigMap (served read-only at ``/api/v1/namespaces/{ns}/configmaps/{name}``)."""
+        with self._lock:
+            self._configmaps[(namespace, name)] = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": dict(data),
+            }
+
+    def forbid_configmaps(self, forbidden: bool = True) -> None:
+        """Answer ConfigMap reads with 403, as for a Role without ``get`` on them."""
+        with self._lock:
+            self._forbidden_configmaps = forbidden
+
+    def _configmap(self, namespace: str, name: str) -> tuple[int, JSON]:
+        if self._forbidden_configmaps:
+            raise KubeApiError(
+                403,
+                "Forbidden",
+                f'configmaps "{name}" is forbidden: User "system:serviceaccount:docloop:'
+                f'docloop-pipeline" cannot get resource "configmaps" in API group "" in the '
+                f'namespace "{namespace}"',
+            )
+        found = self._configmaps.get((namespace, name))
+        if found is None:
+            raise KubeApiError(404, "NotFound", f'configmaps "{name}" not found')
+        return 200, copy.deepcopy(found)
+
     # --- internals: the controller --------------------------------------------------------------
 
     def _start_rollout(self, record: _Record) -> None:
@@ -1113,7 +1151,14 @@ class FakeKubeApiServer:
         generation = record.generation
         spec = record.obj["spec"]
         fail = generation in self._failing.get((record.namespace, record.name), set())
+        record.refused = None
         if record.mode == KNATIVE:
+            # KServe builds a Knative Service from the predictor; Knative's webhook refuses it
+            # (PodSecurityContextMask) and the InferenceService never becomes ready
+            record.refused = knative_denial(
+                record.obj, podspec_securitycontext=self.podspec_securitycontext
+            )
+            fail = fail or record.refused is not None
             predictor = spec["predictor"]
             template = _template(predictor)
             if not record.revisions or record.revisions[-1].template != template:
@@ -1203,6 +1248,8 @@ class FakeKubeApiServer:
                 message = (
                     f'Configuration "{name}-predictor" is waiting for a Revision to become ready.'
                 )
+            elif record.refused is not None:
+                reason, message = "InternalError", f"fails to reconcile predictor: {record.refused}"
             else:
                 message = (
                     f'Revision "{latest_created}" failed with message: Container failed to become '
@@ -1341,6 +1388,8 @@ class FakeKubeApiServer:
                 raise _method_not_allowed(method)
             if _ALL_NAMESPACES.match(path) and method == "GET":
                 return 200, self._list(None, query)
+            if (match := _CONFIGMAP.match(path)) and method == "GET":
+                return self._configmap(match.group(1), match.group(2))
         if method == "GET" and path in _DISCOVERY:
             return 200, _DISCOVERY[path]
         raise KubeApiError(404, "NotFound", "the server could not find the requested resource", {})

@@ -1,10 +1,14 @@
 """The docloop InferenceService, built from the KServe SDK's own models.
 
-One InferenceService serves both models behind one endpoint: the predictor container is the
-docloop serve image (``images/serve``) started with ``--model /mnt/models``, and KServe's storage
-initializer downloads each model into its own folder under it (``spec.predictor.storageUris``:
-``/mnt/models/classifier`` and ``/mnt/models/extractor``), so a model is any ``s3://``, ``gs://``
-or ``pvc://`` folder the registry points at.
+One InferenceService serves a *release* (a classifier version and an extractor version) as one
+model: ``spec.predictor.model`` with ``modelFormat: docloop-release``, ``runtime:
+docloop-predictor`` (the ServingRuntime of ``manifests/base``) and ``storageUri`` the release
+bundle (:mod:`docloop.deploy.release_bundle`), which KServe's storage initializer downloads to
+``/mnt/models``. ``predictor.name`` names the release (``release-<digest>``), so a new release
+changes both the name and the storage URI — what KServe's webhook asks of a canary and of a
+promotion in both modes (:mod:`docloop.deploy.admission`). The model's container fields
+(image, args, env, resources, container-level ``securityContext``, mounts) are merged by KServe
+into the runtime's container; nothing is set at pod level that Knative refuses.
 
 Objects are serialised with ``kubernetes.client.ApiClient().sanitize_for_serialization``
 (camelCase, as kubectl and the API server expect; the models' ``to_dict()`` is snake_case).
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from docloop.config import DeployConfig
+from docloop.deploy.release_bundle import MODEL_FORMAT, RUNTIME, TASK_FOLDERS, release_digest
 from docloop.errors import InvalidInput
 
 API_VERSION: Final = "serving.kserve.io/v1beta1"
@@ -27,22 +32,24 @@ MODE_ANNOTATION: Final = {"knative": "Knative", "standard": "Standard"}
 MOUNT_ROOT: Final = "/mnt/models"
 CONTAINER: Final = "kserve-container"
 VERSION_LABEL: Final = "docloop.io/versions"
-TASK_FOLDERS: Final = {"classify": "classifier", "extract": "extractor"}
 SUPPORTED_SCHEMES: Final = ("s3://", "gs://", "pvc://", "https://", "hf://")
 
 
 @dataclass(frozen=True)
 class PredictorRelease:
-    """What one predictor serves: a model URI per task and the version each one is.
+    """What one predictor serves: a model URI per task, the version each one is, the bundle.
 
     Attributes:
         storage_uris: Model folder per task (``classify``, ``extract``).
         versions: Registry version per task (shown in labels and the deploy record).
-        variant: The predictor's name (Standard mode names canaries by it).
+        bundle_uri: The release bundle holding both (what the cluster downloads); empty for
+            targets that read the model folders themselves (local).
+        variant: The predictor's name; empty: ``release-<digest>`` of the release.
     """
 
     storage_uris: Mapping[str, str]
     versions: Mapping[str, str]
+    bundle_uri: str = field(default="")
     variant: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -52,19 +59,28 @@ class PredictorRelease:
                 f"a release serves tasks {sorted(TASK_FOLDERS)}; got {sorted(self.storage_uris)}"
             )
 
+    @property
+    def name(self) -> str:
+        """``predictor.name``: the variant given, else ``release-`` and the release's digest."""
+        return self.variant or f"release-{release_digest(self.storage_uris, self.versions)}"
+
     def check_downloadable(self) -> None:
-        """Refuse model URIs KServe's storage initializer cannot fetch (e.g. ``file://``).
+        """Refuse a release KServe's storage initializer cannot fetch (no bundle, ``file://``).
 
         Raises:
-            InvalidInput: A model lives where a cluster cannot read it.
+            InvalidInput: The bundle is missing or lives where a cluster cannot read it.
         """
-        for task, uri in self.storage_uris.items():
-            if not uri.startswith(SUPPORTED_SCHEMES):
-                raise InvalidInput(
-                    f"the {task} model {uri!r} is not a URI KServe's storage initializer can "
-                    f"download; register the model under one of {', '.join(SUPPORTED_SCHEMES)} "
-                    "(data_root on object storage or a PVC)"
-                )
+        if not self.bundle_uri:
+            raise InvalidInput(
+                f"release {self.label} has no bundle URI; deploy plans one under data_root "
+                "(docloop.deploy.release_bundle)"
+            )
+        if not self.bundle_uri.startswith(SUPPORTED_SCHEMES):
+            raise InvalidInput(
+                f"the release bundle {self.bundle_uri!r} is not a URI KServe's storage "
+                f"initializer can download; put data_root under one of "
+                f"{', '.join(SUPPORTED_SCHEMES)} (object storage or a PVC)"
+            )
 
     @property
     def label(self) -> str:
@@ -75,23 +91,24 @@ class PredictorRelease:
 
 
 def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
-    """The predictor of ``release``: the serve image, both models, resources, service account.
+    """The predictor of ``release``: one model (the bundle) on the docloop ServingRuntime.
 
-    The container matches the ``docloop-predictor`` ServingRuntime of ``manifests/base`` (a test
-    compares them): the config from the ``docloop-config`` ConfigMap, the prediction log in the
-    state store named by the ``docloop-store`` Secret, object-store credentials from
+    The model's container fields match the ``docloop-predictor`` ServingRuntime's container (a
+    test compares them): the config from the ``docloop-config`` ConfigMap, the prediction log in
+    the state store named by the ``docloop-store`` Secret, object-store credentials from
     ``docloop-storage``, non-root with a read-only root filesystem and writable ``emptyDir``s.
     """
     release.check_downloadable()
-    from kserve import V1beta1PredictorSpec
-    from kserve.models import V1beta1StorageUri
+    from kserve import V1beta1ModelFormat, V1beta1ModelSpec, V1beta1PredictorSpec
     from kubernetes import client as k8s
 
     resources: dict[str, str] = {"cpu": config.cpu, "memory": config.memory}
     if config.gpus:
         resources["nvidia.com/gpu"] = str(config.gpus)
-    container = k8s.V1Container(
-        name=CONTAINER,
+    model = V1beta1ModelSpec(
+        model_format=V1beta1ModelFormat(name=MODEL_FORMAT),
+        runtime=RUNTIME,
+        storage_uri=release.bundle_uri,
         image=config.image,
         args=[
             f"--model={MOUNT_ROOT}",
@@ -123,7 +140,6 @@ def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
                 secret_ref=k8s.V1SecretEnvSource(name="docloop-storage", optional=True)
             )
         ],
-        ports=[k8s.V1ContainerPort(name="http1", container_port=8080, protocol="TCP")],
         resources=k8s.V1ResourceRequirements(requests=dict(resources), limits=dict(resources)),
         security_context=k8s.V1SecurityContext(
             run_as_non_root=True,
@@ -140,12 +156,8 @@ def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
         ],
     )
     return V1beta1PredictorSpec(
-        name=release.variant or None,
-        containers=[container],
-        storage_uris=[
-            V1beta1StorageUri(uri=uri, mount_path=f"{MOUNT_ROOT}/{TASK_FOLDERS[task]}")
-            for task, uri in sorted(release.storage_uris.items())
-        ],
+        name=release.name,
+        model=model,
         volumes=[
             k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")),
             k8s.V1Volume(name="home", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")),

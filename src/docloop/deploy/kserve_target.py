@@ -12,8 +12,17 @@ Both KServe deployment modes, as KServe documents them:
   ``replace``: a merge patch cannot unset a field), the latest revision takes 100 %. Rollback:
   ``canaryTrafficPercent: 0`` (all traffic back on the previous rolled-out revision), then the
   recorded previous predictor spec is put back as the stable one.
-* **Standard** (KServe ≥ 0.21) — ``spec.canary[]`` holds ``{predictor, trafficPercent}``; promote
+* **Standard** (KServe ≥ 0.20) — ``spec.canary[]`` holds ``{predictor, trafficPercent}``; promote
   moves the canary's predictor to ``spec.predictor`` and deletes the entry; rollback deletes it.
+  KServe applies the weights through Gateway API only: before a canary starts, ``enableGatewayApi``
+  is read from the ``ingress`` entry of ``inferenceservice-config`` in KServe's namespace
+  (``deploy.kserve.gateway_api: auto``), or taken from the switch where that ConfigMap cannot be
+  read; a canary that would get no traffic is refused.
+
+Every object is checked before it is sent
+(:func:`~docloop.deploy.admission.check_inference_service`: the upstream CRD schema, KServe's
+webhook with the stored object as ``old``, Knative's mask), so a spec a cluster refuses fails
+here with upstream's message and nothing half-written.
 
 Every write waits for the readiness of the generation it produced (``metadata.generation`` →
 ``status.observedGeneration`` + ``Ready``), never on sleeps alone; a rollout not ready before
@@ -30,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from docloop.config import DeployConfig
+from docloop.deploy.admission import check_inference_service
 from docloop.deploy.inference_service import (
     API_VERSION,
     VERSION_LABEL,
@@ -46,6 +56,8 @@ GROUP, VERSION = API_VERSION.split("/")
 PLURAL: Final = "inferenceservices"
 CONFLICT_RETRIES: Final = 5
 POLL_S: Final = 0.5
+KSERVE_CONFIGMAP: Final = "inferenceservice-config"
+GATEWAY_SWITCH: Final = "deploy.kserve.gateway_api"
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,12 @@ def read_state(obj: dict[str, Any], mode: str) -> ServiceState:
     )
 
 
+def plain_data(configmap: Any) -> dict[str, str] | None:
+    """A ConfigMap's ``data``, whether the client gave a model or a dict."""
+    data = configmap.get("data") if isinstance(configmap, dict) else configmap.data
+    return None if data is None else {str(k): str(v) for k, v in data.items()}
+
+
 def default_api(config_file: str | None = None, context: str | None = None) -> Any:
     """``CustomObjectsApi`` from the pod's service account, else the kubeconfig."""
     from kubernetes import client
@@ -179,6 +197,7 @@ class KServeTarget:
         config: DeployConfig,
         api: Any | None = None,
         *,
+        core_api: Any | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -187,11 +206,18 @@ class KServeTarget:
         Args:
             config: ``deploy`` settings (service, namespace, mode, image, resources, timeout).
             api: A ``kubernetes.client.CustomObjectsApi``; None: :func:`default_api`.
+            core_api: A ``kubernetes.client.CoreV1Api`` (KServe's ConfigMap); None: one on
+                ``api``'s client.
             clock: Monotonic seconds (tests pass their own).
             sleep: How to wait between polls.
         """
         self.config = config
         self.api = api if api is not None else default_api()
+        if core_api is None:
+            from kubernetes import client
+
+            core_api = client.CoreV1Api(getattr(self.api, "api_client", None))
+        self.core_api = core_api
         self._clock = clock
         self._sleep = sleep
 
@@ -222,6 +248,11 @@ class KServeTarget:
     # --- writes ----------------------------------------------------------------------------
     def _failed(self, what: str, exc: Any) -> DeployFailed:
         where = f"{self.config.namespace}/{self.config.service_name}"
+        if "admission webhook" in str(exc.body):
+            return DeployFailed(
+                f"{what} of InferenceService {where} was refused by an admission webhook: "
+                f"{str(exc.body)[:400]}"
+            )
         hint = {
             401: "the credentials were refused",
             403: "the service account may not do this: apply manifests/base (its Role allows "
@@ -237,6 +268,7 @@ class KServeTarget:
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         from kubernetes.client.rest import ApiException
 
+        check_inference_service(body)
         try:
             return plain(
                 self.api.create_namespaced_custom_object(
@@ -271,6 +303,7 @@ class KServeTarget:
             desired = change(copy.deepcopy(current))
             if desired is None:
                 return current
+            check_inference_service(desired, current)
             try:
                 return plain(
                     self.api.replace_namespaced_custom_object(
@@ -317,6 +350,58 @@ class KServeTarget:
             self._sleep(POLL_S)
             state = self.state()
 
+    def gateway_api(self) -> bool:
+        """Whether KServe routes through Gateway API (Standard-mode canary weights need it).
+
+        ``deploy.kserve.gateway_api``: true / false asserts it; ``auto`` reads ``enableGatewayApi``
+        from the ``ingress`` entry of KServe's ``inferenceservice-config`` ConfigMap.
+
+        Raises:
+            DeployFailed: ``auto`` and the ConfigMap cannot be read or parsed.
+        """
+        import json
+
+        from kubernetes.client.rest import ApiException
+
+        switch = self.config.kserve.gateway_api
+        if isinstance(switch, bool):
+            return switch
+        where = f"{self.config.kserve.config_namespace}/{KSERVE_CONFIGMAP}"
+        try:
+            configmap = self.core_api.read_namespaced_config_map(
+                KSERVE_CONFIGMAP, self.config.kserve.config_namespace
+            )
+        except ApiException as exc:
+            raise DeployFailed(
+                f"cannot read KServe's ConfigMap {where} (HTTP {exc.status} {exc.reason}) to learn "
+                f"whether Gateway API is on; grant get on it, or set {GATEWAY_SWITCH}: true (or "
+                "false) to say what the cluster runs"
+            ) from exc
+        data = (plain_data(configmap) or {}).get("ingress") or "{}"
+        try:
+            ingress = json.loads(data)
+        except ValueError as exc:
+            raise DeployFailed(
+                f"the ingress entry of {where} is not JSON ({exc}); set {GATEWAY_SWITCH}"
+            ) from exc
+        return bool(ingress.get("enableGatewayApi", False))
+
+    def require_traffic(self) -> None:
+        """Refuse a canary that KServe would give no traffic (Standard without Gateway API).
+
+        Raises:
+            DeployFailed: Standard mode and Gateway API is off.
+        """
+        if self.config.mode != "standard" or self.gateway_api():
+            return
+        raise DeployFailed(
+            "a Standard-mode canary would receive no traffic: KServe applies canary weights "
+            "through Gateway API only, and enableGatewayApi is off in "
+            f"{self.config.kserve.config_namespace}/{KSERVE_CONFIGMAP}; enable it (KServe's "
+            f"ingress config, with a Gateway API implementation) and set {GATEWAY_SWITCH} to auto "
+            "or true, or use deploy.mode: knative"
+        )
+
     # --- the rollout -----------------------------------------------------------------------
     def first_deploy(self, release: PredictorRelease) -> ServiceState:
         """Create the InferenceService with ``release`` taking all traffic, and wait for it."""
@@ -331,6 +416,7 @@ class KServeTarget:
             revision) as they were before this change, and the generation written (wait for it
             with :meth:`wait_canary`; the caller records the rest first).
         """
+        self.require_traffic()
         previous: dict[str, Any] = {}
         new_predictor = plain(predictor_spec(release, self.config))
 

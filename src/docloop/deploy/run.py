@@ -2,7 +2,9 @@
 
 :func:`plan_release` decides what to serve: per task the version named explicitly, else the
 ``challenger`` this pipeline run registered (a ``candidate``), else the champion (the store's
-``default``); the champion release is what serves now. :func:`run_deploy` rolls it out on the
+``default``); the champion release is what serves now. On ``deploy.target: kserve`` the release
+is written as one bundle under ``data_root`` (:mod:`docloop.deploy.release_bundle`; idempotent),
+the storage URI the InferenceService serves. :func:`run_deploy` rolls it out on the
 configured target with :func:`~docloop.deploy.rollout.run_rollout` and, through its callbacks,
 promotes the new versions in the registry (alias ``champion``, default row, audit) or rejects
 them and alerts. :func:`run_rollback` undoes the newest deployment of the service.
@@ -23,6 +25,7 @@ from sqlalchemy import select
 from docloop.config import DocloopConfig, store_url
 from docloop.deploy.analysis import VariantStats, render_markdown
 from docloop.deploy.inference_service import PredictorRelease
+from docloop.deploy.release_bundle import ensure_bundle
 from docloop.deploy.rollout import (
     RolloutResult,
     StatsSource,
@@ -43,6 +46,7 @@ logger = logging.getLogger(__name__)
 TASKS: Final = ("classify", "extract")
 STATUS_FILE: Final = "deployment.json"
 ANALYSIS_FILE: Final = "analysis.md"
+RELEASE_FILE: Final = "release.json"  # the release artifact register and promote write
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,16 @@ def plan_release(
             "no model version to deploy: none was given, this run registered none and there is "
             "no champion; run the bootstrap pipeline first"
         )
-    release = PredictorRelease(storage, chosen)
+    bundle_uri = ""
+    if config.deploy.target == "kserve":
+        bundle_uri = ensure_bundle(
+            Storage(config.storage),
+            config.data_root,
+            storage,
+            chosen,
+            config.deploy.kserve.release_prefix,
+        ).uri
+    release = PredictorRelease(storage, chosen, bundle_uri)
     champion = (
         PredictorRelease(champion_storage, champion_versions)
         if champion_versions and set(champion_versions) == set(chosen)
@@ -134,6 +147,49 @@ def plan_release(
             if run_ids.get(f"champion:{t}")
         }
     return ReleasePlan(release, champion, changed, served)
+
+
+def champion_versions(registry: Registry, config: DocloopConfig) -> dict[str, str]:
+    """The default version per task (tasks without one left out)."""
+    versions: dict[str, str] = {}
+    for task in TASKS:
+        default = registry.default_version(model_name_for(task, config))
+        if default is not None:
+            versions[task] = default.version
+    return versions
+
+
+def release_with(
+    registry: Registry, config: DocloopConfig, task: str, version: str
+) -> PredictorRelease:
+    """The release that serves ``version`` for ``task`` beside the other tasks' champions.
+
+    On ``deploy.target: kserve`` its bundle is written (idempotent): what register and promote
+    leave behind for deploy and for a person with kubectl.
+    """
+    versions = {**champion_versions(registry, config), task: version}
+    return plan_release(registry, config, versions).release
+
+
+def release_artifact(release: PredictorRelease, **extra: Any) -> dict[str, Any]:
+    """The typed release artifact's metadata (and ``release.json``): bundle, versions, models."""
+    return {
+        "bundle_uri": release.bundle_uri,
+        "predictor_name": release.name,
+        "versions": dict(release.versions),
+        "storage_uris": dict(release.storage_uris),
+        "label": release.label,
+        **extra,
+    }
+
+
+def write_release(storage: Storage, output_uri: str, metadata: Mapping[str, Any]) -> None:
+    """``release.json`` into a release artifact's folder."""
+    storage.write_bytes(
+        join(output_uri, RELEASE_FILE),
+        json.dumps(dict(metadata), indent=2, sort_keys=True).encode(),
+        content_type="application/json",
+    )
 
 
 def make_target(config: DocloopConfig) -> Target:

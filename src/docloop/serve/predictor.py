@@ -6,7 +6,9 @@ served is decided when the server starts (``resolve_model_folders``):
 
 - ``--model PATH`` where PATH is a model folder (it holds ``docloop-model.json``): its card's task
   (``classify`` or ``extract``) decides its role;
-- ``--model PATH`` where PATH holds ``classifier/`` and/or ``extractor/`` model folders (a bundle);
+- ``--model PATH`` where PATH holds ``classifier/`` and/or ``extractor/`` model folders (a bundle;
+  a release bundle's ``release.json`` names the folders it must hold, so a bundle downloaded in
+  part fails at startup instead of serving one model);
 - ``--model`` given twice (one classifier and one extractor, in any order).
 
 At most one model per task; a second one is an error at startup, not a silent override.
@@ -89,6 +91,7 @@ logger = logging.getLogger(__name__)
 
 CLASSIFIER_DIR = "classifier"
 EXTRACTOR_DIR = "extractor"
+RELEASE_FILE = "release.json"  # a release bundle's manifest (docloop.deploy.release_bundle)
 REQUEST_ID_HEADER = "x-request-id"
 SERVE_DEFAULTS = ServeConfig()
 
@@ -138,6 +141,17 @@ def resolve_model_folders(paths: Sequence[Path]) -> ModelFolders:
             for name, task in ((CLASSIFIER_DIR, "classify"), (EXTRACTOR_DIR, "extract"))
         ]
         found = [(sub, task) for sub, task in parts if (sub / CARD_FILE).is_file()]
+        if (path / RELEASE_FILE).is_file():
+            named = json.loads((path / RELEASE_FILE).read_text(encoding="utf-8"))["models"]
+            missing = sorted(
+                task for task, entry in named.items()
+                if not (path / str(entry["folder"]) / CARD_FILE).is_file()
+            )  # fmt: skip
+            if missing:
+                raise InvalidInput(
+                    f"the release bundle {path} names {', '.join(missing)} but holds no such "
+                    "model; the download was incomplete or the bundle was changed by hand"
+                )
         if not found:
             raise InvalidInput(
                 f"{path} is not a docloop model ({CARD_FILE} is missing) nor a folder with "

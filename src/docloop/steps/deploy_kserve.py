@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from docloop.deploy.run import ANALYSIS_FILE, STATUS_FILE, run_deploy, write_out
 from docloop.storage import Storage
 from docloop.store.registry import Registry
 
-__all__ = ["ANALYSIS_FILE", "STATUS_FILE", "DeployOutcome", "run"]
+__all__ = ["ANALYSIS_FILE", "STATUS_FILE", "DeployOutcome", "chosen_versions", "run"]
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,23 @@ class DeployOutcome:
         }
 
 
+def chosen_versions(
+    releases: Sequence[Mapping[str, Any]], classifier_version: str = "", extractor_version: str = ""
+) -> dict[str, str]:
+    """Task → version to deploy: what register's release artifacts name, explicit ones winning."""
+    versions = {str(r["task"]): str(r["version"]) for r in releases if r.get("version")}
+    explicit = {"classify": classifier_version, "extract": extractor_version}
+    versions.update({task: version for task, version in explicit.items() if version})
+    return versions
+
+
 def run(
     output_dir: str,
     pipeline_run: str = "",
     classifier_version: str = "",
     extractor_version: str = "",
     ensure_serving: bool = False,
+    releases: Sequence[Mapping[str, Any]] = (),
 ) -> DeployOutcome:
     """Plan the release, roll it out, write ``deployment.json`` and ``analysis.md``.
 
@@ -51,16 +63,15 @@ def run(
         classifier_version: the registered classifier version to roll out; empty: the champion.
         extractor_version: the registered extractor version to roll out; empty: the champion.
         ensure_serving: deploy the champions when nothing is serving yet.
+        releases: register's ``release`` artifacts (their metadata): the version each names for
+            its task is deployed, with no lookup of "this run's challengers"; an explicit
+            version above still wins.
 
     Returns:
         The status JSON (also written to ``output_dir``).
     """
     config = load_config()
-    versions = {
-        task: version
-        for task, version in (("classify", classifier_version), ("extract", extractor_version))
-        if version
-    }
+    versions = chosen_versions(releases, classifier_version, extractor_version)
     registry = Registry.from_config(config)
     try:
         plan, result = run_deploy(

@@ -1,16 +1,24 @@
-"""The register component's step: a blessed model folder -> a registered (promoted) version."""
+"""The register component's step: a blessed model folder -> a registered (promoted) version.
+
+It also leaves the *release* the version would serve in (it, beside the other tasks' champions)
+as a typed artifact: ``release.json`` and metadata naming the release bundle (written on
+``deploy.target: kserve``, :mod:`docloop.deploy.release_bundle`), which deploy-kserve consumes.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from docloop.config import DocloopConfig, load_config
+from docloop.deploy.run import release_artifact, release_with, write_release
 from docloop.errors import InvalidInput
 from docloop.models.artifact import read_card
+from docloop.storage import Storage
 from docloop.store.registry import TAG_PREFIX, Registry, model_name_for
 from docloop.store.versions import VersionRecord
 
@@ -79,6 +87,19 @@ def register_blessed(
     return registration.record
 
 
+@dataclass(frozen=True)
+class Registration:
+    """What the register component outputs.
+
+    Attributes:
+        record: The version as the store knows it.
+        release: The release artifact's metadata (bundle URI, versions, the registered model).
+    """
+
+    record: VersionRecord
+    release: dict[str, Any]
+
+
 def run(
     model_dir: str,
     model_uri: str,
@@ -86,7 +107,8 @@ def run(
     dataset_digest: str,
     pipeline_run: str,
     promote: bool,
-) -> VersionRecord:
+    release_dir: str = "",
+) -> Registration:
     """Register the model folder the gate blessed; with ``promote`` make it the default.
 
     Args:
@@ -96,9 +118,12 @@ def run(
         dataset_digest: the training dataset's digest.
         pipeline_run: the KFP run, recorded in tags and the audit log.
         promote: make the version the default at once (bootstrap).
+        release_dir: the ``release`` artifact's folder (``release.json`` goes there); empty:
+            none is written.
 
     Returns:
-        The version as the store knows it after registration (and promotion).
+        The version as the store knows it after registration (and promotion), and the release
+        it serves in.
     """
     config = load_config()
     gate_file = Path(gate_path)
@@ -107,7 +132,7 @@ def run(
     gate = json.loads(gate_file.read_text(encoding="utf-8"))
     registry = Registry.from_config(config)
     try:
-        return register_blessed(
+        record = register_blessed(
             registry,
             config,
             Path(model_dir),
@@ -117,5 +142,16 @@ def run(
             pipeline_run=pipeline_run,
             promote=promote,
         )
+        task = read_card(Path(model_dir)).task
+        release = release_artifact(
+            release_with(registry, config, task, record.version),
+            task=task,
+            model_name=record.model_name,
+            version=record.version,
+            pipeline_run=pipeline_run,
+        )
     finally:
         registry.close()
+    if release_dir:
+        write_release(Storage(config.storage), release_dir, release)
+    return Registration(record, release)
