@@ -8,9 +8,9 @@ from components.images import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def snapshot_inputs(
-    input_uri: str, labels_uri: str
-) -> NamedTuple("InputDigests", [("documents", str), ("labels", str)]):
+def snapshot_inputs(input_uri: str, labels_uri: str) -> NamedTuple(
+    "InputDigests", [("documents", str), ("labels", str)]
+):
     """Digest the listing under the documents prefix and the labels file, with their settings.
 
     KFP's cache key holds a task's parameter values, not what a URI points at: preprocess and

@@ -85,25 +85,28 @@ def cache_key(
     Args:
         spec: The compiled pipeline (first YAML document).
         component: The component's IR name without ``comp-`` (``preprocess``, ``register-2``).
-        parameters: The input parameter values the driver resolved; inputs missing here take
-            their ``defaultValue`` as the driver does; one with neither raises.
+        parameters: The task's input parameter values as the driver resolved them; component
+            inputs missing here take their ``defaultValue``; one with neither raises.
         artifact_names: Input artifact name -> MLMD artifact names.
         pvc_names: PVCs mounted on the task.
     """
-    _, body = task_of(spec, component)
+    task, body = task_of(spec, component)
     inputs = body.get("inputDefinitions") or {}
     outputs = body.get("outputDefinitions") or {}
-    values: dict[str, Any] = {}
+    # the driver resolves the task's inputs (the compiler adds some, e.g. resource channels)
+    # and fills the component's own inputs that were not given with their defaults
+    given = set((task.get("inputs") or {}).get("parameters") or {})
+    unknown = set(parameters) - given - set(inputs.get("parameters") or {})
+    if unknown:
+        raise KeyError(f"{component} has no input parameters {sorted(unknown)}")
+    values = {name: _protojson_value(value) for name, value in parameters.items()}
     for name, definition in (inputs.get("parameters") or {}).items():
-        if name in parameters:
-            values[name] = _protojson_value(parameters[name])
-        elif "defaultValue" in definition:
+        if name in values:
+            continue
+        if "defaultValue" in definition:
             values[name] = _protojson_value(definition["defaultValue"])
         elif not definition.get("isOptional"):
             raise KeyError(f"{component}: input parameter {name!r} has no value")
-    unknown = set(parameters) - set(inputs.get("parameters") or {})
-    if unknown:
-        raise KeyError(f"{component} has no input parameters {sorted(unknown)}")
     executor = spec["deploymentSpec"]["executors"][body["executorLabel"]]["container"]
     key: dict[str, Any] = {
         "inputArtifactNames": {
