@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 STORAGE_SECRET = "docloop-storage"
 MLFLOW_SECRET = "docloop-mlflow"
@@ -76,9 +77,9 @@ class Resources:
         memory: Memory request and limit (``2Gi``).
     """
 
-    cpu_request: str | dsl.PipelineChannel
-    cpu_limit: str | dsl.PipelineChannel
-    memory: str | dsl.PipelineChannel
+    cpu_request: str | PipelineChannel
+    cpu_limit: str | PipelineChannel
+    memory: str | PipelineChannel
 
 
 def on_platform(
@@ -98,6 +99,11 @@ def on_platform(
     """
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
     task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
+    # kfp 2.17.3's resource setters do not register their channels (set_container_image does):
+    # without this a task inside ParallelFor / If / Else reads a parameter its group never gets
+    task.register_pipeline_channels(
+        [value for value in vars(resources).values() if isinstance(value, PipelineChannel)]
+    )
     task.set_caching_options(task.component_spec.name not in UNCACHED)
     kubernetes.use_config_map_as_env(
         task,

@@ -219,3 +219,19 @@ def test_the_run_key_is_the_run_id_not_its_display_name(name: str) -> None:
     text = (COMPILED / f"{name}.yaml").read_text()
     assert "{{$.pipeline_job_name}}" not in text, f"{name} keys runs by their display name"
     assert "{{$.pipeline_job_uuid}}" in text
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_every_sub_dag_declares_the_parameters_its_tasks_read(name: str) -> None:
+    """Resource parameters reach tasks inside ParallelFor / If / Else (kfp 2.17.3's setters do
+    not register their channels, so the compiler left them out of the loop's and branches' inputs
+    and the run fails with "Parent pipeline input argument ... not found")."""
+    spec = _spec(name)
+    for owner, body in [("root", spec["root"]), *spec["components"].items()]:
+        declared = set((body.get("inputDefinitions") or {}).get("parameters") or {})
+        for task_name, task in (body.get("dag") or {}).get("tasks", {}).items():
+            for source in (task.get("inputs") or {}).get("parameters", {}).values():
+                wanted = source.get("componentInputParameter")
+                assert wanted is None or wanted in declared, (
+                    f"{name}: {owner}/{task_name} reads {wanted}, which {owner} does not declare"
+                )
