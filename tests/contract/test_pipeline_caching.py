@@ -192,6 +192,9 @@ def test_a_task_keyed_on_a_uri_alone_is_served_stale(tmp_path: Path) -> None:
     assert cache.run(spec, "preprocess", *_inputs(spec, "preprocess", uri, {}))[0] is True
 
 
+# the checks kfp's setters apply to constants (PipelineTask._validate_*_request_limit)
+KUBERNETES_CPU = r"([0-9]*[.])?[0-9]+m?"
+KUBERNETES_MEMORY = r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?"
 RESOURCE_FIELDS = ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest",
                    "resourceMemoryLimit")  # fmt: skip
 
@@ -211,7 +214,9 @@ def test_every_task_requests_and_limits_cpu_and_memory_from_pipeline_parameters(
                 r"\{\{\$\.inputs\.parameters\['pipelinechannel--(\w+)'\]\}\}", value
             )
             assert match, f"{name}: {executor} has no {field} from a pipeline parameter ({value!r})"
-            assert "defaultValue" in root[match.group(1)], f"{match.group(1)} needs a default"
+            default = root[match.group(1)].get("defaultValue")
+            quantity = KUBERNETES_CPU if "Cpu" in field else KUBERNETES_MEMORY
+            assert re.fullmatch(quantity, str(default)), f"{match.group(1)}={default!r}"
 
 
 @pytest.mark.parametrize("name", PIPELINES)
