@@ -17,6 +17,7 @@ from kfp import compiler
 
 COMPONENTS_DIR = Path(__file__).resolve().parent
 COMPONENT_NAMES = (
+    "snapshot_inputs",
     "preprocess",
     "plan_shards",
     "merge_pages",

@@ -9,7 +9,7 @@ launches the retrain pipeline as a nested pipeline.
 from kfp import dsl
 
 from components.drift_check import drift_check as drift_check_task
-from pipelines.platform import on_platform
+from pipelines.platform import Resources, on_platform
 from pipelines.retrain import CHAMPIONS, retrain
 
 
@@ -24,6 +24,12 @@ def drift_check(
     max_steps: int = 0,
     epochs: int = 0,
     gpus: int = 1,
+    task_cpu_request: str = "250m",
+    task_cpu_limit: str = "1",
+    task_memory: str = "2Gi",
+    train_cpu_request: str = "4",
+    train_cpu_limit: str = "8",
+    train_memory: str = "16Gi",
 ) -> None:
     """Check the champion against recent feedback and drift; retrain when the policy says so.
 
@@ -34,12 +40,19 @@ def drift_check(
         max_steps: Cap on optimisation steps per model when retraining; 0: configured.
         epochs: Epochs per model when retraining; 0: configured.
         gpus: GPUs per training task.
+        task_cpu_request: CPU request of the check and the retrain's light tasks.
+        task_cpu_limit: Their CPU limit.
+        task_memory: Their memory request and limit (the check embeds pages: give it room).
+        train_cpu_request: CPU request of training and evaluation when retraining.
+        train_cpu_limit: Their CPU limit.
+        train_memory: Their memory request and limit.
     """
     check = on_platform(
         drift_check_task(champion_uri=classifier_champion, extractor_uri=extractor_champion),
+        Resources(task_cpu_request, task_cpu_limit, task_memory),
         mlflow=True,
         store=True,
-    ).set_caching_options(False)
+    )
     with dsl.If(check.outputs["Output"] == True, name="triggered"):  # noqa: E712
         retrain(
             classifier_champion=classifier_champion,
@@ -48,4 +61,10 @@ def drift_check(
             max_steps=max_steps,
             epochs=epochs,
             gpus=gpus,
+            task_cpu_request=task_cpu_request,
+            task_cpu_limit=task_cpu_limit,
+            task_memory=task_memory,
+            train_cpu_request=train_cpu_request,
+            train_cpu_limit=train_cpu_limit,
+            train_memory=train_memory,
         )

@@ -24,7 +24,7 @@ from components.reject_candidate import reject_candidate
 from components.report_health import report_health
 from components.train_gpu import train_gpu
 from components.train_gpu.component import with_gpu
-from pipelines.platform import on_platform, side_effect
+from pipelines.platform import Resources, on_platform, side_effect
 
 CHAMPIONS = {
     "classify": "models:/docloop-classifier@champion",
@@ -47,6 +47,12 @@ def train_and_gate(
     epochs: int = 0,
     gpus: int = 1,
     time_budget_s: float = 0.0,
+    task_cpu_request: str = "250m",
+    task_cpu_limit: str = "1",
+    task_memory: str = "2Gi",
+    train_cpu_request: str = "4",
+    train_cpu_limit: str = "8",
+    train_memory: str = "16Gi",
 ) -> None:
     """Train one model on the retrain dataset, gate it, register it or record the rejection.
 
@@ -62,7 +68,15 @@ def train_and_gate(
         gpus: GPUs for the training task (ignored by ``kfp.local``).
         time_budget_s: Wall-clock seconds for training (best weights kept when spent); 0 keeps
             the configured budget.
+        task_cpu_request: CPU request of the light tasks (register, reject).
+        task_cpu_limit: Their CPU limit.
+        task_memory: Their memory request and limit.
+        train_cpu_request: CPU request of training and evaluation.
+        train_cpu_limit: Their CPU limit.
+        train_memory: Their memory request and limit.
     """
+    light = Resources(task_cpu_request, task_cpu_limit, task_memory)
+    heavy = Resources(train_cpu_request, train_cpu_limit, train_memory)
     trained = with_gpu(
         on_platform(
             train_gpu(
@@ -74,6 +88,7 @@ def train_and_gate(
                 seed=seed,
                 time_budget_s=time_budget_s,
             ),
+            heavy,
             mlflow=True,
         ),
         gpus,
@@ -81,6 +96,7 @@ def train_and_gate(
     gated = on_platform(
         evaluate(task=task, candidate=trained.outputs["model"], holdout=dataset,
                  incumbent_uri=champion),
+        heavy,
         mlflow=True,
     )  # fmt: skip
     with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712
@@ -92,6 +108,7 @@ def train_and_gate(
                     dataset_digest=dataset_digest,
                     pipeline_run=pipeline_run,
                 ),
+                light,
                 mlflow=True,
                 store=True,
             )
@@ -100,6 +117,7 @@ def train_and_gate(
         side_effect(
             on_platform(
                 reject_candidate(task=task, gate=gated.outputs["gate"], pipeline_run=pipeline_run),
+                light,
                 store=True,
             )
         )
@@ -118,6 +136,12 @@ def retrain(
     epochs: int = 0,
     gpus: int = 1,
     time_budget_s: float = 0.0,
+    task_cpu_request: str = "250m",
+    task_cpu_limit: str = "1",
+    task_memory: str = "2Gi",
+    train_cpu_request: str = "4",
+    train_cpu_limit: str = "8",
+    train_memory: str = "16Gi",
 ) -> None:
     """Retrain both models on reviewed feedback, gate them, canary the blessed ones.
 
@@ -129,12 +153,20 @@ def retrain(
         epochs: Epochs per model; 0 keeps the configured number.
         gpus: GPUs per training task (ignored by ``kfp.local``).
         time_budget_s: Wall-clock seconds per model's training; 0 keeps the configured budget.
+        task_cpu_request: CPU request of the light tasks (dataset, register, deploy, health).
+        task_cpu_limit: Their CPU limit.
+        task_memory: Their memory request and limit.
+        train_cpu_request: CPU request of training and evaluation.
+        train_cpu_limit: Their CPU limit.
+        train_memory: Their memory request and limit.
     """
-    run = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-    health = on_platform(report_health(pipeline_run=run), store=True)
+    run = dsl.PIPELINE_JOB_ID_PLACEHOLDER  # the run id: unique, unlike the run's display name
+    light = Resources(task_cpu_request, task_cpu_limit, task_memory)
+    health = on_platform(report_health(pipeline_run=run), light, store=True)
     with dsl.ExitHandler(health, name="retrain-run"):
         dataset = on_platform(
             build_retrain_dataset(champion_uri=classifier_champion, seed=seed),
+            light,
             mlflow=True,
             store=True,
         )
@@ -150,12 +182,18 @@ def retrain(
                 epochs=epochs,
                 gpus=gpus,
                 time_budget_s=time_budget_s,
+                task_cpu_request=task_cpu_request,
+                task_cpu_limit=task_cpu_limit,
+                task_memory=task_memory,
+                train_cpu_request=train_cpu_request,
+                train_cpu_limit=train_cpu_limit,
+                train_memory=train_memory,
             ).set_display_name(f"train-and-gate-{task}")
             for task, champion in (
                 ("classify", classifier_champion),
                 ("extract", extractor_champion),
             )
         ]
-        side_effect(on_platform(deploy_kserve(pipeline_run=run), mlflow=True, store=True)).after(
-            *models
-        ).set_display_name("canary-and-promote")
+        side_effect(
+            on_platform(deploy_kserve(pipeline_run=run), light, mlflow=True, store=True)
+        ).after(*models).set_display_name("canary-and-promote")

@@ -16,6 +16,7 @@ def build_dataset(
     seed: int = 0,
     val_fraction: float = 0.15,
     holdout_fraction: float = 0.2,
+    labels_digest: str = "",
 ) -> NamedTuple("DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]):
     """Join page records with labels and split them by document, stratified by type.
 
@@ -38,6 +39,8 @@ def build_dataset(
         seed: Split seed.
         val_fraction: Share of each type's documents for validation (early stopping).
         holdout_fraction: Share of each type's documents for the frozen holdout (the gate).
+        labels_digest: Digest of the labels file's listing (snapshot-inputs), recorded in the
+            artifact's metadata; as an input it changes KFP's cache key when the labels change.
 
     Returns:
         digest: Digest of the whole dataset (all splits).
@@ -55,7 +58,12 @@ def build_dataset(
         holdout_fraction=holdout_fraction,
     )
     dataset.metadata.update(
-        {"digest": manifest.digest, "counts": manifest.counts, "doc_types": manifest.doc_types}
+        {
+            "digest": manifest.digest,
+            "counts": manifest.counts,
+            "doc_types": manifest.doc_types,
+            "labels_digest": labels_digest,
+        }
     )
     outputs = NamedTuple(  # noqa: UP014
         "DatasetOutputs", [("digest", str), ("holdout_digest", str), ("train", int)]

@@ -18,6 +18,7 @@ def preprocess(
     force_ocr: bool = False,
     shard_index: int = 0,
     num_shards: int = 1,
+    input_digest: str = "",
 ) -> NamedTuple("PreprocessOutputs", [("processed", int), ("quarantined", int)]):
     """Render, OCR and quarantine raw documents into page records.
 
@@ -35,12 +36,15 @@ def preprocess(
         quarantine: Output. Every input (or page) set aside, one JSON object per line with
             ``source_uri``, ``code``, ``reason``, ``doc_id`` and ``page``.
         dpi: Render resolution for PDF pages.
-        workers: OCR processes; 0 means one per CPU core of the pod.
+        workers: OCR processes; 0 means one per CPU of the pod's limit (the cgroup quota).
         force_ocr: OCR every page even when the PDF has a text layer.
         shard_index: Which shard of the inputs this task processes (0-based); documents are
             assigned by a hash of their id, so shards never overlap and re-runs keep them.
         num_shards: How many shards the inputs are split into (fan out with ``dsl.ParallelFor``
             over plan-shards, then merge with merge-pages).
+        input_digest: Digest of the listing under ``input_uri`` (snapshot-inputs), recorded in
+            the artifact's metadata; as an input it changes KFP's cache key when new documents
+            arrive under the same prefix.
 
     Returns:
         processed: Documents turned into page records in this run.
@@ -52,5 +56,6 @@ def preprocess(
         input_uri, pages.path, quarantine.path, dpi, workers, force_ocr, shard_index, num_shards
     )
     pages.metadata.update(result.to_dict())
+    pages.metadata["input_digest"] = input_digest
     outputs = NamedTuple("PreprocessOutputs", [("processed", int), ("quarantined", int)])  # noqa: UP014
     return outputs(result.processed, result.quarantined)

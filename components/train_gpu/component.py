@@ -85,5 +85,4 @@ def with_gpu(task: dsl.PipelineTask, gpus: int = 1) -> dsl.PipelineTask:
     """
     task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(gpus)
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
-    task.set_caching_options(False)
     return task

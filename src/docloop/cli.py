@@ -972,11 +972,20 @@ def schedule(
     paused: Annotated[bool, typer.Option("--paused", help="Create it disabled.")] = False,
     version_name: KFPVersionOption = None,
     namespace: KFPNamespaceOption = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache",
+            help="Cache as compiled (tasks that read live state never cache), or run a "
+            "version with caching off on every task.",
+        ),
+    ] = True,
 ) -> None:
     """Schedule a pipeline as a KFP recurring run (no catch-up, one at a time); idempotent.
 
     Uploads the pipeline first if needed. The same name with the same schedule is left alone; a
-    changed one replaces the old recurring run (KFP cannot update one in place).
+    changed one replaces the old recurring run (KFP cannot update one in place). Prints the
+    caching the runs get.
     """
     from docloop.kubeflow import parse_params, schedule_pipeline
 
@@ -992,12 +1001,21 @@ def schedule(
             paused=paused,
             version_name=version_name,
             namespace=namespace,
+            cache=cache,
         )
     except DocloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_CONFIG_OR_STORAGE) from exc
     state = "enabled" if result.enabled else "paused"
     console.print(f"[green]{result.action}[/green] {result.name}: '{result.cron}' ({state})")
+    if result.caching == "off":
+        typer.echo(f"caching: off for every task (version {result.upload.version_name})")
+    else:
+        typer.echo(
+            "caching: as compiled; never cached: "
+            + (", ".join(result.never_cached) or "none")
+            + " (the other tasks are cached on their inputs)"
+        )
     typer.echo(
         f"recurring_run_id={result.recurring_run_id} experiment_id={result.experiment_id} "
         f"pipeline_id={result.upload.pipeline_id} version_id={result.upload.version_id} "

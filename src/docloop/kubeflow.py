@@ -19,6 +19,7 @@ import os
 import re
 import ssl
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -157,6 +158,8 @@ class PipelinePackage:
         sha256: Hex digest of the file's bytes (what the default version name is made of).
         parameters: Root input parameters: name -> ``parameterType`` (``STRING``, ...).
         required: Root input parameters without a default.
+        never_cached: Components (IR names) whose tasks have caching off, sorted.
+        cached: Components whose tasks KFP may serve from its cache, sorted.
     """
 
     path: Path
@@ -165,6 +168,8 @@ class PipelinePackage:
     sha256: str
     parameters: dict[str, str]
     required: frozenset[str]
+    never_cached: tuple[str, ...] = ()
+    cached: tuple[str, ...] = ()
 
     @property
     def default_version_name(self) -> str:
@@ -218,6 +223,9 @@ class ScheduleResult:
         action: ``created``, ``already scheduled``, ``replaced`` (the old recurring run was
             deleted), ``enabled`` or ``paused`` (same schedule, mode switched in place).
         removed: Ids of recurring runs with the same name that were deleted.
+        caching: ``as compiled`` (per task: :attr:`never_cached` never, the others on their
+            inputs) or ``off`` (a version with caching off on every task).
+        never_cached: The components whose tasks are never served from KFP's cache.
     """
 
     name: str
@@ -230,6 +238,8 @@ class ScheduleResult:
     upload: UploadResult
     action: ScheduleAction
     removed: tuple[str, ...] = ()
+    caching: Literal["as compiled", "off"] = "as compiled"
+    never_cached: tuple[str, ...] = ()
 
 
 def validate_cron(expression: str) -> str:
@@ -366,7 +376,45 @@ def load_package(pipeline: str | Path, root: Path | None = None) -> PipelinePack
             for key, value in declared.items()
             if not value.get("isOptional") and "defaultValue" not in value
         ),
+        **_caching_of(spec),
     )
+
+
+def _container_tasks(spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(component IR name without ``comp-`` and ``-N``, task) for each container task."""
+    components = spec.get("components") or {}
+    for body in [spec.get("root") or {}, *components.values()]:
+        for task in ((body.get("dag") or {}).get("tasks") or {}).values():
+            ref = str((task.get("componentRef") or {}).get("name", ""))
+            if "executorLabel" in (components.get(ref) or {}):
+                yield re.sub(r"-\d+$", "", ref.removeprefix("comp-")), task
+
+
+def _caching_of(spec: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    on: set[str] = set()
+    off: set[str] = set()
+    for component, task in _container_tasks(spec):
+        enabled = bool((task.get("cachingOptions") or {}).get("enableCache", False))
+        (on if enabled else off).add(component)
+    return {"never_cached": tuple(sorted(off)), "cached": tuple(sorted(on - off))}
+
+
+def without_cache(package: PipelinePackage, folder: Path) -> PipelinePackage:
+    """A copy of ``package`` in ``folder`` with caching off on every task.
+
+    ``kfp.Client``'s ``enable_caching`` only rewrites a pipeline *package* it submits; a run or
+    recurring run of an uploaded version (what docloop schedules) runs that version's compiled
+    settings. Turning the cache off for a schedule therefore means uploading a version compiled
+    that way.
+    """
+    documents = list(yaml.load_all(package.path.read_bytes(), Loader=_YAML_LOADER))
+    spec = documents[0]
+    for body in [spec.get("root") or {}, *(spec.get("components") or {}).values()]:
+        for task in ((body.get("dag") or {}).get("tasks") or {}).values():
+            task["cachingOptions"] = {}  # nested pipelines' tasks too
+    path = folder / f"{package.path.stem}-nocache.yaml"
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False), encoding="utf-8")
+    return load_package(path)
 
 
 def typed_params(package: PipelinePackage, params: Mapping[str, object]) -> dict[str, Any]:
@@ -540,6 +588,7 @@ def schedule_pipeline(
     version_name: str | None = None,
     namespace: str | None = None,
     root: Path | None = None,
+    cache: bool = True,
 ) -> ScheduleResult:
     """Run a pipeline on a cron schedule as a KFP recurring run; idempotent.
 
@@ -570,6 +619,10 @@ def schedule_pipeline(
         version_name: Passed to :func:`upload_pipeline`.
         namespace: Multi-user KFP: the namespace of the pipeline and experiment.
         root: The checkout that holds ``pipelines/compiled`` (for a pipeline name).
+        cache: True: each task caches as compiled (tasks that read live state or change the
+            world never do). False: run a version with caching off on every task
+            (:func:`without_cache`, named ``<version>-nocache``), e.g. after data changed behind
+            a URI that no digest covers.
 
     Returns:
         The recurring run and what was done.
@@ -582,10 +635,19 @@ def schedule_pipeline(
     package = load_package(pipeline, root)
     values = typed_params(package, params or {})
     kfp_client = _client(client, namespace)
-    upload = upload_pipeline(
-        kfp_client, package.path, version_name=version_name, namespace=namespace
-    )
     job_name = name or package.name
+    if cache:
+        upload = upload_pipeline(
+            kfp_client, package.path, version_name=version_name, namespace=namespace
+        )
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            upload = upload_pipeline(
+                kfp_client,
+                without_cache(package, Path(folder)).path,
+                version_name=f"{version_name or package.default_version_name}-nocache",
+                namespace=namespace,
+            )
     desired = _RecurringSpec(
         cron=expression,
         pipeline_id=upload.pipeline_id,
@@ -646,6 +708,8 @@ def schedule_pipeline(
         upload=upload,
         action=action,
         removed=tuple(str(run.recurring_run_id) for run in stale),
+        caching="as compiled" if cache else "off",
+        never_cached=package.never_cached if cache else package.never_cached + package.cached,
     )
     logger.info(
         "%s: recurring run %s (%s) of %s %s, cron '%s'%s",

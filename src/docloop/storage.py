@@ -23,7 +23,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -64,10 +64,13 @@ class ObjectInfo:
     Attributes:
         uri: the full URI of the object, in the same style as the prefix it was listed under.
         size: its size in bytes.
+        stamp: what changes when the object is rewritten: the S3 ETag, the GCS generation, a
+            local file's mtime in nanoseconds ("" when unknown); not part of equality.
     """
 
     uri: str
     size: int
+    stamp: str = field(default="", compare=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +271,8 @@ class _LocalBackend:
         root = local_path(prefix)
         try:
             if root.is_file():
-                return [ObjectInfo(uri=prefix, size=root.stat().st_size)]
+                stat = root.stat()
+                return [ObjectInfo(prefix, stat.st_size, str(stat.st_mtime_ns))]
             if not root.is_dir():
                 return []
             found: list[ObjectInfo] = []
@@ -282,7 +286,8 @@ class _LocalBackend:
                     if not file.is_file():  # a dangling link, a socket, ...
                         continue
                     rel = file.relative_to(root).as_posix()
-                    found.append(ObjectInfo(uri=join(prefix, rel), size=file.stat().st_size))
+                    stat = file.stat()
+                    found.append(ObjectInfo(join(prefix, rel), stat.st_size, str(stat.st_mtime_ns)))
         except OSError as exc:
             raise _local_error(exc, prefix, "list") from exc
         return found
@@ -478,15 +483,16 @@ class _S3Backend:
                 for item in page.get("Contents", []):
                     name = str(item["Key"])
                     if not name.endswith("/"):  # skip "directory" marker objects
-                        found.append(ObjectInfo(f"s3://{bucket}/{name}", int(item["Size"])))
+                        uri = f"s3://{bucket}/{name}"
+                        found.append(ObjectInfo(uri, int(item["Size"]), str(item.get("ETag", ""))))
             if key and not key.endswith("/"):
                 single = self._head(bucket, key)
                 if single is not None:
-                    found.append(ObjectInfo(f"s3://{bucket}/{key}", single))
+                    found.append(ObjectInfo(f"s3://{bucket}/{key}", *single))
         return found
 
-    def _head(self, bucket: str, key: str) -> int | None:
-        """The object's size, or None when it does not exist."""
+    def _head(self, bucket: str, key: str) -> tuple[int, str] | None:
+        """The object's size and ETag, or None when it does not exist."""
         from botocore.exceptions import ClientError
 
         try:
@@ -495,7 +501,7 @@ class _S3Backend:
             if str(exc.response.get("Error", {}).get("Code", "")) in _S3_MISSING_CODES:
                 return None
             raise
-        return int(head["ContentLength"])
+        return int(head["ContentLength"]), str(head.get("ETag", ""))
 
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = _bucket_and_key(uri)
@@ -516,8 +522,8 @@ class _S3Backend:
         bucket, key = _bucket_and_key(uri)
         _require_key(uri, key)
         with self._errors(uri, "check"):
-            size = self._head(bucket, key)
-        return size is not None
+            found = self._head(bucket, key)
+        return found is not None
 
     def delete(self, uri: str) -> None:
         bucket, key = _bucket_and_key(uri)
@@ -673,11 +679,21 @@ class _GCSBackend:
             for blob in blobs:
                 name = str(blob.name)
                 if not name.endswith("/"):  # skip "directory" placeholder objects
-                    found.append(ObjectInfo(f"gs://{bucket}/{name}", int(blob.size or 0)))
+                    found.append(
+                        ObjectInfo(
+                            f"gs://{bucket}/{name}", int(blob.size or 0), str(blob.generation or "")
+                        )
+                    )
             if key and not key.endswith("/"):
                 single = self.client().bucket(bucket).get_blob(key)
                 if single is not None:
-                    found.append(ObjectInfo(f"gs://{bucket}/{key}", int(single.size or 0)))
+                    found.append(
+                        ObjectInfo(
+                            f"gs://{bucket}/{key}",
+                            int(single.size or 0),
+                            str(single.generation or ""),
+                        )
+                    )
         return found
 
     def read_bytes(self, uri: str) -> bytes:

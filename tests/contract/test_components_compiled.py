@@ -1,4 +1,4 @@
-"""The 14 compiled components: current with their code, and loadable back.
+"""The 15 compiled components: current with their code, and loadable back.
 
 A renamed parameter must never silently change what platform teams load from YAML; the component
 READMEs and the README's component table are generated from the same code.
@@ -53,6 +53,7 @@ def test_compiled_component_loads_back() -> None:
         "force_ocr",
         "shard_index",
         "num_shards",
+        "input_digest",
     }
     image = loaded.component_spec.implementation.container.image
     assert image.endswith(":0.1.0") and "latest" not in image

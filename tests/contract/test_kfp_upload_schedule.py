@@ -422,3 +422,49 @@ def test_cli_errors_exit_two(kfp_server: FakeKFP) -> None:
     code, output = cli("upload", "drift-check", "--host", f"http://127.0.0.1:{port}")
     assert code == 2 and f"cannot reach the KFP API server at http://127.0.0.1:{port}" in output
     assert kfp_server.requests == []
+
+
+# -- caching --------------------------------------------------------------------------------------
+
+
+def _cache_flags(spec: dict[str, object]) -> dict[str, bool]:
+    """task name -> enableCache over every DAG of a pipeline spec (as the server stored it)."""
+    pipeline = spec.get("pipeline_spec", spec)
+    assert isinstance(pipeline, dict)
+    flags: dict[str, bool] = {}
+    for body in [pipeline["root"], *pipeline["components"].values()]:
+        for name, task in (body.get("dag") or {}).get("tasks", {}).items():
+            flags[name] = bool(task.get("cachingOptions", {}).get("enableCache", False))
+    return flags
+
+
+def test_schedule_states_its_caching_choice(kfp_server: FakeKFP, package: Path) -> None:
+    """The recurring run keeps the compiled per-task caching, and says which tasks never cache."""
+    code, output = cli("schedule", str(package), "--host", kfp_server.url, "--cron", HOURLY)
+    assert code == 0, output
+    assert "caching: as compiled" in output, output
+    for uncached in ("drift-check", "build-retrain-dataset", "register", "deploy-kserve"):
+        assert uncached in output.split("never cached:")[1], output
+    run = kfp_server.calls("POST", RECURRING)[0].json()
+    assert "enable_caching" not in str(run)  # a version reference ignores it in kfp.Client
+
+
+def test_schedule_no_cache_runs_a_version_with_caching_off_everywhere(
+    kfp_server: FakeKFP, package: Path
+) -> None:
+    cached = kubeflow.schedule_pipeline(kfp_server.url, package, HOURLY)
+    versions = kfp_server.versions[cached.upload.pipeline_id]
+    assert any(_cache_flags(versions[-1].pipeline_spec).values())  # as compiled: some tasks cache
+
+    result = kubeflow.schedule_pipeline(kfp_server.url, package, HOURLY, cache=False)
+    assert result.action == "replaced" and result.caching == "off"
+    version = next(v for v in versions if v.pipeline_version_id == result.upload.version_id)
+    flags = _cache_flags(version.pipeline_spec)
+    assert flags and not any(flags.values())
+    assert result.upload.version_name.endswith("-nocache")
+    again = kubeflow.schedule_pipeline(kfp_server.url, package, HOURLY, cache=False)
+    assert again.action == "already scheduled"
+    code, output = cli(
+        "schedule", str(package), "--host", kfp_server.url, "--cron", HOURLY, "--no-cache"
+    )
+    assert code == 0 and "caching: off for every task" in output, output

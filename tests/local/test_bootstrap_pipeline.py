@@ -113,3 +113,20 @@ def _tasks_named(spec: dict[str, object], prefix: str) -> list[dict[str, object]
 
     walk(spec)
     return found
+
+
+def test_compiled_bootstrap_records_and_alerts_a_failed_first_model() -> None:
+    """The gate's Else: a first model below the floors is recorded as rejected and alerted."""
+    spec, _ = list(yaml.safe_load_all(COMPILED.read_text()))
+    components = spec["components"]
+    branches = [name for name in components if name.startswith("comp-condition-branches")]
+    assert len(branches) == 2, "each model's gate needs an If and an Else"
+    rejections = _tasks_named(spec, "reject-candidate")
+    assert len(rejections) == 2
+    for task in rejections:
+        inputs = task["inputs"]
+        assert inputs["artifacts"]["gate"]["componentInputArtifact"].startswith(
+            "pipelinechannel--evaluate"
+        )
+        run = inputs["parameters"]["pipeline_run"]["runtimeValue"]["constant"]
+        assert run == "{{$.pipeline_job_uuid}}"

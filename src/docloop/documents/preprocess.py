@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -244,9 +245,37 @@ class Shard:
         return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % self.count == self.index
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+"""Where the container's CPU quota is read (cgroup v2 ``cpu.max``, v1 ``cpu/cpu.cfs_*``)."""
+
+
+def _cpu_quota(root: Path) -> float | None:
+    """The CPU limit in cores from the cgroup quota, or None when unlimited or unknown."""
+    try:
+        quota, _, period = (root / "cpu.max").read_text().partition(" ")
+        if quota.strip() == "max":
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
 def default_workers() -> int:
-    """One worker per CPU core this process may use."""
-    return len(os.sched_getaffinity(0))
+    """One worker per CPU this process may use: its cores, capped by the pod's CPU limit.
+
+    A Kubernetes CPU limit is a CFS quota, not fewer cores: ``sched_getaffinity`` still lists
+    every core of the node. The quota is rounded up (as the Go and JVM runtimes do), so 1.5 CPUs
+    run 2 workers.
+    """
+    cores = len(os.sched_getaffinity(0))
+    quota = _cpu_quota(CGROUP_ROOT)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
 
 
 @dataclass
