@@ -426,7 +426,7 @@ class RequestTimer:
             return "feedback_batch"
         if path.startswith("/v1/models/") and path.endswith("/status"):
             return "model_status"
-        if path in ("/healthz", "/metrics", "/openapi.json"):
+        if path in ("/healthz", "/livez", "/metrics", "/openapi.json"):
             return path.strip("/").replace(".", "_")
         return "other"
 
