@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import difflib
 import hashlib
 import json
 import re
@@ -824,13 +825,15 @@ def cluster_config(objects: list[Manifest]) -> str:
 
 
 # The settings the cluster configuration changes from docloop.example.yaml: nothing on a pod's disk.
+_SHARED_STATE = {
+    "data_root": "s3://docloop/data",
+    "deploy.target": "kserve",
+    # the feedback API serves 0.0.0.0 in its pod, which `none` (loopback only) refuses
+    "feedback.auth.modes": ["token"],
+}
 CLUSTER_SETTINGS = {
-    "knative": {"data_root": "s3://docloop/data", "deploy.target": "kserve"},
-    "standard": {
-        "data_root": "s3://docloop/data",
-        "deploy.target": "kserve",
-        "deploy.mode": "standard",
-    },
+    "knative": _SHARED_STATE,
+    "standard": {**_SHARED_STATE, "deploy.mode": "standard"},
 }
 
 
@@ -852,11 +855,14 @@ def test_the_config_map_is_the_example_config_with_shared_state(overlay: str) ->
     example = _flat(load_config(ROOT / "docloop.example.yaml", environ={}).model_dump())
     changed = {key: value for key, value in cluster.items() if example[key] != value}
     assert changed == CLUSTER_SETTINGS[overlay]
-    # the rest of the text is the example's, comments included, so the two cannot drift apart
+    # the rest of the text is the example's, comments included, so the two cannot drift apart:
+    # an example line is gone only where a cluster setting replaced it
     example_text = (ROOT / "docloop.example.yaml").read_text(encoding="utf-8")
-    pairs = zip(_settings_lines(text), _settings_lines(example_text), strict=True)
-    differing = [line for line, example_line in pairs if line != example_line]
-    assert len(differing) == len(CLUSTER_SETTINGS[overlay]), differing
+    changed_keys = {key.rsplit(".", 1)[-1] for key in CLUSTER_SETTINGS[overlay]}
+    diff = difflib.ndiff(_settings_lines(example_text), _settings_lines(text))
+    removed = [line[2:] for line in diff if line.startswith("- ")]
+    assert len(removed) <= len(changed_keys), removed
+    assert all(line.split(":")[0].strip() in changed_keys for line in removed), removed
 
 
 def _settings_lines(text: str) -> list[str]:
@@ -1144,18 +1150,21 @@ def test_a_config_change_rolls_the_feedback_api(overlay: str, tmp_path: Path) ->
 
 
 def test_liveness_does_not_depend_on_the_database(overlay: str, tmp_path: Path) -> None:
+    """The probes, under the cluster configuration's authentication, with the database gone."""
     import sqlalchemy
     from fastapi.testclient import TestClient
 
-    from docloop.config import DocloopConfig
     from docloop.feedback.api import create_app
     from docloop.store.db import open_store
 
-    container = one(rendered(overlay), "Deployment", "docloop-feedback")["spec"]["template"][
-        "spec"
-    ]["containers"][0]
+    objects = rendered(overlay)
+    container = one(objects, "Deployment", "docloop-feedback")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    config = load_config(environ={CONFIG_YAML_ENV: cluster_config(objects)})
+    assert config.feedback.auth.modes != ["none"], "a pod serves 0.0.0.0: it needs authentication"
     store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    app = create_app(DocloopConfig(data_root=tmp_path.as_uri()), store)
+    app = create_app(config.model_copy(update={"data_root": tmp_path.as_uri()}), store)
     # the database goes away: every new connection fails
     store.engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'gone' / 'state.db'}")
     with TestClient(app) as client:
@@ -1163,7 +1172,8 @@ def test_liveness_does_not_depend_on_the_database(overlay: str, tmp_path: Path) 
         ready = client.get(container["readinessProbe"]["httpGet"]["path"])
     assert live.status_code == 200, (
         f"liveness {container['livenessProbe']['httpGet']['path']} answers {live.status_code} "
-        "while the database is down: an outage restarts every replica"
+        "while the database is down (503: it asks the database, so an outage restarts every "
+        "replica; 401: the probe carries no credentials)"
     )
     assert ready.status_code == 503, "readiness takes a pod out of the Service when the store fails"
 
@@ -1408,3 +1418,28 @@ def test_the_serving_runtime_serves_release_bundles(overlay: str) -> None:
     (container,) = runtime["spec"]["containers"]
     assert container["name"] == "kserve-container"
     assert container["image"] == f"{DEFAULT_REGISTRY}/{images.SERVE_IMAGE.split('/')[-1]}"
+
+
+def test_the_feedback_api_starts_on_the_pods_address_with_authentication(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docloop feedback-api`` as the Deployment runs it passes the no-authentication guard."""
+    from docloop.feedback import api
+
+    objects = rendered(overlay)
+    (container,) = one(objects, "Deployment", "docloop-feedback")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "--insecure" not in container["args"]
+    host = next(a for a in container["args"] if a.startswith("--host=")).split("=", 1)[1]
+    config = load_config(environ={CONFIG_YAML_ENV: cluster_config(objects)})
+
+    class StoreOpened(Exception):
+        """The guard let the server through to opening the store."""
+
+    def opened(url: str) -> None:
+        raise StoreOpened(url)
+
+    monkeypatch.setattr(api, "open_store", opened)
+    with pytest.raises(StoreOpened):
+        api.run_feedback_api(config, host, 8081)
