@@ -38,6 +38,7 @@ import yaml
 
 from components import images
 from docloop.config import CONFIG_YAML_ENV, load_config
+from docloop.deploy.kserve_target import KSERVE_CONFIGMAP
 from pipelines import platform
 
 pytestmark = pytest.mark.contract
@@ -63,6 +64,11 @@ PIPELINE_GRANTS = {
     # Argo Workflows >= 3.4: each task pod's executor writes its WorkflowTaskResult.
     ("argoproj.io", "workflowtaskresults"): {"create", "patch"},
 }
+# Standard mode only: deploy reads KServe's ConfigMap (kserve_target.KServeTarget.gateway_api) in
+# KServe's namespace before a canary; Knative mode never asks (require_traffic returns first).
+KSERVE_CONFIG_GRANT = {("", "configmaps"): {"get"}}
+KSERVE_NAMESPACE = "kserve"
+GRANTS = {"knative": PIPELINE_GRANTS, "standard": {**PIPELINE_GRANTS, **KSERVE_CONFIG_GRANT}}
 
 # Secrets and keys the pipelines mount (pipelines/platform.py).
 SECRET_KEYS = {
@@ -493,10 +499,13 @@ def test_overlays_render_the_whole_base(overlay: str) -> None:
             "ServiceAccount",
             "ServiceAccount",
             "ServingRuntime",
+            *(["Role", "RoleBinding"] if overlay == "standard" else []),
         ]
     )
     for (kind, namespace, name), _ in objects.items():
         expected = "" if kind in CLUSTER_SCOPED_KINDS else NAMESPACE
+        if name == "docloop-kserve-config-reader":
+            expected = KSERVE_NAMESPACE
         assert namespace == expected, f"{kind}/{name} is in namespace {namespace!r}"
     assert ("Namespace", "", NAMESPACE) in objects
 
@@ -739,13 +748,28 @@ def test_rbac_is_namespaced_and_least_privilege(overlay: str) -> None:
             {"kind": "ServiceAccount", "name": PIPELINE_SA, "namespace": NAMESPACE}
         ]
         role = roles[binding["roleRef"]["name"]]
-        assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NAMESPACE
+        namespace = role["metadata"]["namespace"]
+        assert namespace == binding["metadata"]["namespace"]
         for rule in role["rules"]:
-            assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames/URLs"
+            if namespace == KSERVE_NAMESPACE:
+                # one object of KServe's namespace, by name, read only
+                assert rule == {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [KSERVE_CONFIGMAP],
+                    "verbs": ["get"],
+                }
+            else:
+                assert namespace == NAMESPACE
+                assert set(rule) == {"apiGroups", "resources", "verbs"}, "no resourceNames/URLs"
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     granted.setdefault((group, resource), set()).update(rule["verbs"])
-    assert granted == PIPELINE_GRANTS
+    assert granted == GRANTS[overlay]
+    if overlay == "standard":
+        config = load_config(environ={CONFIG_YAML_ENV: cluster_config(objects)})
+        assert config.deploy.kserve.config_namespace == KSERVE_NAMESPACE
+        assert config.deploy.kserve.gateway_api == "auto", "the Role is what `auto` reads with"
     assert all("*" not in verbs and "delete" not in verbs for verbs in granted.values())
     assert set(roles) == {b["roleRef"]["name"] for b in objects if b["kind"] == "RoleBinding"}
 
@@ -1338,6 +1362,9 @@ def test_roles_grant_exactly_the_verbs_the_code_uses(overlay: str) -> None:
     assert used, "no Kubernetes API call found: the scan is broken"
     # Argo's executor in every KFP task pod writes its result (not docloop's code).
     assert granted.pop(("argoproj.io", "workflowtaskresults")) == {"create", "patch"}
+    if overlay == "knative":
+        for key in KSERVE_CONFIG_GRANT:
+            used.pop(key)  # asked in Standard mode only
     assert granted == used
 
 
