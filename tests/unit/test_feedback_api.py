@@ -531,6 +531,7 @@ def test_the_openapi_document_describes_every_endpoint_and_error(client: TestCli
         "/v1/feedback:batch",
         "/v1/models/{name}/status",
         "/healthz",
+        "/livez",
         "/metrics",
     }
     post = paths["/v1/feedback"]["post"]

@@ -14,7 +14,9 @@ Endpoints (OpenAPI at ``/openapi.json``, docs at ``/docs``):
     predictions, feedback and corrections; for a registered model name: its versions and
     statuses from the state store (``model_versions``) and the default version.
 ``GET /healthz``
-    ``200`` when the state store answers, ``503`` otherwise.
+    ``200`` when the state store answers, ``503`` otherwise (readiness).
+``GET /livez``
+    ``200`` while the process serves requests; never touches the store (liveness).
 ``GET /metrics``
     Prometheus: ``docloop_feedback_events_total{kind,outcome}``,
     ``docloop_feedback_rejected_total{reason}``, ``docloop_feedback_request_seconds{endpoint}``.
@@ -591,7 +593,7 @@ def _model_routes(app: FastAPI, service: _Service) -> None:
 
 
 def _operation_routes(app: FastAPI, service: _Service) -> None:
-    """``GET /healthz`` and ``GET /metrics``."""
+    """``GET /healthz``, ``GET /livez`` and ``GET /metrics``."""
 
     @app.get(
         "/healthz",
@@ -604,6 +606,10 @@ def _operation_routes(app: FastAPI, service: _Service) -> None:
         with service.store.read() as session:
             session.execute(text("SELECT 1"))
         return Health(store=service.store.dialect)
+
+    @app.get("/livez", tags=["operations"], summary="Liveness: the process answers (no I/O)")
+    def livez() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.get(
         "/metrics",

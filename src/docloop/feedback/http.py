@@ -5,10 +5,10 @@ Every error answer is built in one place (``_error_response``: an :class:`ErrorB
 errors into one problem per pydantic error (the field dotted, a batch event's ``index`` split
 off, 400 only for unparsable JSON), unknown paths and methods into 404/405,
 :class:`~docloop.feedback.validation.FeedbackRejected` into its own status, and a failing state
-store into 503 with ``Retry-After``. :class:`AuthGate` authenticates every request but
-``/healthz`` before its body is read (401). :class:`PayloadLimit` runs before routing, so an
-oversized body is refused without being parsed, and a body that is not strict JSON
-(:func:`~docloop.feedback.validation.check_json`) before the framework parses it;
+store into 503 with ``Retry-After``. :class:`AuthGate` authenticates every request but the
+probes' (``/healthz``, ``/livez``) before its body is read (401). :class:`PayloadLimit` runs
+before routing, so an oversized body is refused without being parsed, and a body that is not
+strict JSON (:func:`~docloop.feedback.validation.check_json`) before the framework parses it;
 :class:`RequestTimer` labels latency by endpoint from a fixed set. :func:`install` puts all of
 them on an app.
 """
@@ -361,11 +361,12 @@ async def _send_error(
     await send({"type": "http.response.body", "body": bytes(response.body)})
 
 
-UNAUTHENTICATED_PATHS: Final = frozenset({"/healthz"})
+# Kubernetes probes carry no credentials: readiness (/healthz) and liveness (/livez).
+UNAUTHENTICATED_PATHS: Final = frozenset({"/healthz", "/livez"})
 
 
 class AuthGate:
-    """ASGI middleware: every request but ``/healthz`` names its principal, or is 401.
+    """ASGI middleware: every request but the probes' names its principal, or is 401.
 
     The principal goes to ``scope["state"]["principal"]`` (``request.state.principal``); the
     routes check roles. Credentials are checked in a worker thread (JWKS and token lookups block).
@@ -426,7 +427,7 @@ class RequestTimer:
             return "feedback_batch"
         if path.startswith("/v1/models/") and path.endswith("/status"):
             return "model_status"
-        if path in ("/healthz", "/metrics", "/openapi.json"):
+        if path in ("/healthz", "/livez", "/metrics", "/openapi.json"):
             return path.strip("/").replace(".", "_")
         return "other"
 
