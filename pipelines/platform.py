@@ -2,8 +2,11 @@
 
 Secrets never travel as pipeline parameters (they would show in the KFP UI and in run records):
 each task that needs a credential gets it from a Kubernetes Secret through
-``kfp.kubernetes.use_secret_as_env``. The secrets are optional, so a cluster that keeps its
-objects on a PVC and needs no credential runs the same compiled pipeline. ``kfp.local`` ignores
+``kfp.kubernetes.use_secret_as_env``. ``docloop-mlflow`` and ``docloop-store`` and the ConfigMap
+are required: without them a task would keep its registry and state on the pod's own disk, so the
+kubelet refuses to start it and names the missing object. ``docloop-storage`` stays optional:
+GCS reaches a bucket through Workload Identity with no Secret, and a bucket without credentials
+fails loudly on the first read instead of falling back to anything local. ``kfp.local`` ignores
 these settings (with a warning) and the task sees the caller's environment instead.
 
 - ``docloop-storage`` (every task that reads or writes objects): AWS_ACCESS_KEY_ID,
@@ -38,9 +41,11 @@ _MLFLOW_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACK
 _STORE_KEYS = ("DOCLOOP_STORE_URL",)
 
 
-def _secret(task: dsl.PipelineTask, name: str, keys: tuple[str, ...]) -> None:
+def _secret(
+    task: dsl.PipelineTask, name: str, keys: tuple[str, ...], *, optional: bool = False
+) -> None:
     kubernetes.use_secret_as_env(
-        task, secret_name=name, secret_key_to_env={key: key for key in keys}, optional=True
+        task, secret_name=name, secret_key_to_env={key: key for key in keys}, optional=optional
     )
 
 
@@ -109,9 +114,9 @@ def on_platform(
         task,
         config_map_name=CONFIG_MAP,
         config_map_key_to_env={"docloop.yaml": "DOCLOOP_CONFIG_YAML"},
-        optional=True,
+        optional=False,
     )
-    _secret(task, STORAGE_SECRET, _STORAGE_KEYS)
+    _secret(task, STORAGE_SECRET, _STORAGE_KEYS, optional=True)
     if mlflow:
         _secret(task, MLFLOW_SECRET, _MLFLOW_KEYS)
     if store:

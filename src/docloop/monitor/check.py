@@ -260,7 +260,7 @@ def run_drift_check(
         model, champion_uri = _load_champion(champion_classifier, config, storage, Path(cache))
         other_versions = 0
         if config.drift.champion_only:
-            versions = {model.card.task: card_version(model.card)}
+            versions: dict[str, str] = {model.card.task: card_version(model.card)}
             if champion_extractor_version and model.card.task != "extract":
                 versions["extract"] = champion_extractor_version
             window, other_versions = sources.champion_window(window, versions)
