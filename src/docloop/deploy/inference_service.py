@@ -137,7 +137,7 @@ def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
         ],
         env_from=[
             k8s.V1EnvFromSource(
-                secret_ref=k8s.V1SecretEnvSource(name="docloop-storage", optional=False)
+                secret_ref=k8s.V1SecretEnvSource(name="docloop-storage")
             )
         ],
         resources=k8s.V1ResourceRequirements(requests=dict(resources), limits=dict(resources)),
