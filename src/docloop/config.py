@@ -127,6 +127,25 @@ class PreprocessConfig(Section):
         "need and is about 3x cheaper to render and encode.",
     )
     jpeg_quality: int = Field(default=90, ge=30, le=100, description="Quality of page JPGs.")
+    # --- bounded work per document (h-bounds) ---
+    max_content_mb: float = Field(
+        default=256.0,
+        gt=0,
+        description="A PDF whose compressed non-image streams (page content, fonts) inflate to "
+        "more than this is quarantined as too_expensive before any page is parsed.",
+    )
+    worker_memory_mb: int = Field(
+        default=3072,
+        ge=0,
+        description="Address-space cap of each OCR worker process (and the OCR programs it "
+        "starts); a page over it is quarantined, never the run. 0: no cap.",
+    )
+    document_timeout_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Worker time one document may take, all its pages together; over it the "
+        "document is quarantined as too_expensive.",
+    )
 
 
 class TrainingConfig(Section):

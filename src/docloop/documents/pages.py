@@ -48,6 +48,7 @@ class PageTask:
     fallback_engine: str = "none"  # "tesseract" | "rapidocr" | "none"
     retry_words: int = 10  # fewer text words than this: retry (see ocr_with_retries)
     min_words: int = 1  # fewer text words than this after retries: empty_page
+    max_pixels: int = 0  # an image frame over this is refused before decoding (0: PIL's own cap)
 
     @property
     def has_text_layer(self) -> bool:
@@ -171,6 +172,13 @@ def _load_page_image(task: PageTask) -> tuple[Image.Image, int]:
         return images[0], task.dpi
     with Image.open(task.path) as source:
         source.seek(task.page)
+        width, height = source.size
+        if task.max_pixels and width * height > task.max_pixels:
+            raise FrameTooLarge(
+                f"page {task.page + 1} is {width}x{height} = {width * height:,} pixels, over the "
+                f"cap of {task.max_pixels:,} (preprocess.max_pixels; a decompression bomb?); "
+                "downscale it or raise the cap"
+            )
         image = ImageOps.exif_transpose(source)
         wanted = "RGB" if task.color else "L"
         if image.mode != wanted:
@@ -181,14 +189,29 @@ def _load_page_image(task: PageTask) -> tuple[Image.Image, int]:
     return image, dpi
 
 
+class FrameTooLarge(ValueError):
+    """A page image whose declared size is over ``max_pixels`` (found before decoding it)."""
+
+
 def process_page(task: PageTask) -> PageResult:  # noqa: PLR0911 (one return per outcome)
     """Render one page to JPG and take its words from the text layer or from OCR.
 
     Never raises for bad content: a page that cannot be rendered, times out in OCR or has no text
-    comes back with ``error_code`` and a reason a person can act on.
+    comes back with ``error_code`` and a reason a person can act on. Only ``MemoryError`` goes
+    through, for the worker to report against its budget.
     """
     try:
         image, dpi = _load_page_image(task)
+    except (FrameTooLarge, Image.DecompressionBombError) as exc:
+        return PageResult(
+            task.doc_id,
+            task.page,
+            error_code="image_too_large",
+            error_reason=str(exc)
+            if isinstance(exc, FrameTooLarge)
+            else f"page {task.page + 1} is too large to decode safely ({exc}); downscale it or "
+            "raise preprocess.max_pixels",
+        )
     except (
         PDFPageCountError,
         PDFSyntaxError,

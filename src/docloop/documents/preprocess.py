@@ -15,20 +15,19 @@ of the same bytes are processed once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import math
 import os
+import re
+import shutil
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import wait as wait_futures
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -39,10 +38,13 @@ from docloop.config import PreprocessConfig
 from docloop.documents.intake import (
     DOCUMENT_SUFFIXES,
     DocumentPlan,
+    LocalInput,
     check_name,
     classify_name,
     document_id,
     inspect_document,
+    list_local_inputs,
+    read_local_input,
 )
 from docloop.documents.ocr import (
     RAPIDOCR_TUNING,
@@ -52,7 +54,7 @@ from docloop.documents.ocr import (
     rapidocr_version,
     tesseract_version,
 )
-from docloop.documents.pages import PageResult, PageTask, init_worker, process_page
+from docloop.documents.pages import PageResult, PageTask, process_page
 from docloop.documents.scan import Preparation
 from docloop.documents.schema import (
     PAGE_SCHEMA_VERSION,
@@ -61,8 +63,9 @@ from docloop.documents.schema import (
     records_to_table,
     table_to_records,
 )
+from docloop.documents.workers import PagePool, WorkerBudget
 from docloop.errors import InvalidInput, NothingToProcess, QuarantinedDocument, StorageError
-from docloop.storage import Storage, is_local, join, local_path
+from docloop.storage import ObjectInfo, Storage, is_local, join, local_path
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +173,7 @@ def page_task(
         fallback_engine=config.fallback_engine,
         retry_words=config.ocr_retry_words,
         min_words=config.min_page_words,
+        max_pixels=config.max_pixels,
     )
 
 
@@ -309,11 +313,11 @@ class _Run:
         self.digest = settings_digest(config)
         self.result = PreprocessResult(output_uri=output_uri, settings_digest=self.digest)
         self.pending: dict[str, _Pending] = {}
-        self.futures: list[Future[PageResult]] = []
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: PagePool | None = None
         self.pages_planned = 0
         self.pages_done = 0
-        self.progress_lock = threading.Lock()
+        self.local_files: dict[str, Path] = {}
+        """Input URI -> the listed local file (read without following it anywhere else)."""
         self.seen: set[str] = set()
         self.manifests = self._existing_manifests()
         self.images_local = is_local(output_uri)
@@ -388,8 +392,13 @@ class _Run:
                     "empty_file", "the file is empty (0 bytes); upload it again"
                 )
             try:
-                data = self.storage.read_bytes(uri)
-            except StorageError as exc:
+                local_file = self.local_files.get(uri)
+                data = (
+                    read_local_input(local_file)
+                    if local_file is not None
+                    else self.storage.read_bytes(uri)
+                )
+            except (StorageError, OSError) as exc:
                 raise QuarantinedDocument(
                     "unreadable_file", f"the file cannot be read: {exc}"
                 ) from exc
@@ -432,6 +441,14 @@ class _Run:
                 )
             return
         self._submit(plan)
+
+    def set_aside(self, uri: str, code: str, reason: str) -> None:
+        """Quarantine an input found unfit before it was opened (a link out, a FIFO, ...)."""
+        if not self.shard.owns(uri):
+            self.result.other_shards += 1
+            return
+        self._quarantine(QuarantineEntry(source_uri=uri, code=code, reason=reason))
+        self.result.quarantined += 1
 
     def _already_done(self, doc_id: str, uri: str) -> bool:
         """Whether an earlier run with these settings handled the document (then count it).
@@ -489,42 +506,46 @@ class _Run:
                 self.config,
                 plan,
                 page,
-                path=str(self.workdir / f"{plan.doc_id}{_suffix_of(plan)}"),
+                path=str(self._local_copy(plan)),
                 image_path=str(image_root / plan.doc_id / f"page-{page:04d}.jpg"),
             )
             self.pages_planned += 1
             if task.has_text_layer:
-                self.pending[plan.doc_id].results.append(process_page(task))
-                self._page_done()
+                self._page_done(process_page(task))
                 continue
             if self.pool is None:
-                self.pool = ProcessPoolExecutor(
-                    max_workers=self.workers,
-                    mp_context=get_context("spawn"),
-                    initializer=init_worker,
+                self.pool = PagePool(
+                    self.workers,
+                    WorkerBudget(self.config.worker_memory_mb, self.config.document_timeout_s),
                 )
-            future = self.pool.submit(process_page, task)
-            future.add_done_callback(self._page_done)
-            self.futures.append(future)
+            self.pool.submit(task)
+        if self.pool is not None:
+            for page_result in self.pool.drain(block=False):
+                self._page_done(page_result)
 
-    def _page_done(self, _: Future[PageResult] | None = None) -> None:
-        # Called from the pool's result thread as well as from this one.
-        with self.progress_lock:
-            self.pages_done += 1
-            if self.progress is not None:
-                self.progress(self.pages_done, self.pages_planned)
+    def _local_copy(self, plan: DocumentPlan) -> Path:
+        return self.workdir / f"{plan.doc_id}{_suffix_of(plan)}"
+
+    def _page_done(self, page_result: PageResult) -> None:
+        """Record a finished page; write its document as soon as its last page is in."""
+        self.pages_done += 1
+        if self.progress is not None:
+            self.progress(self.pages_done, self.pages_planned)
+        pending = self.pending[page_result.doc_id]
+        pending.results.append(page_result)
+        if len(pending.results) == pending.plan.page_count:
+            del self.pending[page_result.doc_id]
+            self._finish(pending)
+            self._local_copy(pending.plan).unlink(missing_ok=True)
 
     # --- results -----------------------------------------------------------------------------
     def collect(self) -> None:
-        """Wait for every page and write each finished document."""
-        wait_futures(self.futures)
-        for future in self.futures:
-            page_result = future.result()
-            self.pending[page_result.doc_id].results.append(page_result)
-        for pending in self.pending.values():
-            self._finish(pending)
-        if self.pool is not None:
-            self.pool.shutdown()
+        """Wait for every page; each document is written as soon as its pages are done."""
+        while self.pool is not None and self.pool.busy:
+            for page_result in self.pool.drain(block=True):
+                self._page_done(page_result)
+        if self.pending:  # cannot happen: every submitted page comes back with a result
+            raise RuntimeError(f"pages of {sorted(self.pending)} never came back from a worker")
 
     def _finish(self, pending: _Pending) -> None:
         plan = pending.plan
@@ -613,6 +634,48 @@ def _suffix_of(plan: DocumentPlan) -> str:
     return PurePosixPath(plan.source_uri).suffix.lower()
 
 
+def _local_uri(input_uri: str, path: Path) -> str:
+    """The URI of a listed local file, in the style of ``input_uri`` (as ``Storage.list``)."""
+    root = local_path(input_uri)
+    if path == root:
+        return input_uri
+    return join(input_uri, path.relative_to(root).as_posix())
+
+
+WORKSPACE_PREFIX = "docloop-preprocess-"
+_WORKSPACE_RE = re.compile(rf"^{WORKSPACE_PREFIX}(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def preprocess_workspace() -> Iterator[Path]:
+    """A temporary folder for this run's local copies, removed at the end.
+
+    Its name carries this process's id, so a run that was killed (and could not clean up) is
+    recognised by the next one, which removes the folders of runs that are no longer alive.
+    """
+    base = Path(tempfile.gettempdir())
+    for folder in base.glob(f"{WORKSPACE_PREFIX}*"):
+        match = _WORKSPACE_RE.match(folder.name)
+        if match and folder.is_dir() and not _alive(int(match.group(1))):
+            logger.info("removing %s, left by a preprocess run that was killed", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{os.getpid()}-"))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def preprocess(
     input_uri: str,
     output_uri: str,
@@ -647,11 +710,22 @@ def preprocess(
     started = time.perf_counter()
     storage.ensure_writable(output_uri)
     output_prefix = output_uri.rstrip("/") + "/"
-    inputs = [info for info in storage.list(input_uri) if not info.uri.startswith(output_prefix)]
+    local_inputs: list[LocalInput] = []
+    if is_local(input_uri):
+        local_inputs = list_local_inputs(local_path(input_uri))
+        inputs = [
+            ObjectInfo(uri=_local_uri(input_uri, entry.path), size=entry.size)
+            for entry in local_inputs
+        ]
+    else:
+        inputs = storage.list(input_uri)
+    keep = [not info.uri.startswith(output_prefix) for info in inputs]
+    inputs = [info for info, kept in zip(inputs, keep, strict=True) if kept]
+    local_inputs = [entry for entry, kept in zip(local_inputs, keep, strict=True) if kept]
     if not inputs:
         raise NothingToProcess(f"no files under {input_uri}; check the input URI")
     worker_count = workers or config.workers or default_workers()
-    with tempfile.TemporaryDirectory(prefix="docloop-preprocess-") as workdir:
+    with preprocess_workspace() as workdir:
         run = _Run(
             input_uri,
             output_uri,
@@ -659,16 +733,22 @@ def preprocess(
             storage,
             worker_count,
             progress,
-            Path(workdir),
+            workdir,
             shard or Shard(),
         )
+        for info, entry in zip(inputs, local_inputs, strict=False):
+            run.local_files[info.uri] = entry.path
         try:
-            for info in inputs:
-                run.intake(info.uri, info.size)
+            for index, info in enumerate(inputs):
+                entry = local_inputs[index] if local_inputs else None
+                if entry is not None and entry.code is not None:
+                    run.set_aside(info.uri, entry.code, entry.reason)
+                else:
+                    run.intake(info.uri, info.size)
             run.collect()
         finally:
             if run.pool is not None:
-                run.pool.shutdown(cancel_futures=True)
+                run.pool.close()
         run.result.seconds = time.perf_counter() - started
         run.write_reports()
     result = run.result
