@@ -170,6 +170,8 @@ def _load_page_image(task: PageTask) -> tuple[Image.Image, int]:
         if not images:
             raise PDFSyntaxError(f"poppler rendered no image for page {task.page + 1}")
         return images[0], task.dpi
+    if task.max_pixels:
+        Image.MAX_IMAGE_PIXELS = task.max_pixels  # PIL's own bomb check follows the config
     with Image.open(task.path) as source:
         source.seek(task.page)
         width, height = source.size

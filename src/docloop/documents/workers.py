@@ -33,11 +33,13 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from docloop.documents.pages import PageResult, PageTask, init_worker, process_page
+from docloop.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 PARENT_WATCH_S = 0.5
+READY = "ready"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def _worker_main(connection: Connection, memory_mb: int, parent: int) -> None:
     if memory_mb:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    connection.send(READY)  # a page's time starts when the worker can take it, not at spawn
     while True:
         try:
             task = connection.recv()
@@ -120,6 +123,7 @@ class _Worker:
     task: PageTask | None = None
     started: float = 0.0
     deadline: float = 0.0
+    ready: bool = False
 
 
 @dataclass
@@ -180,7 +184,8 @@ class PagePool:
 
     def _assign(self) -> list[PageResult]:
         skipped: list[PageResult] = []
-        idle = [worker for worker in self.workers if worker.task is None]
+        idle = [worker for worker in self.workers if worker.task is None and worker.ready]
+        starting = sum(1 for worker in self.workers if not worker.ready)
         while self.queue:
             task = self.queue.popleft()
             document = self.documents[task.doc_id]
@@ -188,10 +193,12 @@ class PagePool:
                 skipped.append(self._not_started(task))
                 continue
             if not idle:
-                if len(self.workers) >= self.size:
-                    self.queue.appendleft(task)
-                    break
-                idle.append(self._start_worker())
+                self.queue.appendleft(task)
+                if len(self.workers) < self.size and starting < len(self.queue):
+                    self._start_worker()
+                    starting += 1
+                    continue
+                break
             worker = idle.pop()
             worker.task = task
             worker.started = time.monotonic()
@@ -267,6 +274,21 @@ class PagePool:
             ),
         )
 
+    def _started(self, worker: _Worker, ready: set[object]) -> None:
+        """Mark a new worker ready when it says so; a worker that dies starting is an error."""
+        if worker.connection in ready:
+            with contextlib.suppress(EOFError, OSError):
+                worker.ready = worker.connection.recv() == READY
+                return
+        if worker.connection in ready or worker.process.sentinel in ready:
+            worker.process.join(5)
+            how = _signal_name(worker.process.exitcode)
+            self._retire(worker, kill=True)
+            raise ConfigError(
+                f"an OCR worker process could not start ({how}); check that docloop's OCR "
+                "dependencies import, and that preprocess.worker_memory_mb is not too small"
+            )
+
     def drain(self, block: bool) -> list[PageResult]:
         """Start queued pages and collect finished ones.
 
@@ -278,20 +300,25 @@ class PagePool:
         """
         results = self._assign()
         while True:
+            starting = [worker for worker in self.workers if not worker.ready]
             running = [worker for worker in self.workers if worker.task is not None]
-            if not running or results and not block:
+            if not running and not starting or results and not block:
                 return results
             now = time.monotonic()
-            timeout = 0.0
+            timeout: float | None = 0.0
             if block and not results:
-                timeout = max(0.0, min(worker.deadline for worker in running) - now)
+                deadlines = [worker.deadline for worker in running]
+                timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            watched = running + starting
             ready = set(
                 wait(
-                    [w.connection for w in running] + [w.process.sentinel for w in running],
+                    [w.connection for w in watched] + [w.process.sentinel for w in watched],
                     timeout,
                 )
             )
             now = time.monotonic()
+            for worker in starting:
+                self._started(worker, ready)
             for worker in running:
                 if worker.connection in ready:
                     try:
