@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from docloop.errors import ConfigError
+from docloop.limits import MAX_PAGES, MAX_WORDS
 
 ENV_PREFIX = "DOCLOOP__"
 CONFIG_ENV = "DOCLOOP_CONFIG"
@@ -112,7 +113,9 @@ class PreprocessConfig(Section):
         description="Pages with fewer words holding a letter or digit (after retries) are "
         "quarantined as empty_page.",
     )
-    max_pages: int = Field(default=50, ge=1, description="PDFs with more pages are quarantined.")
+    max_pages: int = Field(
+        default=50, ge=1, le=MAX_PAGES, description="PDFs with more pages are quarantined."
+    )
     max_file_mb: float = Field(default=100.0, gt=0, description="Larger files are quarantined.")
     max_pixels: int = Field(
         default=60_000_000,
@@ -680,6 +683,7 @@ class ServeConfig(Section):
     max_words: int = Field(
         default=20_000,
         ge=1,
+        le=MAX_WORDS,
         description="Words per document, over all its pages; a larger one is refused (HTTP 413).",
     )
     bulk_words: int = Field(

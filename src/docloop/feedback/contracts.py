@@ -25,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, mo
 
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample, read_examples, write_examples
+from docloop.limits import MAX_INSTANCES
 from docloop.storage import Storage, join
 
 FeedbackKind = Literal["confirmation", "correction"]
@@ -262,7 +263,12 @@ class FeedbackEvent(BaseModel):
         max_length=128,
         description="The predicted request's id (``x-request-id`` header / v2 response ``id``).",
     )
-    instance: StrictInt = Field(default=0, ge=0, description="Document position in its request.")
+    instance: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=MAX_INSTANCES - 1,
+        description="Document position in its request (a number: ``\"0\"`` is refused).",
+    )
     reviewer_id: Name = Field(
         min_length=1,
         max_length=128,

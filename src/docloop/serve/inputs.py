@@ -31,6 +31,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from docloop.documents.examples import OUTSIDE, DocumentExample
+from docloop.errors import ConfigError
+from docloop.limits import MAX_INSTANCES, MAX_PAGES, MAX_WORDS
 from docloop.serve.compat import InferRequest, InvalidInput
 from docloop.serve.sink import DOC_ID_RE
 
@@ -68,6 +70,19 @@ class ServeLimits:
     max_request_bytes: int = 32 * 1024 * 1024
     max_pages: int = 50
     max_words: int = 20_000
+
+    def __post_init__(self) -> None:
+        # Above the shared limits the feedback API could not name what the predictor answered.
+        for name, value, ceiling in (
+            ("max_instances", self.max_instances, MAX_INSTANCES),
+            ("max_pages", self.max_pages, MAX_PAGES),
+            ("max_words", self.max_words, MAX_WORDS),
+        ):
+            if not 1 <= value <= ceiling:
+                raise ConfigError(
+                    f"{name}: {value} is outside 1..{ceiling}, the range the feedback API can "
+                    "review (docloop.limits)"
+                )
 
 
 @dataclass(frozen=True)
@@ -108,7 +123,7 @@ class PageInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    page: int | None = Field(default=None, ge=0)
+    page: int | None = Field(default=None, ge=0, le=MAX_PAGES - 1)
     words: list[str]
     boxes: list[list[int]]
     confidences: list[float] | None = None
@@ -116,7 +131,7 @@ class PageInput(BaseModel):
     # The other PageRecord fields are accepted so that preprocess output can be sent as is.
     doc_id: str | None = None
     source_uri: str | None = None
-    page_count: int | None = Field(default=None, ge=1)
+    page_count: int | None = Field(default=None, ge=1, le=MAX_PAGES)
     width: int | None = None
     height: int | None = None
     dpi: int | None = None
@@ -325,6 +340,19 @@ def _flatten(data: object) -> list[Any]:
     return [data]
 
 
+def _check_shape(shape: object, count: int, field: str) -> None:
+    """The tensor's ``shape`` must describe its data: its sizes multiply to the item count."""
+    sizes = list(shape) if isinstance(shape, list | tuple) else []
+    product = 1
+    for size in sizes:
+        product *= size if isinstance(size, int) and not isinstance(size, bool) else -1
+    if not sizes or product != count:
+        raise InvalidInput(
+            f"{field}.shape: {str(shape)[:60]} does not describe the {count} JSON string(s) in "
+            f"data; send shape [{count}]"
+        )
+
+
 def parse_v2(request: InferRequest, limits: ServeLimits) -> list[Instance]:
     """Instances of an Open Inference Protocol request.
 
@@ -350,6 +378,7 @@ def parse_v2(request: InferRequest, limits: ServeLimits) -> list[Instance]:
     if not isinstance(data, list):
         raise InvalidInput(f"{field}.data: expected a list of JSON strings")
     items = _flatten(data)
+    _check_shape(tensor.shape, len(items), field)
     _check_count(len(items), f"{field}.data", limits)
     instances: list[Instance] = []
     for index, item in enumerate(items):

@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 from docloop.config import PreprocessConfig, ServeConfig
 from docloop.documents.examples import DocumentExample
+from docloop.limits import MAX_ID_CHARS, id_problem
 from docloop.feedback.contracts import (
     FieldAnswer,
     PredictedEntity,
@@ -97,6 +98,22 @@ SERVE_DEFAULTS = ServeConfig()
 
 WireProtocol = Literal["v1", "v2"]
 Output = tuple[TypePrediction | None, ExtractionResult | None]
+
+
+def check_request_id(value: str | None, field: str) -> None:
+    """Refuse a client's request id that the feedback API could not take (``docloop.limits``).
+
+    Raises:
+        InvalidInput: the id is too long or holds control, format or look-alike characters.
+    """
+    if value is None:
+        return
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidInput(
+            f"{field}: the request id {problem}; reviewers name a prediction by it, so it must "
+            f"be 1-{MAX_ID_CHARS} visible characters in NFKC form (or leave it out)"
+        )
 
 
 @dataclass(frozen=True)
@@ -538,7 +555,9 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         header_id = (headers or {}).get(REQUEST_ID_HEADER)
         outcome = "error"
         try:
+            check_request_id(header_id, REQUEST_ID_HEADER)
             if isinstance(payload, InferRequest):
+                check_request_id(payload.id, "id")
                 request_id = payload.id or header_id or str(uuid.uuid4())
                 instances = parse_v2(payload, self.limits)
             else:

@@ -1,0 +1,115 @@
+"""What the predictor answers, the feedback API can review: the shared limits, held on both sides.
+
+Each case was answered 200 and then lost: a page number the served-document file cannot hold, a
+request id the feedback API refuses, a v2 ``shape`` that does not describe its data, an
+``instance`` given as a string.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from docloop.feedback.contracts import FeedbackEvent
+from docloop.serve.compat import InferInput, InferRequest, InvalidInput
+from docloop.serve.inputs import ServeLimits, parse_v1, parse_v2
+
+pytestmark = pytest.mark.unit
+
+LIMITS = ServeLimits()
+
+
+def _page(words: list[str], **extra: Any) -> dict[str, Any]:
+    return {"words": words, "boxes": [[0, 0, 10, 10]] * len(words), **extra}
+
+
+def _verdict(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "idempotency_key": "rev-42:req-0001:0",
+        "model_name": "docloop",
+        "model_version": "v1",
+        "request_id": "req-0001",
+        "instance": 0,
+        "reviewer_id": "rev-42",
+        "kind": "confirmation",
+    }
+    return {**body, **changes}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"page": 2**40}, "pages[0].page"), ({"page_count": 2**40}, "pages[0].page_count")],
+)
+def test_a_page_number_no_document_can_hold_is_400(extra: dict[str, int], field: str) -> None:
+    payload = {"instances": [{"pages": [_page(["Invoice"], **extra)]}]}
+    with pytest.raises(InvalidInput) as caught:
+        parse_v1(payload, LIMITS)
+    assert f"instances[0].{field}" in str(caught.value)
+
+
+def test_the_last_page_number_allowed_is_kept_in_the_served_document(tmp_path: Any) -> None:
+    from docloop.documents.examples import read_examples, write_examples
+    from docloop.limits import MAX_PAGES
+    from docloop.serve.inputs import to_example
+    from docloop.storage import Storage
+
+    (instance,) = parse_v1(
+        {"instances": [{"pages": [_page(["Invoice"], page=MAX_PAGES - 1)]}]}, LIMITS
+    )
+    example = to_example("doc", "request://r/0", instance.pages, instance.page_count)
+    uri = str(tmp_path / "doc.parquet")
+    write_examples(Storage(), uri, [example])
+    assert read_examples(Storage(), uri)[0].pages == [MAX_PAGES - 1]
+
+
+def _v2(data: list[Any], shape: list[Any]) -> InferRequest:
+    return InferRequest(
+        model_name="m",
+        infer_inputs=[InferInput(name="document_json", shape=shape, datatype="BYTES", data=data)],
+    )
+
+
+@pytest.mark.parametrize("shape", [[5], [3, 1], [0], [True, True], []])
+def test_a_v2_shape_that_does_not_describe_the_data_is_400(shape: list[Any]) -> None:
+    instance = json.dumps({"pages": [_page(["a"])]})
+    with pytest.raises(InvalidInput, match=r"inputs\[0\]\.shape"):
+        parse_v2(_v2([instance, instance], shape), LIMITS)
+
+
+def test_a_v2_shape_that_describes_the_data_is_accepted() -> None:
+    instance = json.dumps({"pages": [_page(["a"])]})
+    assert len(parse_v2(_v2([[instance], [instance]], [2, 1]), LIMITS)) == 2
+
+
+def test_an_instance_given_as_a_string_is_refused() -> None:
+    with pytest.raises(ValidationError, match="instance"):
+        FeedbackEvent.model_validate_json(json.dumps(_verdict(instance="0")))
+    with pytest.raises(ValidationError, match="instance"):
+        FeedbackEvent.model_validate_json(json.dumps(_verdict(instance=True)))
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["r" * 129, "req\u200b0001", "req\u202e0001", "req\x1b[31m", "ｒｅｑ-0001", ""],
+)
+def test_a_request_id_the_feedback_api_refuses_is_refused_by_the_predictor(
+    request_id: str,
+) -> None:
+    from docloop.serve.predictor import check_request_id
+
+    with pytest.raises(InvalidInput, match="x-request-id: the request id"):
+        check_request_id(request_id, "x-request-id")
+
+
+def test_every_request_id_the_predictor_takes_the_feedback_api_takes() -> None:
+    from docloop.limits import MAX_ID_CHARS
+    from docloop.serve.predictor import check_request_id
+
+    longest = "r" * MAX_ID_CHARS
+    check_request_id(longest, "x-request-id")
+    assert FeedbackEvent.model_validate(_verdict(request_id=longest)).request_id == longest
+    with pytest.raises(ValidationError):
+        FeedbackEvent.model_validate(_verdict(request_id=longest + "r"))
