@@ -229,4 +229,6 @@ def test_no_reason_echoes_file_content(probed: Probed) -> None:
         if found:
             echoed[name] = found
     assert echoed == {}
+    passwd = next(e for e in result.quarantine if e.source_uri.endswith("link-to-passwd.pdf"))
+    assert SECRET[:6].decode() not in passwd.reason
     assert "secret" not in (root / "out" / "quarantine.jsonl").read_text()

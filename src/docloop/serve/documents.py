@@ -21,11 +21,15 @@ from docloop.documents.preprocess import page_task
 from docloop.documents.schema import QuarantineEntry
 from docloop.errors import QuarantinedDocument
 from docloop.serve.compat import InvalidInput
-from docloop.serve.inputs import ServePage
+from docloop.serve.inputs import ServePage, TooLarge
 
 logger = logging.getLogger(__name__)
 
 SUFFIXES = {"pdf": ".pdf", "png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
+TOO_LARGE_CODES = frozenset(
+    {"file_too_large", "too_many_pages", "page_too_large", "image_too_large", "too_expensive"}
+)
+"""Quarantine codes of a valid file over a cap: HTTP 413 rather than 400."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,14 @@ def document_pages(
         The pages that have words, and the pages that were set aside with their reasons.
 
     Raises:
+        TooLarge: the file is over a size or cost cap (HTTP 413).
         InvalidInput: the file is not a supported document, would be quarantined by preprocess,
             or has no readable page.
     """
     kind = sniff(data)
     if kind is None:
         raise InvalidInput(
-            f"{field}: not a PDF, PNG, JPEG or TIFF file (first bytes {data[:8]!r}); "
-            "send one of those, base64-encoded"
+            f"{field}: not a PDF, PNG, JPEG or TIFF file; send one of those, base64-encoded"
         )
     doc_id = document_id(data)
     suffix = SUFFIXES[kind]
@@ -70,7 +74,8 @@ def document_pages(
         try:
             plan = inspect_document(source_uri, f"document{suffix}", data, local, config)
         except QuarantinedDocument as exc:
-            raise InvalidInput(f"{field}: {exc.reason} ({exc.code})") from exc
+            error = TooLarge if exc.code in TOO_LARGE_CODES else InvalidInput
+            raise error(f"{field}: {exc.reason} ({exc.code})") from exc
         pages: list[ServePage] = []
         quarantined: list[QuarantineEntry] = []
         for page in range(plan.page_count):

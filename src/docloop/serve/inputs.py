@@ -45,8 +45,12 @@ INSTANCE_KEYS = frozenset({"pages", "document", "doc_id"})
 BOX_MAX = 1000
 
 
-class TooManyWords(InvalidInput):  # type: ignore[misc]
-    """A document over ``serve.max_words`` (HTTP 413: the request is valid, only too large)."""
+class TooLarge(InvalidInput):  # type: ignore[misc]
+    """A document over a size or cost cap (HTTP 413: the request is valid, only too large)."""
+
+
+class TooManyWords(TooLarge):
+    """A document over ``serve.max_words`` (HTTP 413)."""
 
     def __init__(self, where: str, words: int, limit: int) -> None:
         super().__init__(

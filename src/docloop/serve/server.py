@@ -15,7 +15,8 @@ use it.
 
 docloop also adds to KServe's FastAPI app, before it starts: a request-size cap (``payload: ...``
 HTTP 400 before the body is read when Content-Length is too large, or as soon as a streamed body
-goes over), HTTP 413 for a document over ``serve.max_words``, and a handler that turns
+goes over), HTTP 413 for a document over ``serve.max_words`` or over a preprocess cap (pixels,
+pages, file size, inflated content), and a handler that turns
 request-schema errors (a v2 body without ``inputs``, say) into
 HTTP 400 naming the field, where FastAPI would answer 422.
 
@@ -43,7 +44,7 @@ from docloop.config import DocloopConfig, PreprocessConfig, load_config
 from docloop.serve import metrics
 from docloop.serve.batching import BatchingConfig
 from docloop.serve.compat import InvalidInput, kserve, model_server
-from docloop.serve.inputs import ServeLimits, TooManyWords
+from docloop.serve.inputs import ServeLimits, TooLarge
 from docloop.serve.predictor import SERVE_DEFAULTS, DocloopModel, resolve_model_folders
 from docloop.serve.runtime import Inference
 from docloop.serve.sink import (
@@ -190,7 +191,7 @@ async def _request_validation_handler(_: Request, exc: Exception) -> JSONRespons
     return JSONResponse(status_code=400, content={"error": message})
 
 
-async def _too_many_words_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _too_large_handler(_: Request, exc: Exception) -> JSONResponse:
     logger.warning("request too large (HTTP 413): %s", exc)
     return JSONResponse(status_code=413, content={"error": str(exc)})
 
@@ -241,7 +242,7 @@ def install_app_extras(app: FastAPI, limits: ServeLimits) -> None:
         return
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_request_bytes)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
-    app.add_exception_handler(TooManyWords, _too_many_words_handler)
+    app.add_exception_handler(TooLarge, _too_large_handler)
     app.state.docloop_extras = True
 
 
