@@ -80,7 +80,9 @@ def test_a_killed_run_resumes_to_the_same_output(tmp_path: Path) -> None:
     finished: list[str] = []
     while time.monotonic() < deadline and process.poll() is None:
         manifests = out / "documents"
-        finished = [p.name for p in manifests.glob("*.processed.json")] if manifests.exists() else []
+        finished = (
+            [p.name for p in manifests.glob("*.processed.json")] if manifests.exists() else []
+        )
         if len(finished) >= 3:  # the digital PDF and at least two OCR'd scans
             break
         time.sleep(0.05)

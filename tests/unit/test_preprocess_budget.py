@@ -37,7 +37,9 @@ def test_a_bomb_past_the_pixel_cap_only_quarantines_itself(tmp_path: Path) -> No
     assert bad in ({(2, "too_expensive")}, {(2, "worker_crashed")})
     reason = next(e.reason for e in result.quarantine if e.page == 2)
     assert "1200 MB" in reason
-    names = {r.source_uri.rsplit("/", 1)[-1] for r in read_page_records(Storage(), str(tmp_path / "out"))}
+    names = {
+        r.source_uri.rsplit("/", 1)[-1] for r in read_page_records(Storage(), str(tmp_path / "out"))
+    }
     assert names == {"scan.png", "digital.pdf", "bomb.tiff"}  # bomb.tiff: its two good frames
     assert (tmp_path / "out" / "quarantine.jsonl").exists()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -93,7 +93,7 @@ def test_an_instance_given_as_a_string_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "request_id",
-    ["r" * 129, "req\u200b0001", "req\u202e0001", "req\x1b[31m", "ｒｅｑ-0001", ""],
+    ["r" * 129, "req\u200b0001", "req\u202e0001", "req\x1b[31m", "\uff52\uff45\uff51-0001", ""],
 )
 def test_a_request_id_the_feedback_api_refuses_is_refused_by_the_predictor(
     request_id: str,

@@ -108,7 +108,7 @@ def _special(mode: int) -> str:
     return "not a regular file"
 
 
-def _classify_local(path: Path, root: Path) -> LocalInput | None:
+def _classify_local(path: Path, root: Path) -> LocalInput | None:  # noqa: PLR0911 (one per kind)
     """What one entry under ``root`` is, without opening it (opening a FIFO blocks)."""
     info = os.lstat(path)
     if stat.S_ISREG(info.st_mode):
@@ -121,7 +121,7 @@ def _classify_local(path: Path, root: Path) -> LocalInput | None:
             "read (it was not opened)",
         )
     try:
-        target = os.stat(path)
+        target = path.stat()
     except OSError as exc:
         what = "a loop of links" if exc.errno == errno.ELOOP else "nothing"
         return LocalInput(
@@ -162,7 +162,7 @@ def list_local_inputs(root: Path) -> list[LocalInput]:
         return [found] if found is not None else []
     entries: list[LocalInput] = []
     for directory, dirnames, filenames in os.walk(root):
-        links = [name for name in dirnames if os.path.islink(os.path.join(directory, name))]
+        links = [name for name in dirnames if Path(directory, name).is_symlink()]
         for name in sorted(filenames + links):
             found = _classify_local(Path(directory, name), real_root)
             if found is not None:

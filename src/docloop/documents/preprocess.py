@@ -736,13 +736,16 @@ def preprocess(
             workdir,
             shard or Shard(),
         )
+        set_aside: dict[str, LocalInput] = {}
         for info, entry in zip(inputs, local_inputs, strict=False):
             run.local_files[info.uri] = entry.path
+            if entry.code is not None:
+                set_aside[info.uri] = entry
         try:
-            for index, info in enumerate(inputs):
-                entry = local_inputs[index] if local_inputs else None
-                if entry is not None and entry.code is not None:
-                    run.set_aside(info.uri, entry.code, entry.reason)
+            for info in inputs:
+                found = set_aside.get(info.uri)
+                if found is not None and found.code is not None:
+                    run.set_aside(info.uri, found.code, found.reason)
                 else:
                     run.intake(info.uri, info.size)
             run.collect()

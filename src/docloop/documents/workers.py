@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
@@ -152,7 +152,6 @@ class PagePool:
 
     size: int
     budget: WorkerBudget = field(default_factory=WorkerBudget)
-    on_start: Callable[[], None] | None = None
     queue: deque[PageTask] = field(default_factory=deque)
     workers: list[_Worker] = field(default_factory=list)
     documents: dict[str, _Document] = field(default_factory=dict)
@@ -220,7 +219,8 @@ class PagePool:
     def _retire(self, worker: _Worker, kill: bool) -> None:
         if kill and worker.process.pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(worker.process.pid, signal.SIGKILL)
+                os.killpg(worker.process.pid, signal.SIGKILL)  # the worker and its OCR programs
+            worker.process.kill()  # in case it died before leading its own group
         worker.process.join(5)
         worker.connection.close()
         self.workers.remove(worker)
@@ -274,7 +274,7 @@ class PagePool:
             ),
         )
 
-    def _started(self, worker: _Worker, ready: set[object]) -> None:
+    def _started(self, worker: _Worker, ready: Collection[object]) -> None:
         """Mark a new worker ready when it says so; a worker that dies starting is an error."""
         if worker.connection in ready:
             with contextlib.suppress(EOFError, OSError):
@@ -302,7 +302,7 @@ class PagePool:
         while True:
             starting = [worker for worker in self.workers if not worker.ready]
             running = [worker for worker in self.workers if worker.task is not None]
-            if not running and not starting or results and not block:
+            if (not running and not starting) or (results and not block):
                 return results
             now = time.monotonic()
             timeout: float | None = 0.0

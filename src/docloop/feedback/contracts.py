@@ -267,7 +267,7 @@ class FeedbackEvent(BaseModel):
         default=0,
         ge=0,
         le=MAX_INSTANCES - 1,
-        description="Document position in its request (a number: ``\"0\"`` is refused).",
+        description='Document position in its request (a number: ``"0"`` is refused).',
     )
     reviewer_id: Name = Field(
         min_length=1,

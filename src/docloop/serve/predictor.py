@@ -50,7 +50,6 @@ from typing import Any, Literal
 
 from docloop.config import PreprocessConfig, ServeConfig
 from docloop.documents.examples import DocumentExample
-from docloop.limits import MAX_ID_CHARS, id_problem
 from docloop.feedback.contracts import (
     FieldAnswer,
     PredictedEntity,
@@ -59,6 +58,7 @@ from docloop.feedback.contracts import (
     TypeAnswer,
     text_source_of,
 )
+from docloop.limits import MAX_ID_CHARS, id_problem
 from docloop.models.artifact import (
     CARD_FILE,
     LoadedModel,
