@@ -85,10 +85,11 @@ def test_a_v2_shape_that_describes_the_data_is_accepted() -> None:
 
 
 def test_an_instance_given_as_a_string_is_refused() -> None:
-    with pytest.raises(ValidationError, match="instance"):
-        FeedbackEvent.model_validate_json(json.dumps(_verdict(instance="0")))
-    with pytest.raises(ValidationError, match="instance"):
-        FeedbackEvent.model_validate_json(json.dumps(_verdict(instance=True)))
+    for value in ("0", True, 1.0):
+        with pytest.raises(ValidationError, match="instance"):
+            FeedbackEvent.model_validate(_verdict(instance=value))  # a decoded JSON body
+        with pytest.raises(ValidationError, match="instance"):
+            FeedbackEvent.model_validate_json(json.dumps(_verdict(instance=value)))
 
 
 @pytest.mark.parametrize(

@@ -721,7 +721,8 @@ def preprocess(
         inputs = storage.list(input_uri)
     keep = [not info.uri.startswith(output_prefix) for info in inputs]
     inputs = [info for info, kept in zip(inputs, keep, strict=True) if kept]
-    local_inputs = [entry for entry, kept in zip(local_inputs, keep, strict=True) if kept]
+    if local_inputs:
+        local_inputs = [entry for entry, kept in zip(local_inputs, keep, strict=True) if kept]
     if not inputs:
         raise NothingToProcess(f"no files under {input_uri}; check the input URI")
     worker_count = workers or config.workers or default_workers()
