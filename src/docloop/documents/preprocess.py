@@ -676,6 +676,24 @@ def preprocess_workspace() -> Iterator[Path]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _list_inputs(
+    storage: Storage, input_uri: str, output_prefix: str
+) -> list[tuple[ObjectInfo, LocalInput | None]]:
+    """The inputs under ``input_uri`` (not under the output), with what a local listing found.
+
+    A local folder is listed by :func:`list_local_inputs` (links and special files come back
+    with their quarantine code); an object store by ``Storage.list``.
+    """
+    if is_local(input_uri):
+        found: list[tuple[ObjectInfo, LocalInput | None]] = [
+            (ObjectInfo(uri=_local_uri(input_uri, entry.path), size=entry.size), entry)
+            for entry in list_local_inputs(local_path(input_uri))
+        ]
+    else:
+        found = [(info, None) for info in storage.list(input_uri)]
+    return [(info, entry) for info, entry in found if not info.uri.startswith(output_prefix)]
+
+
 def preprocess(
     input_uri: str,
     output_uri: str,
@@ -709,20 +727,7 @@ def preprocess(
     storage = storage or Storage()
     started = time.perf_counter()
     storage.ensure_writable(output_uri)
-    output_prefix = output_uri.rstrip("/") + "/"
-    local_inputs: list[LocalInput] = []
-    if is_local(input_uri):
-        local_inputs = list_local_inputs(local_path(input_uri))
-        inputs = [
-            ObjectInfo(uri=_local_uri(input_uri, entry.path), size=entry.size)
-            for entry in local_inputs
-        ]
-    else:
-        inputs = storage.list(input_uri)
-    keep = [not info.uri.startswith(output_prefix) for info in inputs]
-    inputs = [info for info, kept in zip(inputs, keep, strict=True) if kept]
-    if local_inputs:
-        local_inputs = [entry for entry, kept in zip(local_inputs, keep, strict=True) if kept]
+    inputs = _list_inputs(storage, input_uri, output_uri.rstrip("/") + "/")
     if not inputs:
         raise NothingToProcess(f"no files under {input_uri}; check the input URI")
     worker_count = workers or config.workers or default_workers()
@@ -737,16 +742,12 @@ def preprocess(
             workdir,
             shard or Shard(),
         )
-        set_aside: dict[str, LocalInput] = {}
-        for info, entry in zip(inputs, local_inputs, strict=False):
-            run.local_files[info.uri] = entry.path
-            if entry.code is not None:
-                set_aside[info.uri] = entry
         try:
-            for info in inputs:
-                found = set_aside.get(info.uri)
-                if found is not None and found.code is not None:
-                    run.set_aside(info.uri, found.code, found.reason)
+            for info, entry in inputs:
+                if entry is not None:
+                    run.local_files[info.uri] = entry.path
+                if entry is not None and entry.code is not None:
+                    run.set_aside(info.uri, entry.code, entry.reason)
                 else:
                     run.intake(info.uri, info.size)
             run.collect()
