@@ -135,11 +135,7 @@ def predictor_spec(release: PredictorRelease, config: DeployConfig) -> Any:
             ),
             k8s.V1EnvVar(name="HOME", value="/home/docloop"),
         ],
-        env_from=[
-            k8s.V1EnvFromSource(
-                secret_ref=k8s.V1SecretEnvSource(name="docloop-storage")
-            )
-        ],
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name="docloop-storage"))],
         resources=k8s.V1ResourceRequirements(requests=dict(resources), limits=dict(resources)),
         security_context=k8s.V1SecurityContext(
             run_as_non_root=True,

@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, mo
 
 from docloop.config import DocloopConfig
 from docloop.documents.examples import DocumentExample, read_examples, write_examples
-from docloop.limits import MAX_INSTANCES
+from docloop.limits import MAX_ID_CHARS, MAX_INSTANCES
 from docloop.storage import Storage, join
 
 FeedbackKind = Literal["confirmation", "correction"]
@@ -248,19 +248,21 @@ class FeedbackEvent(BaseModel):
 
     idempotency_key: str = Field(
         min_length=8,
-        max_length=128,
+        max_length=MAX_ID_CHARS,
         pattern=r"^[A-Za-z0-9._:-]+$",
         description="Unique per verdict; a retried submission with the same key is stored once.",
     )
     model_name: Name = Field(
-        min_length=1, max_length=128, description="The answer's ``model_name`` (served name)."
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="The answer's ``model_name`` (served name).",
     )
     model_version: Name = Field(
-        min_length=1, max_length=128, description="The answer's ``model_version``."
+        min_length=1, max_length=MAX_ID_CHARS, description="The answer's ``model_version``."
     )
     request_id: Name = Field(
         min_length=1,
-        max_length=128,
+        max_length=MAX_ID_CHARS,
         description="The predicted request's id (``x-request-id`` header / v2 response ``id``).",
     )
     instance: StrictInt = Field(
@@ -271,7 +273,7 @@ class FeedbackEvent(BaseModel):
     )
     reviewer_id: Name = Field(
         min_length=1,
-        max_length=128,
+        max_length=MAX_ID_CHARS,
         description="Who reviewed the prediction: the authenticated principal (another name is "
         "403), NFKC-normalised.",
     )
