@@ -5,12 +5,20 @@ and ``process_page`` (render, text layer or OCR with its retries, empty-page det
 here, inline in the calling thread and in a temporary folder, so a served document gets exactly
 the words and boxes a preprocessed one would. What preprocess would quarantine becomes an HTTP
 400 whose message names the field and carries the quarantine code and reason.
+
+A served document's id is the server's, from its content (a client cannot choose it, so it cannot
+keep its own words under another document's id, or pin its words under an id others will use): a
+file is named by the sha256 of its bytes (``document_id``, as preprocess names it), a document
+sent as pages by :func:`pages_doc_id`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +34,34 @@ from docloop.serve.inputs import ServePage
 logger = logging.getLogger(__name__)
 
 SUFFIXES = {"pdf": ".pdf", "png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
+PAGES_ID_FORMAT = "docloop.served-pages.v1"
+"""Names the canonical form :func:`pages_doc_id` hashes (a new form gets a new name)."""
+
+
+def pages_doc_id(pages: Sequence[ServePage], page_count: int) -> str:
+    """The id of a document sent as pages: the sha256 of its canonical JSON, hex.
+
+    The canonical form holds everything the served document keeps of the request: per page (in
+    page order) its number, words, boxes, OCR confidences and source, and the page count; keys
+    sorted, no spaces, non-ASCII escaped. Equal content gives an equal id; a changed word, box,
+    confidence or page gives another.
+    """
+    canonical = {
+        "format": PAGES_ID_FORMAT,
+        "page_count": page_count,
+        "pages": [
+            {
+                "page": page.page,
+                "words": page.words,
+                "boxes": page.boxes,
+                "confidences": page.confidences,
+                "source": page.source,
+            }
+            for page in sorted(pages, key=lambda p: p.page)
+        ],
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True)
