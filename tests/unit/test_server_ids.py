@@ -201,3 +201,26 @@ def test_the_clients_request_id_is_echoed_as_a_correlation_field(
     assert logged is not None and logged.outputs["client_request_id"] == "trace-42"
     assert count(store) == 4  # the refused requests logged nothing
     store.close()
+
+
+def test_the_pages_id_covers_everything_the_served_document_keeps() -> None:
+    from docloop.serve.documents import pages_doc_id
+    from docloop.serve.inputs import ServePage
+
+    boxes = [[0, 0, 1, 1], [1, 1, 2, 2]]
+    base = ServePage(0, ["ab", "c"], boxes, [90.0, 80.0], "ocr")
+    variants = [
+        ([base], 1),
+        ([base], 2),  # another page count
+        ([ServePage(0, ["a", "bc"], boxes, [90.0, 80.0], "ocr")], 1),  # same letters, split apart
+        ([ServePage(0, ["ab", "c"], [[0, 0, 1, 1], [1, 1, 2, 3]], [90.0, 80.0], "ocr")], 1),
+        ([ServePage(0, ["ab", "c"], boxes, [90.0, 81.0], "ocr")], 1),
+        ([ServePage(0, ["ab", "c"], boxes, [90.0, 80.0], "text_layer")], 1),
+        ([ServePage(1, ["ab", "c"], boxes, [90.0, 80.0], "ocr")], 2),
+    ]
+    ids = [pages_doc_id(pages, count) for pages, count in variants]
+    assert len(set(ids)) == len(variants)
+    again = ServePage(0, ["ab", "c"], [list(b) for b in boxes], [90.0, 80.0], "ocr")
+    assert pages_doc_id([again], 1) == ids[0]
+    two = [ServePage(1, ["x"], [[0, 0, 1, 1]], None, None), base]
+    assert pages_doc_id(two, 2) == pages_doc_id(list(reversed(two)), 2)  # page order, not list
