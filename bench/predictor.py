@@ -158,7 +158,7 @@ def to_examples(bodies: Sequence[bytes], limits: ServeLimits) -> list[DocumentEx
     for index, body in enumerate(bodies):
         (instance,) = parse_v1(json.loads(body), limits)
         assert isinstance(instance, PagesInstance)
-        doc_id = pages_doc_id(instance.pages, instance.page_count)
+        doc_id = pages_doc_id(instance.pages)
         examples.append(to_example(doc_id, f"bench://{index}", instance.pages, instance.page_count))
     return examples
 

@@ -34,33 +34,20 @@ from docloop.serve.inputs import ServePage
 logger = logging.getLogger(__name__)
 
 SUFFIXES = {"pdf": ".pdf", "png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
-PAGES_ID_FORMAT = "docloop.served-pages.v1"
-"""Names the canonical form :func:`pages_doc_id` hashes (a new form gets a new name)."""
 
 
-def pages_doc_id(pages: Sequence[ServePage], page_count: int) -> str:
+def pages_doc_id(pages: Sequence[ServePage]) -> str:
     """The id of a document sent as pages: the sha256 of its canonical JSON, hex.
 
-    The canonical form holds everything the served document keeps of the request: per page (in
-    page order) its number, words, boxes, OCR confidences and source, and the page count; keys
-    sorted, no spaces, non-ASCII escaped. Equal content gives an equal id; a changed word, box,
-    confidence or page gives another.
+    The canonical form is ``[[page, words, boxes], ...]`` in page order, compact (no spaces),
+    non-ASCII escaped: what a correction's word positions and retraining read. Equal words,
+    boxes and page numbers give an equal id (the form predates server-owned ids, so documents
+    kept before keep their id); OCR confidences and the page source are not part of it (they are
+    logged per prediction).
     """
-    canonical = {
-        "format": PAGES_ID_FORMAT,
-        "page_count": page_count,
-        "pages": [
-            {
-                "page": page.page,
-                "words": page.words,
-                "boxes": page.boxes,
-                "confidences": page.confidences,
-                "source": page.source,
-            }
-            for page in sorted(pages, key=lambda p: p.page)
-        ],
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    ordered = sorted(pages, key=lambda page: page.page)
+    canonical = [[page.page, page.words, page.boxes] for page in ordered]
+    text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 

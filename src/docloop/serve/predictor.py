@@ -349,7 +349,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
     async def _prepare(self, instance: Instance, index: int, request_id: str) -> _Prepared:
         source_uri = f"request://{request_id}/{index}"
         if isinstance(instance, PagesInstance):
-            doc_id = pages_doc_id(instance.pages, instance.page_count)
+            doc_id = pages_doc_id(instance.pages)
             example = to_example(doc_id, source_uri, instance.pages, instance.page_count)
             return _Prepared(
                 index, "pages", example, instance.pages, _mean_confidence(instance.pages)
