@@ -75,7 +75,8 @@ from docloop.evaluation.scoring import score_model
 from docloop.models.artifact import LoadedModel, load_model
 from docloop.models.inference import classify, extract
 from docloop.models.training import train
-from docloop.serve.inputs import PagesInstance, ServeLimits, pages_digest, parse_v1, to_example
+from docloop.serve.documents import pages_doc_id
+from docloop.serve.inputs import PagesInstance, ServeLimits, parse_v1, to_example
 from docloop.serve.predictor import SERVE_DEFAULTS
 from docloop.serve.runtime import INFERENCE_CHOICES, Inference, serving_model
 from docloop.storage import Storage
@@ -157,7 +158,7 @@ def to_examples(bodies: Sequence[bytes], limits: ServeLimits) -> list[DocumentEx
     for index, body in enumerate(bodies):
         (instance,) = parse_v1(json.loads(body), limits)
         assert isinstance(instance, PagesInstance)
-        doc_id = instance.doc_id or pages_digest(instance.pages)
+        doc_id = pages_doc_id(instance.pages)
         examples.append(to_example(doc_id, f"bench://{index}", instance.pages, instance.page_count))
     return examples
 

@@ -257,7 +257,7 @@ def test_a_reused_key_with_another_body_is_409_and_changes_nothing(
 # --- rejected verdicts ------------------------------------------------------------------------
 REJECTIONS: list[tuple[str, dict[str, Any], int, str, str, tuple[str, ...]]] = [
     ("unknown request", event(request_id="req-nope"), 404, "unknown_prediction", "request_id",
-     ("'req-nope'", "x-request-id")),
+     ("'req-nope'", "x-request-id", "client_request_id")),
     ("unknown instance", event(instance=7), 404, "unknown_prediction", "request_id",
      ("instance 7",)),
     ("other model name", event(model_name="other"), 422, "model_mismatch", "model_name",

@@ -240,8 +240,10 @@ def test_the_predictor_logs_word_positions_label_sets_and_documents(
     model.stop()  # closes the writer (and the sink's store): everything queued is written
     (predicted,) = answer["predictions"]
     store = open_store(url)
-    stored = find_prediction(store, "req-served", 0)
-    assert stored is not None and stored.model_version == "v7"
+    assert find_prediction(store, "req-served", 0) is None  # the client's id is not a key
+    stored = find_prediction(store, predicted["request_id"], predicted["instance"])
+    assert stored is not None and stored.outputs["client_request_id"] == "req-served"
+    assert stored.model_version == "v7"
     assert stored.entity_types == list(tiny_models.entity_types)
     assert stored.entities == predicted["entities"]
     assert predicted["fields"] and stored.outputs["fields"] == predicted["fields"]

@@ -79,7 +79,7 @@ def test_v1_instances_become_pages_or_documents() -> None:
         {
             "instances": [
                 {"pages": [page(["b"], 1), page(["a"], 0, confidences=[80.0])]},
-                {"document": base64.b64encode(pdf).decode(), "doc_id": "mine"},
+                {"document": base64.b64encode(pdf).decode()},
             ]
         },
         LIMITS,
@@ -88,7 +88,6 @@ def test_v1_instances_become_pages_or_documents() -> None:
     assert isinstance(first, PagesInstance) and [p.page for p in first.pages] == [0, 1]
     assert first.page_count == 2 and first.field == "instances[0].pages"
     assert isinstance(second, DocumentInstance) and second.data == pdf
-    assert second.doc_id == "mine"
 
 
 def test_pages_without_numbers_are_numbered_in_order() -> None:
@@ -142,10 +141,13 @@ def test_a_full_page_record_is_accepted() -> None:
             {"instances": [{"pages": [page(["a"])], "document": "aGk="}]},
             "instances[0]: give exactly one",
         ),
-        ({"instances": [{"pages": [page(["a"])], "doc_id": 5}]}, "instances[0].doc_id"),
+        (
+            {"instances": [{"pages": [page(["a"])], "doc_id": "mine"}]},
+            "instances[0].doc_id: a document's id is assigned by the server",
+        ),
         (
             {"instances": [{"pages": [page(["a"])], "doc_id": "../../etc/x"}]},
-            "instances[0].doc_id: '../../etc/x' cannot name a document",
+            "instances[0].doc_id: a document's id is assigned by the server",
         ),
         ({"instances": [{"document": ""}]}, "instances[0].document: the document is empty"),
         (
@@ -472,14 +474,17 @@ def test_the_model_answers_v1_and_v2_in_process(model: DocloopModel) -> None:
     )
     (answer,) = v1["predictions"]
     assert answer["model_version"] == "v7" and answer["request_id"] == headers["x-request-id"]
+    assert "client_request_id" not in answer  # none sent: the server's id is echoed instead
     assert set(answer) >= {"doc_type", "entities", "pages", "words", "mean_confidence", "ocr_pages"}
 
     request = v2_request([json.dumps({"pages": [page(["Referral"])]})])
     v2 = asyncio.run(model.predict(request, {"x-request-id": "from-header"}, {}))
     assert isinstance(v2, InferResponse)
-    assert v2.id == "from-header"  # no "id" in the payload: the header's, else a new uuid
+    assert v2.id == "from-header"  # no "id" in the payload: the header's, else the server's id
     (output,) = v2.outputs
-    assert json.loads(output.data[0])["request_id"] == "from-header"
+    v2_answer = json.loads(output.data[0])
+    assert v2_answer["client_request_id"] == "from-header"  # echoed, not the key:
+    assert v2_answer["request_id"] != "from-header"  # the server's id names the prediction
 
 
 def test_the_model_ocrs_an_image(model: DocloopModel) -> None:

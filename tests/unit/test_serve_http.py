@@ -125,18 +125,21 @@ def test_v1_predicts_page_records(predictor: Predictor) -> None:
     second = page(["Referral", "letter"], page_index=1, source="text_layer")
     response = v1(
         predictor,
-        {"instances": [{"pages": [record, second]}, {"pages": [page()], "doc_id": "mine"}]},
+        {"instances": [{"pages": [record, second]}, {"pages": [page()]}]},
         headers={"x-request-id": "req-v1-pages"},
     )
     assert response.status_code == 200, response.text
     assert response.headers["x-request-id"] == "req-v1-pages"
     first, other = response.json()["predictions"]
-    for answer in (first, other):
+    for instance, answer in enumerate((first, other)):
         check_answer(answer, predictor)
-        assert answer["request_id"] == "req-v1-pages"
+        assert answer["client_request_id"] == "req-v1-pages" != answer["request_id"]
+        assert answer["instance"] == instance
+    uuid.UUID(first["request_id"])  # the server's id, one per request
+    assert first["request_id"] == other["request_id"]
     assert (first["pages"], first["words"], first["ocr_pages"]) == (2, len(WORDS) + 2, 1)
     assert first["mean_confidence"] == pytest.approx(90.0)
-    assert other["doc_id"] == "mine" and other["mean_confidence"] is None
+    assert first["doc_id"] != "d1" and other["mean_confidence"] is None  # a page's doc_id: ignored
     # provenance: one OCR'd and one text-layer page; words sent without a source are unknown
     assert (first["text_source"], other["text_source"]) == ("mixed", "unknown")
     assert other["ocr_pages"] == 0
@@ -174,7 +177,7 @@ def test_v2_infer_with_and_without_an_id(predictor: Predictor, request_id: str |
     if request_id is None:
         uuid.UUID(body["id"])  # KServe 0.21 answers 500 here unless the model sets an id
     else:
-        assert body["id"] == request_id
+        assert body["id"] == request_id  # the client's id, echoed
     (output,) = body["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == (
         "prediction_json",
@@ -182,9 +185,13 @@ def test_v2_infer_with_and_without_an_id(predictor: Predictor, request_id: str |
         [2],
     )
     answers = [json.loads(item) for item in output["data"]]
-    for answer in answers:
+    for instance, answer in enumerate(answers):
         check_answer(answer, predictor)
-        assert answer["request_id"] == body["id"]
+        assert answer["instance"] == instance and answer.get("client_request_id") == request_id
+        if request_id is None:
+            assert answer["request_id"] == body["id"]  # no client id: the server's is echoed
+        else:
+            uuid.UUID(answer["request_id"])
 
 
 OVERSIZE = object()  # replaced by a document larger than the server's --max-request-mb
@@ -192,7 +199,8 @@ BAD_V1 = [
     ("missing instances", {"predictions": []}, "instances"),
     ("instances not a list", {"instances": {"pages": []}}, "instances"),
     ("instance not an object", {"instances": ["text"]}, "instances[0]"),
-    ("neither pages nor document", {"instances": [{"doc_id": "x"}]}, "instances[0]"),
+    ("neither pages nor document", {"instances": [{}]}, "instances[0]"),
+    ("a client's doc_id", {"instances": [{"pages": [], "doc_id": "x"}]}, "instances[0].doc_id"),
     ("bad base64", {"instances": [{"document": "not base64!"}]}, "instances[0].document"),
     ("document not a string", {"instances": [{"document": 12}]}, "instances[0].document"),
     ("not a document", {"instances": [{"document": b64(b"hello world")}]}, "instances[0].document"),
@@ -340,7 +348,9 @@ def test_predictions_are_logged(predictor: Predictor) -> None:
     deadline = time.monotonic() + 15
     records: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        records = [r for r in read_log(predictor.prediction_log) if r["request_id"] == "req-logged"]
+        records = [
+            r for r in read_log(predictor.prediction_log) if r["client_request_id"] == "req-logged"
+        ]
         if len(records) == 2:
             break
         time.sleep(0.05)
@@ -348,6 +358,7 @@ def test_predictions_are_logged(predictor: Predictor) -> None:
     answers = response.json()["predictions"]
     for record in records:
         answer = answers[record["instance"]]
+        assert record["request_id"] == answer["request_id"] != "req-logged"
         assert record["model_name"] == predictor.name
         assert record["model_version"] == answer["model_version"]
         assert record["doc_type"] == answer["doc_type"]["label"]

@@ -99,18 +99,18 @@ def test_an_instance_given_as_a_string_is_refused() -> None:
 def test_a_request_id_the_feedback_api_refuses_is_refused_by_the_predictor(
     request_id: str,
 ) -> None:
-    from docloop.serve.predictor import check_request_id
+    from docloop.feedback.contracts import client_request_id
 
-    with pytest.raises(InvalidInput, match="x-request-id: the request id"):
-        check_request_id(request_id, "x-request-id")
+    with pytest.raises(ValueError, match=r"x-request-id: .* not a usable correlation id"):
+        client_request_id(request_id, "x-request-id")
 
 
 def test_every_request_id_the_predictor_takes_the_feedback_api_takes() -> None:
+    from docloop.feedback.contracts import client_request_id
     from docloop.limits import MAX_ID_CHARS
-    from docloop.serve.predictor import check_request_id
 
     longest = "r" * MAX_ID_CHARS
-    check_request_id(longest, "x-request-id")
+    assert client_request_id(longest, "x-request-id") == longest
     assert FeedbackEvent.model_validate(_verdict(request_id=longest)).request_id == longest
     with pytest.raises(ValidationError):
         FeedbackEvent.model_validate(_verdict(request_id=longest + "r"))

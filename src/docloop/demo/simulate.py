@@ -60,6 +60,8 @@ def request_predictions(
 ) -> list[dict[str, Any]]:
     """Send the examples to ``/v1/models/<name>:predict``; one answer per example, in order.
 
+    Each answer carries the server's ``request_id`` and its ``instance``: what a verdict names.
+
     Raises:
         RuntimeError: the predictor answered with an error status.
     """
@@ -73,8 +75,7 @@ def request_predictions(
         )
         if response.status_code != 200:
             raise RuntimeError(f"predictor answered {response.status_code}: {response.text}")
-        for instance, answer in enumerate(response.json()["predictions"]):
-            answers.append({**answer, "instance": instance})
+        answers.extend(response.json()["predictions"])  # each names itself: request_id, instance
     return answers
 
 

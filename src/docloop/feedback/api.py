@@ -395,9 +395,10 @@ OPENAPI_TAGS: Final = [
 
 API_DESCRIPTION: Final = """\
 Reviewers' verdicts on the predictions of docloop's served models. A verdict names the
-prediction it judges by the predictor's `request_id` and the document's position in that request
-(`instance`), and either **confirms** the prediction or **corrects** it: the right document type
-and/or the document's complete entity list, each entity given by the positions of its words in
+prediction it judges by the `request_id` and `instance` of the predictor's answer (the server's
+id of the request and the document's position in it; not the client's `x-request-id`), and
+either **confirms** the prediction or **corrects** it: the right document type and/or the
+document's complete entity list, each entity given by the positions of its words in
 the document (`word_indices`, 0-based, reading order, as in the prediction's entities) or by its
 printed `value` alone: the API then finds the words in the served document and stores their
 positions (`422 value_not_found`, with the closest text, when the document does not print it).

@@ -1,7 +1,12 @@
 """The records the feedback loop passes around: one shape for the API, the store and the stages.
 
 A prediction (``predictions`` table, written by the predictor's prediction log) names the served
-model, the request, the document id and what the model said. The document itself — its OCR words,
+model, the request, the document id and what the model said. The ids that feedback and training
+hang on are the server's: ``request_id`` is drawn by the predictor for every request
+(:func:`new_request_id`; with ``instance``, the document's position in the request, it keys the
+log), and ``doc_id`` is a digest of the document's content. What a client sends as
+``x-request-id`` (or the v2 ``id``) is kept only as ``client_request_id``, for correlation
+(:func:`client_request_id`). The document itself — its OCR words,
 boxes and pages, what a correction's word positions refer to and what retraining learns from —
 is kept as a one-row ``DocumentExample`` Parquet under :func:`served_documents_uri`. A reviewer's
 verdict (``feedback_events`` table) points at the prediction by request id and carries either a
@@ -17,7 +22,9 @@ written as null (a prediction without a classifier has no ``doc_type``; an entit
 
 from __future__ import annotations
 
+import re
 import unicodedata
+import uuid
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -33,6 +40,39 @@ TextSource = Literal["ocr", "text_layer", "mixed", "unknown"]
 """Where a served document's words came from: every page OCR'd, every page a text layer, both,
 or ``unknown`` (the client sent words without saying, for at least one page)."""
 SERVED_DOCUMENTS = "served-documents"
+REQUEST_ID_MAX_LENGTH = MAX_ID_CHARS
+"""The longest request id, the server's or a client's (what ``FeedbackEvent.request_id`` takes)."""
+CLIENT_REQUEST_ID_RE = re.compile(rf"^[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX_LENGTH}}}$")
+"""A client's correlation id: letters, digits, ``.``, ``_``, ``:`` and ``-`` (UUIDs, trace ids)."""
+
+
+def new_request_id() -> str:
+    """A fresh server request id: a random UUID (122 random bits, neither guessable nor reused)."""
+    return str(uuid.uuid4())
+
+
+def client_request_id(value: str | None, field: str) -> str | None:
+    """A client's correlation id as given, or None when it sent none.
+
+    Args:
+        value: the ``x-request-id`` header or the v2 request ``id``.
+        field: where it came from, for the message.
+
+    Raises:
+        ValueError: the id is empty, longer than :data:`REQUEST_ID_MAX_LENGTH` or carries other
+            characters than :data:`CLIENT_REQUEST_ID_RE` allows.
+    """
+    if value is None:
+        return None
+    if not CLIENT_REQUEST_ID_RE.fullmatch(value):
+        shown = value[:40] + ("..." if len(value) > 40 else "")
+        msg = (
+            f"{field}: {shown!r} ({len(value)} characters) is not a usable correlation id; send "
+            f"1-{REQUEST_ID_MAX_LENGTH} letters, digits, '.', '_', ':' or '-' (e.g. a UUID), or "
+            "leave it out (the answer's request_id is the server's id either way)"
+        )
+        raise ValueError(msg)
+    return value
 
 
 BIDI_CONTROLS = frozenset(
@@ -167,7 +207,17 @@ class PredictionAnswer(BaseModel):
     model_name: str
     model_version: str
     model_versions: dict[str, str]
-    request_id: str
+    request_id: str = Field(
+        description="The server's id of the request (the same for every document of one "
+        "request); with ``instance`` it names this prediction to the feedback API."
+    )
+    instance: int = Field(ge=0, description="The document's position in its request.")
+    client_request_id: str | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The client's ``x-request-id`` (or v2 ``id``), echoed for correlation; "
+        "absent when the client sent none. Never a key.",
+    )
     pages: int
     words: int
     mean_confidence: float | None
@@ -263,13 +313,15 @@ class FeedbackEvent(BaseModel):
     request_id: Name = Field(
         min_length=1,
         max_length=MAX_ID_CHARS,
-        description="The predicted request's id (``x-request-id`` header / v2 response ``id``).",
+        description="The server's id of the predicted request: the answer's ``request_id`` "
+        "(not the client's ``x-request-id``, which the answer echoes as ``client_request_id``).",
     )
     instance: StrictInt = Field(
         default=0,
         ge=0,
         le=MAX_INSTANCES - 1,
-        description='Document position in its request (a number: ``"0"`` is refused).',
+        description="The answer's ``instance``: the document's position in its request (a "
+        'number: ``"0"`` is refused).',
     )
     reviewer_id: Name = Field(
         min_length=1,

@@ -155,7 +155,7 @@ _FIELD_HINTS: Final = {
     "idempotency_key": "a unique key per verdict, 8-128 of A-Z a-z 0-9 . _ : -",
     "model_name": "the answer's model_name",
     "model_version": "the answer's model_version",
-    "request_id": "the predicted request's id (x-request-id)",
+    "request_id": "the answer's request_id (the server's id, not the x-request-id you sent)",
     "reviewer_id": "who reviewed the prediction",
     "kind": "'confirmation' or 'correction'",
 }

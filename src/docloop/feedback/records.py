@@ -149,7 +149,7 @@ class StoredPrediction:
 
     Attributes:
         id: the row id.
-        request_id: the request's id (``x-request-id`` or the v2 ``id``).
+        request_id: the server's id of the request (the answer's ``request_id``).
         instance: the document's position in its request.
         model_name: the served model name.
         model_version: the served version (``classify=...,extract=...`` for two models).

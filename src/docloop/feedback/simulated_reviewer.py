@@ -58,7 +58,8 @@ def review(
     """One verdict per answered document, from the gold labels.
 
     Args:
-        answers: The predictor's answers (``request_predictions``), in example order.
+        answers: The predictor's answers (``request_predictions``), in example order; each is
+            named by its server ``request_id`` and ``instance``.
         examples: The gold examples the answers are for.
         rng: Draws reviewers and wrong corrections.
         wrong_rate: Share of corrections replaced by a wrong type (noise for the quality rules).

@@ -326,9 +326,9 @@ def unknown_prediction(event: FeedbackEvent) -> Problem:
         "unknown_prediction",
         "request_id",
         f"no prediction was logged for request {show(event.request_id)} instance {event.instance}",
-        "send the request_id the predictor answered with (the x-request-id header, or the v2 "
-        "response id) and the document's position in that request as instance; predictions "
-        "are logged a moment after the answer, so retry shortly if it was just made",
+        "send the request_id and instance of the predictor's answer (the server's id, not the "
+        "x-request-id or v2 id the client sent, which the answer echoes as client_request_id); "
+        "predictions are logged a moment after the answer, so retry shortly if it was just made",
     )
 
 

@@ -5,12 +5,20 @@ and ``process_page`` (render, text layer or OCR with its retries, empty-page det
 here, inline in the calling thread and in a temporary folder, so a served document gets exactly
 the words and boxes a preprocessed one would. What preprocess would quarantine becomes an HTTP
 400 whose message names the field and carries the quarantine code and reason.
+
+A served document's id is the server's, from its content (a client cannot choose it, so it cannot
+keep its own words under another document's id, or pin its words under an id others will use): a
+file is named by the sha256 of its bytes (``document_id``, as preprocess names it), a document
+sent as pages by :func:`pages_doc_id`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +38,21 @@ TOO_LARGE_CODES = frozenset(
     {"file_too_large", "too_many_pages", "page_too_large", "image_too_large", "too_expensive"}
 )
 """Quarantine codes of a valid file over a cap: HTTP 413 rather than 400."""
+
+
+def pages_doc_id(pages: Sequence[ServePage]) -> str:
+    """The id of a document sent as pages: the sha256 of its canonical JSON, hex.
+
+    The canonical form is ``[[page, words, boxes], ...]`` in page order, compact (no spaces),
+    non-ASCII escaped: what a correction's word positions and retraining read. Equal words,
+    boxes and page numbers give an equal id (the form predates server-owned ids, so documents
+    kept before keep their id); OCR confidences and the page source are not part of it (they are
+    logged per prediction).
+    """
+    ordered = sorted(pages, key=lambda page: page.page)
+    canonical = [[page.page, page.words, page.boxes] for page in ordered]
+    text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True)

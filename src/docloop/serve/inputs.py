@@ -12,8 +12,8 @@ An instance is a JSON object with exactly one of:
     a base64 PDF, PNG, JPEG or TIFF (a ``data:...;base64,`` prefix is accepted); the server runs
     the same intake, render and OCR code as the preprocess component.
 
-and optionally ``doc_id`` (the caller's id for the document, 1-200 of ``A-Z a-z 0-9 . _ : -``;
-default: the sha256 of the file, or of the pages' words and boxes). Every validation error raises
+and nothing else: a ``doc_id`` is refused, since the server names every document by its content
+(``docloop.serve.documents``). Every validation error raises
 ``InvalidInput`` (HTTP 400) with a message that starts with the path of the offending field, e.g.
 ``instances[0].pages[1].boxes[3]: coordinates must be within 0..1000``.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,14 +33,13 @@ from docloop.documents.examples import OUTSIDE, DocumentExample
 from docloop.errors import ConfigError
 from docloop.limits import MAX_INSTANCES, MAX_PAGES, MAX_WORDS
 from docloop.serve.compat import InferRequest, InvalidInput
-from docloop.serve.sink import DOC_ID_RE
 
 V2_INPUT_NAME = "document_json"
 """The one BYTES input of an Open Inference Protocol request: a JSON string per instance."""
 V2_OUTPUT_NAME = "prediction_json"
 """The one BYTES output of the response: a JSON string per instance."""
 
-INSTANCE_KEYS = frozenset({"pages", "document", "doc_id"})
+INSTANCE_KEYS = frozenset({"pages", "document"})
 BOX_MAX = 1000
 
 
@@ -105,7 +103,6 @@ class PagesInstance:
     """An instance given as OCR page records."""
 
     field: str
-    doc_id: str | None
     pages: list[ServePage]
     page_count: int
 
@@ -115,7 +112,6 @@ class DocumentInstance:
     """An instance given as a file (decoded from base64, not yet inspected)."""
 
     field: str
-    doc_id: str | None
     data: bytes
 
 
@@ -217,7 +213,7 @@ def _page(raw: object, field: str, limits: ServeLimits) -> ServePage:
     )
 
 
-def _pages_instance(raw: object, field: str, doc_id: str | None, limits: ServeLimits) -> Instance:
+def _pages_instance(raw: object, field: str, limits: ServeLimits) -> Instance:
     if not isinstance(raw, list):
         raise InvalidInput(f"{field}: expected a list of page records, got {_describe(raw)}")
     if not raw:
@@ -243,10 +239,10 @@ def _pages_instance(raw: object, field: str, doc_id: str | None, limits: ServeLi
         raise TooManyWords(field, words, limits.max_words)
     declared = [item.get("page_count") for item in raw if isinstance(item.get("page_count"), int)]
     page_count = max([len(numbered), max(page.page for page in numbered) + 1, *declared])
-    return PagesInstance(field, doc_id, sorted(numbered, key=lambda p: p.page), page_count)
+    return PagesInstance(field, sorted(numbered, key=lambda p: p.page), page_count)
 
 
-def _document_instance(raw: object, field: str, doc_id: str | None) -> Instance:
+def _document_instance(raw: object, field: str) -> Instance:
     if not isinstance(raw, str):
         raise InvalidInput(f"{field}: expected a base64 string, got {_describe(raw)}")
     text = raw.strip()
@@ -262,7 +258,7 @@ def _document_instance(raw: object, field: str, doc_id: str | None) -> Instance:
         raise InvalidInput(f"{field}: not valid base64 ({exc})") from exc
     if not data:
         raise InvalidInput(f"{field}: the document is empty")
-    return DocumentInstance(field, doc_id, data)
+    return DocumentInstance(field, data)
 
 
 def parse_instance(raw: object, field: str, limits: ServeLimits) -> Instance:
@@ -283,26 +279,21 @@ def parse_instance(raw: object, field: str, limits: ServeLimits) -> Instance:
         raise InvalidInput(
             f"{field}: expected an object with 'pages' or 'document', got {_describe(raw)}"
         )
+    if "doc_id" in raw:
+        raise InvalidInput(
+            f"{field}.doc_id: a document's id is assigned by the server (a digest of its "
+            "content, the answer's doc_id); leave the field out"
+        )
     unknown = sorted(set(raw) - INSTANCE_KEYS)
     if unknown:
         raise InvalidInput(
-            f"{field}.{unknown[0]}: unknown field; an instance has 'pages' or 'document' "
-            "(and optionally 'doc_id')"
-        )
-    doc_id = raw.get("doc_id")
-    if doc_id is not None and (not isinstance(doc_id, str) or not doc_id):
-        raise InvalidInput(f"{field}.doc_id: expected a non-empty string")
-    if doc_id is not None and not DOC_ID_RE.fullmatch(doc_id):
-        raise InvalidInput(
-            f"{field}.doc_id: {doc_id[:60]!r} cannot name a document (it names the served "
-            "document's file and its prediction-log row); use 1-200 letters, digits, '.', '_', "
-            "':' or '-', starting with a letter or digit"
+            f"{field}.{unknown[0]}: unknown field; an instance has 'pages' or 'document'"
         )
     if ("pages" in raw) == ("document" in raw):
         raise InvalidInput(f"{field}: give exactly one of 'pages' (OCR records) or 'document'")
     if "pages" in raw:
-        return _pages_instance(raw["pages"], f"{field}.pages", doc_id, limits)
-    return _document_instance(raw["document"], f"{field}.document", doc_id)
+        return _pages_instance(raw["pages"], f"{field}.pages", limits)
+    return _document_instance(raw["document"], f"{field}.document")
 
 
 def _check_count(count: int, field: str, limits: ServeLimits) -> None:
@@ -395,12 +386,6 @@ def parse_v2(request: InferRequest, limits: ServeLimits) -> list[Instance]:
                 raise InvalidInput(f"{where}: not valid JSON ({exc})") from exc
         instances.append(parse_instance(value, where, limits))
     return instances
-
-
-def pages_digest(pages: Sequence[ServePage]) -> str:
-    """A content id for a document given as pages (its words, boxes and page numbers)."""
-    canonical = json.dumps([[p.page, p.words, p.boxes] for p in pages], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def to_example(

@@ -18,14 +18,21 @@ Answers (one per instance, in order; ``docloop.feedback.contracts.PredictionAnsw
     {"doc_id": "...", "doc_type": {"label", "confidence", "probabilities"},   # with a classifier
      "entities": [{"type", "text", "page", "box", "confidence", "word_indices"}, ...],  # extractor
      "model_name", "model_version", "model_versions": {"classify": ..., "extract": ...},
-     "request_id", "pages", "words", "mean_confidence", "ocr_pages", "text_source",
-     "quarantined_pages": [...]}
+     "request_id", "instance", "client_request_id", "pages", "words", "mean_confidence",
+     "ocr_pages", "text_source", "quarantined_pages": [...]}
 
 V1 wraps them in ``{"predictions": [...]}``; v2 returns them as JSON strings in the BYTES output
 ``prediction_json``. A model's version is ``--model-version`` when given, else the MLflow run id
 on its card, else the card's ``created_at``. An entity's ``word_indices`` are the positions of its
 words in the document's words (pages concatenated in reading order): what a reviewer's correction
 refers to (``docloop.feedback.contracts``).
+
+Ids are the server's: every request gets a fresh ``request_id`` (``new_request_id``) and each
+document its content's ``doc_id`` (``docloop.serve.documents``); ``(request_id, instance)`` keys
+the prediction log and is what a reviewer names. The client's ``x-request-id`` header (or the v2
+``id``) is checked (``client_request_id``), echoed in the answers as ``client_request_id``, in
+the ``x-request-id`` response header and the v2 response ``id``, and logged, but never keys
+anything; without one, the server's id is echoed in its place.
 
 With a prediction log, every answered document is also handed to the log's writer thread, which
 keeps the document itself (words, boxes, pages; ``write_served_document``) for feedback and
@@ -40,7 +47,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,9 +62,10 @@ from docloop.feedback.contracts import (
     PredictionAnswer,
     QuarantinedPage,
     TypeAnswer,
+    client_request_id,
+    new_request_id,
     text_source_of,
 )
-from docloop.limits import MAX_ID_CHARS, id_problem
 from docloop.models.artifact import (
     CARD_FILE,
     LoadedModel,
@@ -71,7 +78,7 @@ from docloop.models.inference import ExtractionResult, TypePrediction, classify,
 from docloop.serve import metrics
 from docloop.serve.batching import BatchingConfig, DirectRunner, Lanes, MicroBatcher, Runner
 from docloop.serve.compat import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
-from docloop.serve.documents import document_pages
+from docloop.serve.documents import document_pages, pages_doc_id
 from docloop.serve.inputs import (
     V2_OUTPUT_NAME,
     DocumentInstance,
@@ -80,7 +87,6 @@ from docloop.serve.inputs import (
     ServeLimits,
     ServePage,
     TooManyWords,
-    pages_digest,
     parse_v1,
     parse_v2,
     to_example,
@@ -98,22 +104,6 @@ SERVE_DEFAULTS = ServeConfig()
 
 WireProtocol = Literal["v1", "v2"]
 Output = tuple[TypePrediction | None, ExtractionResult | None]
-
-
-def check_request_id(value: str | None, field: str) -> None:
-    """Refuse a client's request id that the feedback API could not take (``docloop.limits``).
-
-    Raises:
-        InvalidInput: the id is too long or holds control, format or look-alike characters.
-    """
-    if value is None:
-        return
-    problem = id_problem(value)
-    if problem is not None:
-        raise InvalidInput(
-            f"{field}: the request id {problem}; reviewers name a prediction by it, so it must "
-            f"be 1-{MAX_ID_CHARS} visible characters in NFKC form (or leave it out)"
-        )
 
 
 @dataclass(frozen=True)
@@ -359,7 +349,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
     async def _prepare(self, instance: Instance, index: int, request_id: str) -> _Prepared:
         source_uri = f"request://{request_id}/{index}"
         if isinstance(instance, PagesInstance):
-            doc_id = instance.doc_id or pages_digest(instance.pages)
+            doc_id = pages_doc_id(instance.pages)
             example = to_example(doc_id, source_uri, instance.pages, instance.page_count)
             return _Prepared(
                 index, "pages", example, instance.pages, _mean_confidence(instance.pages)
@@ -382,9 +372,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         words = sum(len(page.words) for page in result.pages)
         if words > self.limits.max_words:
             raise TooManyWords(instance.field, words, self.limits.max_words)
-        example = to_example(
-            instance.doc_id or result.doc_id, source_uri, result.pages, result.page_count
-        )
+        example = to_example(result.doc_id, source_uri, result.pages, result.page_count)
         quarantined = [
             QuarantinedPage(page=entry.page, code=entry.code, reason=entry.reason)
             for entry in result.quarantined
@@ -393,7 +381,9 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             index, "document", example, result.pages, _mean_confidence(result.pages), quarantined
         )
 
-    def _answer(self, prepared: _Prepared, output: Output, request_id: str) -> PredictionAnswer:
+    def _answer(
+        self, prepared: _Prepared, output: Output, request_id: str, correlation: str | None
+    ) -> PredictionAnswer:
         doc_type, extraction = output
         return PredictionAnswer(
             doc_id=prepared.example.doc_id,
@@ -435,6 +425,8 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             model_version=self.model_version,
             model_versions=dict(self.model_versions),
             request_id=request_id,
+            instance=prepared.index,
+            client_request_id=correlation,
             pages=len(prepared.pages),
             words=len(prepared.example.words),
             mean_confidence=prepared.mean_confidence,
@@ -457,6 +449,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             timestamp=datetime.now(UTC).isoformat(),
             request_id=answer.request_id,
             instance=prepared.index,
+            client_request_id=answer.client_request_id,
             doc_id=prepared.example.doc_id,
             source_uri=prepared.example.source_uri,
             model_name=self.name,
@@ -494,14 +487,19 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
                     metrics.CONFIDENCE.labels(self.name, "entity").observe(entity.confidence)
 
     async def predict_instances(
-        self, instances: Sequence[Instance], request_id: str, protocol: WireProtocol
+        self,
+        instances: Sequence[Instance],
+        request_id: str,
+        protocol: WireProtocol,
+        correlation: str | None = None,
     ) -> list[PredictionAnswer]:
         """Answer validated instances: preprocess files, batch the forward pass, log.
 
         Args:
             instances: one document each.
-            request_id: the request's id (echoed in every answer and log record).
+            request_id: the server's id of the request (in every answer and log record).
             protocol: ``v1`` or ``v2`` (recorded in the log).
+            correlation: the client's id of the request, echoed and logged (None: none sent).
 
         Returns:
             One answer per instance, in order.
@@ -524,7 +522,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             self.runner.arriving(-1)
         outputs = await self.runner.run([item.example for item in prepared])
         answers = [
-            self._answer(item, output, request_id)
+            self._answer(item, output, request_id, correlation)
             for item, output in zip(prepared, outputs, strict=True)
         ]
         self._observe(answers, prepared)
@@ -539,6 +537,22 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             )
         return answers
 
+    @staticmethod
+    def _correlation(payload: dict[str, Any] | InferRequest, headers: dict[str, str]) -> str | None:
+        """The client's id of the request (v2 ``id``, else ``x-request-id``), checked.
+
+        Raises:
+            InvalidInput: the id is empty, too long or has other characters than an id may.
+        """
+        if isinstance(payload, InferRequest) and payload.id:
+            value, field = payload.id, "id"
+        else:
+            value, field = headers.get(REQUEST_ID_HEADER), f"{REQUEST_ID_HEADER} header"
+        try:
+            return client_request_id(value, field)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+
     async def predict(
         self,
         payload: dict[str, Any] | InferRequest,
@@ -552,20 +566,17 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
         """
         started = time.perf_counter()
         protocol: WireProtocol = "v2" if isinstance(payload, InferRequest) else "v1"
-        header_id = (headers or {}).get(REQUEST_ID_HEADER)
+        request_id = new_request_id()
         outcome = "error"
         try:
-            check_request_id(header_id, REQUEST_ID_HEADER)
+            correlation = self._correlation(payload, headers or {})
             if isinstance(payload, InferRequest):
-                check_request_id(payload.id, "id")
-                request_id = payload.id or header_id or str(uuid.uuid4())
                 instances = parse_v2(payload, self.limits)
             else:
-                request_id = header_id or str(uuid.uuid4())
                 instances = parse_v1(payload, self.limits)
             if response_headers is not None:
-                response_headers[REQUEST_ID_HEADER] = request_id
-            answers = await self.predict_instances(instances, request_id, protocol)
+                response_headers[REQUEST_ID_HEADER] = correlation or request_id
+            answers = await self.predict_instances(instances, request_id, protocol, correlation)
             outcome = "ok"
         except InvalidInput:
             outcome = "invalid"
@@ -577,7 +588,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
             )
         if isinstance(payload, InferRequest):
             return InferResponse(
-                response_id=request_id,
+                response_id=correlation or request_id,
                 model_name=self.name,
                 model_version=self.model_version,
                 infer_outputs=[

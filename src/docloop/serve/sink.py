@@ -78,9 +78,13 @@ class PredictionRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     timestamp: str = Field(description="UTC ISO-8601 time of the answer.")
-    request_id: str
+    request_id: str = Field(description="The server's id of the request (with instance: the key).")
     instance: int = Field(description="Position of the document in its request.")
-    doc_id: str
+    client_request_id: str | None = Field(
+        default=None,
+        description="The client's x-request-id (or v2 id): correlation only, never a key.",
+    )
+    doc_id: str = Field(description="The server's content digest of the document.")
     source_uri: str
     model_name: str
     model_version: str
@@ -172,6 +176,7 @@ PARQUET_SCHEMA = pa.schema(
         pa.field("timestamp", pa.string(), nullable=False),
         pa.field("request_id", pa.string(), nullable=False),
         pa.field("instance", pa.int32(), nullable=False),
+        pa.field("client_request_id", pa.string()),
         pa.field("doc_id", pa.string(), nullable=False),
         pa.field("source_uri", pa.string(), nullable=False),
         pa.field("model_name", pa.string(), nullable=False),
@@ -243,7 +248,8 @@ def prediction_row(record: PredictionRecord) -> dict[str, Any]:
     """The ``predictions`` table row of a record (column name -> value).
 
     ``outputs`` holds what the model said and how it was asked (doc type, probabilities, entities
-    with their word positions, the extractor's entity types, per-task versions, protocol, input);
+    with their word positions, the extractor's entity types, per-task versions, protocol, input,
+    the client's correlation id);
     ``ocr`` what it read (pages, words, mean OCR confidence, OCR'd and set-aside pages, where the
     words came from, latency).
 
@@ -272,6 +278,7 @@ def prediction_row(record: PredictionRecord) -> dict[str, Any]:
             "protocol": record.protocol,
             "input": record.input,
             "source_uri": record.source_uri,
+            "client_request_id": record.client_request_id,
         },
         "confidence": record.doc_type_confidence,
         "ocr": {
@@ -291,9 +298,10 @@ class SqlSink(PredictionSink):
     """Writes records into the state store's ``predictions`` table.
 
     Each ``write`` is one transaction; a record whose ``(request_id, instance)`` is already stored
-    (a replayed request id, a retried write) is skipped by the database (``INSERT ... ON CONFLICT
-    DO NOTHING`` on SQLite and PostgreSQL), never an error. A write that finds the store locked is
-    retried a few times before it gives up (the writer then counts the records as dropped).
+    (a retried write: request ids are the server's, drawn per request) is skipped by the database
+    (``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL), never an error. A write that
+    finds the store locked is retried a few times before it gives up (the writer then counts the
+    records as dropped).
 
     Args:
         store: an open state store (see :func:`docloop.store.open_store`).
