@@ -40,9 +40,7 @@ TextSource = Literal["ocr", "text_layer", "mixed", "unknown"]
 """Where a served document's words came from: every page OCR'd, every page a text layer, both,
 or ``unknown`` (the client sent words without saying, for at least one page)."""
 SERVED_DOCUMENTS = "served-documents"
-REQUEST_ID_MAX_LENGTH = MAX_ID_CHARS
-"""The longest request id, the server's or a client's (what ``FeedbackEvent.request_id`` takes)."""
-CLIENT_REQUEST_ID_RE = re.compile(rf"^[A-Za-z0-9._:-]{{1,{REQUEST_ID_MAX_LENGTH}}}$")
+CLIENT_REQUEST_ID_RE = re.compile(rf"^[A-Za-z0-9._:-]{{1,{MAX_ID_CHARS}}}$")
 """A client's correlation id: letters, digits, ``.``, ``_``, ``:`` and ``-`` (UUIDs, trace ids)."""
 
 
@@ -59,7 +57,7 @@ def client_request_id(value: str | None, field: str) -> str | None:
         field: where it came from, for the message.
 
     Raises:
-        ValueError: the id is empty, longer than :data:`REQUEST_ID_MAX_LENGTH` or carries other
+        ValueError: the id is empty, longer than :data:`MAX_ID_CHARS` or carries other
             characters than :data:`CLIENT_REQUEST_ID_RE` allows.
     """
     if value is None:
@@ -68,7 +66,7 @@ def client_request_id(value: str | None, field: str) -> str | None:
         shown = value[:40] + ("..." if len(value) > 40 else "")
         msg = (
             f"{field}: {shown!r} ({len(value)} characters) is not a usable correlation id; send "
-            f"1-{REQUEST_ID_MAX_LENGTH} letters, digits, '.', '_', ':' or '-' (e.g. a UUID), or "
+            f"1-{MAX_ID_CHARS} letters, digits, '.', '_', ':' or '-' (e.g. a UUID), or "
             "leave it out (the answer's request_id is the server's id either way)"
         )
         raise ValueError(msg)
