@@ -248,6 +248,18 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _stage(source: Path, target: Path) -> None:
+    """Put a receipt into the input folder: a hard link where the file system allows, else a copy.
+
+    Not a symbolic link: preprocess refuses links that point outside its input folder (issue 19),
+    as it would for a user's folder.
+    """
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def ocr_stage(
     sroie: Path, names: list[str], config: PreprocessConfig, workdir: Path, workers: int = 1
 ) -> OcrScore:
@@ -255,9 +267,9 @@ def ocr_stage(
     inputs = workdir / "img"
     inputs.mkdir(parents=True, exist_ok=True)
     for name in names:
-        link = inputs / f"{name}.jpg"
-        if not link.exists():
-            link.symlink_to((sroie / "img" / f"{name}.jpg").resolve())
+        staged = inputs / f"{name}.jpg"
+        if not staged.exists():
+            _stage(sroie / "img" / f"{name}.jpg", staged)
     output = workdir / "pages"
     before = _cpu_seconds()
     result = preprocess(str(inputs), str(output), config, Storage(), workers=workers)
