@@ -302,7 +302,8 @@ class GateConfig(Section):
     ``min_improvement`` (absolute points, or a fraction of the incumbent's score when
     ``relative``) and the paired bootstrap's lower confidence bound of the improvement is above 0;
     no per-class / per-entity F1 drops by more than ``max_regression`` for labels with at least
-    ``min_support`` holdout examples; every floor holds. Without an incumbent only floors apply.
+    ``min_support`` holdout examples (with ``label_significance``, unless the paired bootstrap
+    cannot tell the drop from chance); every floor holds. Without an incumbent only floors apply.
     """
 
     classify_metric: str = Field(
@@ -327,6 +328,12 @@ class GateConfig(Section):
     )
     min_support: int = Field(
         default=5, ge=1, description="Labels with fewer holdout examples skip the regression check."
+    )
+    label_significance: bool = Field(
+        default=True,
+        description="A label's drop beyond max_regression fails only when a paired bootstrap "
+        "over the holdout's documents says it is real (upper confidence bound of the change "
+        "below 0); off: any such drop fails, however few examples it rests on.",
     )
     classify_floor: float = Field(
         default=0.7, ge=0, le=1, description="The classifier's key metric must reach this."
