@@ -19,7 +19,7 @@ label_regression
     listed as skipped checks. With ``label_significance`` (the default) a larger drop fails only
     when the paired bootstrap of that label's F1 over the holdout's documents confirms it (its
     upper confidence bound is below 0): on a 30-document holdout one entity type's F1 moves by
-    0.07–0.1 when two documents change, and such noise must not refuse a better model.
+    0.07 to 0.1 when two documents change, and such noise must not refuse a better model.
 
 Every check carries the numbers it compared and a sentence saying why it passed or failed;
 ``GateResult.model_dump_json(indent=2)`` is the evaluate component's ``gate.json``.
