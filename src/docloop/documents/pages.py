@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,14 @@ from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
 from PIL import Image, ImageOps
 
-from docloop.documents.ocr import OcrEngine, OcrSettings, PageWords, ocr_image, poppler_version
+from docloop.documents.ocr import (
+    OcrEngine,
+    OcrSettings,
+    PageWords,
+    ocr_image,
+    poppler_version,
+    rapidocr_engine,
+)
 from docloop.documents.scan import Preparation
 from docloop.errors import InvalidInput
 
@@ -73,15 +81,19 @@ class PageResult:
     error_reason: str | None = None
 
 
-def init_worker() -> None:
+def init_worker(engines: Collection[str] = ()) -> None:
     """Give each OCR engine one thread: parallelism comes from worker processes instead.
 
     Tesseract reads ``OMP_THREAD_LIMIT``; RapidOCR's onnxruntime session is built with one intra-
     and one inter-op thread (``ocr.rapidocr_params``) and cached per process; OpenCV (image
-    preparation, RapidOCR's pre- and post-processing) gets one thread too.
+    preparation, RapidOCR's pre- and post-processing) gets one thread too. With ``rapidocr``
+    among ``engines`` its session is built now, so that loading the models is not charged to the
+    first page's time budget.
     """
     os.environ["OMP_THREAD_LIMIT"] = "1"
     cv2.setNumThreads(1)
+    if "rapidocr" in engines:
+        rapidocr_engine()
 
 
 def text_word_count(words: PageWords) -> int:

@@ -517,6 +517,7 @@ class _Run:
                 self.pool = PagePool(
                     self.workers,
                     WorkerBudget(self.config.worker_memory_mb, self.config.document_timeout_s),
+                    engines=(self.config.ocr_engine, self.config.fallback_engine),
                 )
             self.pool.submit(task)
         if self.pool is not None:

@@ -82,10 +82,12 @@ def die_with_parent(parent: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
-def _worker_main(connection: Connection, memory_mb: int, parent: int) -> None:
-    """A worker's life: arm the parent watch, cap memory, then pages until the pipe closes."""
+def _worker_main(
+    connection: Connection, memory_mb: int, parent: int, engines: tuple[str, ...] = ()
+) -> None:
+    """A worker's life: arm the parent watch, load the engines, cap memory, then pages."""
     die_with_parent(parent)
-    init_worker()
+    init_worker(engines)
     if memory_mb:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -148,10 +150,12 @@ class PagePool:
 
     ``submit`` queues pages; ``drain`` hands queued pages to idle workers and returns the results
     that are ready (waiting for at least one when ``block``). ``close`` ends every worker.
+    Each worker loads ``engines`` (``documents.pages.init_worker``) before it takes a page.
     """
 
     size: int
     budget: WorkerBudget = field(default_factory=WorkerBudget)
+    engines: tuple[str, ...] = ()
     queue: deque[PageTask] = field(default_factory=deque)
     workers: list[_Worker] = field(default_factory=list)
     documents: dict[str, _Document] = field(default_factory=dict)
@@ -171,7 +175,7 @@ class PagePool:
         parent_end, child_end = context.Pipe()
         process = context.Process(
             target=_worker_main,
-            args=(child_end, self.budget.memory_mb, os.getpid()),
+            args=(child_end, self.budget.memory_mb, os.getpid(), self.engines),
             daemon=True,
             name="docloop-ocr",
         )
