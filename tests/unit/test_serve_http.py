@@ -419,6 +419,7 @@ def roomy_predictor(
         stop_predictor(running)
 
 
+@pytest.mark.slow  # a 19,000-word document through the model (about a minute)
 def test_a_huge_document_does_not_hold_up_a_small_one(roomy_predictor: Predictor) -> None:
     predictor = roomy_predictor
     url = f"{predictor.url}/v1/models/{predictor.name}:predict"

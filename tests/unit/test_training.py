@@ -46,6 +46,7 @@ def same_weights(a: Path, b: Path) -> bool:
     return left.keys() == right.keys() and all(left[k].equal(right[k]) for k in left)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # two real trainings with MLflow (about 45 s)
 @pytest.mark.parametrize("task", ["classify", "extract"])
 def test_train_writes_a_model_and_logs_to_mlflow(
     dataset: Path, tmp_path: Path, tracking: TrackingConfig, task: str
@@ -92,6 +93,7 @@ def test_one_document_type_is_nothing_to_classify(tmp_path: Path) -> None:
         train("classify", str(tmp_path / "one"), str(tmp_path / "m"), FAST, off)
 
 
+@pytest.mark.slow  # trains the same model twice
 def test_training_is_deterministic_on_cpu(
     dataset: Path, tmp_path: Path, tracking: TrackingConfig
 ) -> None:

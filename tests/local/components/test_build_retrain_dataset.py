@@ -70,6 +70,7 @@ def review(world: World) -> None:
     store.close()
 
 
+@pytest.mark.slow  # a kfp.local run over a real store
 def test_corrections_train_and_the_frozen_holdout_stays(world: World) -> None:
     from pathlib import Path
 

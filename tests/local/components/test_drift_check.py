@@ -7,7 +7,8 @@ import pytest
 from tests.local.components.conftest import Blessed
 from tests.loop import World
 
-pytestmark = pytest.mark.local
+# slow: the session's `blessed` fixture trains and gates two tiny models (about a minute)
+pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 
 def test_no_feedback_no_retrain_and_the_reason(world: World, blessed: Blessed) -> None:

@@ -8,7 +8,8 @@ import pytest
 from tests.local.components.conftest import Blessed
 from tests.loop import World
 
-pytestmark = pytest.mark.local
+# slow: the session's `blessed` fixture trains and gates two tiny models (about a minute)
+pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 
 def test_a_candidate_equal_to_its_incumbent_is_not_blessed(world: World, blessed: Blessed) -> None:

@@ -24,6 +24,7 @@ def kfp_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow  # OCR inside a kfp.local task
 def test_preprocess_component_runs_locally(kfp_local: Path) -> None:
     from kfp import dsl
 

@@ -5,7 +5,8 @@ import pytest
 from tests.local.components.conftest import Blessed
 from tests.loop import World
 
-pytestmark = pytest.mark.local
+# slow: the session's `blessed` fixture trains and gates two tiny models (about a minute)
+pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 
 def test_a_blessed_first_model_is_registered_and_promoted(world: World, blessed: Blessed) -> None:

@@ -8,7 +8,8 @@ from sqlalchemy import select
 from tests.local.components.conftest import Blessed
 from tests.loop import World
 
-pytestmark = pytest.mark.local
+# slow: the session's `blessed` fixture trains and gates two tiny models (about a minute)
+pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 
 def test_the_rejection_is_recorded_with_the_gate_headline(world: World, blessed: Blessed) -> None:

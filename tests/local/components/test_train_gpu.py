@@ -69,6 +69,7 @@ def test_with_gpu_requests_a_gpu_and_tolerates_gpu_taints(tmp_path: Path) -> Non
     assert tolerations == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
 
 
+@pytest.mark.slow  # a real training run inside a kfp.local task
 def test_one_document_type_trains_no_classifier_and_nothing_fails(world: World) -> None:
     """train-classify skips a one-type dataset, evaluate says so, register never runs."""
     from kfp import dsl
