@@ -429,6 +429,15 @@ def test_the_proxy_header_is_believed_only_with_the_proxy_secret(
     assert stored(store) == [("alice@example.org", "reviewer")]
 
 
+def test_a_proxied_principal_is_read_as_utf8(client: TestClient, store: Store) -> None:
+    """A proxy's ``josé@example.org`` was read as Latin-1 (``josÃ©``): never the reviewer."""
+    name = "jos\u00e9@example.org"
+    proven = {"kubeflow-userid": name.encode(), "x-docloop-proxy-secret": PROXY_SECRET}
+    response = client.post("/v1/feedback", json=verdict(name), headers=proven)
+    assert response.status_code == 201, response.text
+    assert stored(store) == [(name, "reviewer")]
+
+
 def test_proxy_mode_without_a_secret_is_a_config_error(
     tmp_path: Any, issuer: Issuer, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
