@@ -17,10 +17,9 @@ docloop also adds to KServe's FastAPI app, before it starts: a request-size cap 
 HTTP 400 before the body is read when Content-Length is too large, or as soon as a streamed body
 goes over), strict JSON on the inference endpoints (HTTP 400 for a repeated key, invalid UTF-8,
 ``NaN``, deep nesting or an unknown field, by the feedback API's rules), HTTP 405 for another
-method than POST there, HTTP 413 for a document over ``serve.max_words`` or over a preprocess cap (pixels,
-pages, file size, inflated content), and a handler that turns
-request-schema errors (a v2 body without ``inputs``, say) into
-HTTP 400 naming the field, where FastAPI would answer 422.
+method than POST there, HTTP 413 for a document over ``serve.max_words`` or over a preprocess
+cap (pixels, pages, file size, inflated content), and a handler that turns request-schema errors
+(a v2 body without ``inputs``, say) into HTTP 400 naming the field, where FastAPI would answer 422.
 
 The prediction log (``--prediction-log``) is a directory (JSONL or Parquet files) or a SQLAlchemy
 URL (``sqlite:///...``, ``postgresql+psycopg://...``: the state store's ``predictions`` table,
