@@ -286,7 +286,9 @@ class _Service:
         ]
         if problems:
             raise FeedbackRejected(problems, batch=batch)
-        limit = self.config.feedback.auth.principal_max_batch
+        auth = self.config.feedback.auth
+        # a batch over a whole minute's rate could never be taken: 413, not a 429 forever
+        limit = min(auth.principal_max_batch, auth.events_per_minute)
         if len(events) > limit:
             raise FeedbackRejected(
                 [
@@ -295,7 +297,8 @@ class _Service:
                         "batch_too_large",
                         "body",
                         f"body: {len(events)} events, over the limit of {limit} per batch for "
-                        "one caller (feedback.auth.principal_max_batch); send smaller batches",
+                        "one caller (feedback.auth.principal_max_batch, at most "
+                        "feedback.auth.events_per_minute); send smaller batches",
                     )
                 ]
             )
