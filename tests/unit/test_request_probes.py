@@ -305,6 +305,17 @@ PREDICTOR_PROBES = [
         "'inputs'",
         "more than once",
     ),
+    Probe(
+        "GET on v2 infer",
+        "predictor",
+        405,
+        None,
+        "/v2/models/docloop/infer",
+        "GET",
+        expect=("GET", "POST"),
+    ),
+    _v2("v2 not JSON", b'{"inputs": [', 400, "payload", "not valid JSON"),
+    _v2("v2 invalid UTF-8", b'{"id": "\xc3\x28", "inputs": []}', 400, "payload", "UTF-8"),
 ]
 
 FEEDBACK_PROBES = [
@@ -655,6 +666,16 @@ GUARDED_PROBES = [
         "authorization",
         path="/openapi.json",
         method="GET",
+    ),
+    _guarded(
+        "a reviewer's batch over its batch limit",
+        _bearer(ALICE),
+        413,
+        "batch_too_large",
+        "body",
+        "principal_max_batch",
+        body=[_verdict(ALICE) for _ in range(101)],
+        path="/v1/feedback:batch",
     ),
 ]
 
