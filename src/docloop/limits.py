@@ -18,3 +18,5 @@ MAX_INSTANCES: Final = 1_024
 """Documents in one predictor request; a verdict's ``instance`` is 0 .. MAX_INSTANCES - 1."""
 MAX_WORDS: Final = 200_000
 """Words of one document; a verdict's word positions are 0 .. MAX_WORDS - 1."""
+MAX_JSON_DEPTH: Final = 32
+"""Nesting of a request body's JSON (objects and arrays): at most this many levels."""

@@ -31,7 +31,7 @@ from schemathesis.checks import (
 from sqlalchemy import func, select
 
 from docloop.config import DocloopConfig, FeedbackConfig
-from docloop.feedback.api import create_app
+from docloop.feedback.api import EXAMPLE_REQUEST_ID, create_app
 from docloop.feedback.contracts import FeedbackEvent
 from docloop.feedback.records import (
     accepted_feedback,
@@ -93,7 +93,7 @@ def seed(store: Store) -> None:
             prediction("req-cls", classifier=True, extractor=False),
             prediction("req-ext", classifier=False, extractor=True),
             prediction("req-v2", version="v2", stamp="2026-11-26T10:00:00+00:00"),
-            prediction("req-0001"),  # the OpenAPI examples' request (schemathesis sends them)
+            prediction(EXAMPLE_REQUEST_ID),  # the OpenAPI examples' (schemathesis sends them)
         ]
     )
 
@@ -570,7 +570,7 @@ CHECKS = [
 
 
 def test_the_openapi_examples_are_answered_as_documented(api_schema: Any) -> None:
-    # the examples name the seeded request "req-0001": they are stored (201), then replayed
+    # the examples name the seeded request EXAMPLE_REQUEST_ID: stored (201), then replayed
     strategies = [
         strategy
         for result in api_schema.get_all_operations()
@@ -717,6 +717,40 @@ def test_ids_are_nfkc_normalised(client: TestClient) -> None:
     response = client.post("/v1/feedback", json=event(reviewer_id=full_width))
     assert response.status_code == 201, response.text
     assert response.json()["reviewer_id"] == "rev-1"
+
+
+@pytest.mark.parametrize(
+    "reviewer",
+    ["josé", "ГОСТ-1", "山田たろう", "ID番号", "김민준金", "陳ㄅ", "rev\u00b71"],
+    ids=["latin", "cyrillic", "han-hiragana", "latin-han", "hangul-han", "han-bopomofo", "common"],
+)
+def test_ids_in_one_script_or_one_cjk_writing_system_are_accepted(
+    client: TestClient, reviewer: str
+) -> None:
+    """UTS #39 "highly restrictive": one script, or Han with Kana, Hangul or Bopomofo."""
+    response = client.post("/v1/feedback", json=event(reviewer_id=reviewer))
+    assert response.status_code == 201, response.text
+    assert response.json()["reviewer_id"] == reviewer
+
+
+@pytest.mark.parametrize(
+    ("reviewer", "named"),
+    [
+        ("\u0430dmin", "U+0430 CYRILLIC SMALL LETTER A"),
+        ("rev-\u03bf1", "U+03BF GREEK SMALL LETTER OMICRON"),
+        ("\u0430\u0431\u0432-x", "U+0078 LATIN SMALL LETTER X"),
+        ("山田\u0430", "U+0430 CYRILLIC SMALL LETTER A"),
+    ],
+    ids=["cyrillic-in-latin", "greek-in-latin", "latin-in-cyrillic", "cyrillic-with-han"],
+)
+def test_ids_mixing_scripts_are_refused_naming_the_letters(
+    client: TestClient, store: Store, reviewer: str, named: str
+) -> None:
+    """Issue 19: reviewer ids with look-alike letters were accepted (Latin admin, Cyrillic a)."""
+    before = rows(store)
+    response = client.post("/v1/feedback", json=event(reviewer_id=reviewer))
+    assert_error(response, 422, "invalid_field", "reviewer_id", named, "one script")
+    assert rows(store) == before
 
 
 def test_an_answer_does_not_hand_out_the_predicted_text(client: TestClient) -> None:

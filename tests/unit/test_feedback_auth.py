@@ -369,6 +369,23 @@ def test_a_principal_over_its_rate_gets_429_with_retry_after(
     assert rows(store) == 4
 
 
+def test_a_batch_over_the_rate_itself_is_413_not_a_429_that_never_passes(
+    tmp_path: Any, issuer: Issuer, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch larger than a whole minute's rate can never be taken: retrying it is futile."""
+    monkeypatch.setenv("DOCLOOP_PROXY_SECRET", PROXY_SECRET)
+    config = auth_config(tmp_path, issuer, events_per_minute=3, principal_max_batch=10)
+    token = bearer(issuer.token("alice@example.org"))
+    with TestClient(create_app(config, store)) as client:
+        batch = [verdict("alice@example.org") for _ in range(4)]
+        response = client.post("/v1/feedback:batch", json=batch, headers=token)
+        assert response.status_code == 413, response.text
+        assert response.json()["code"] == "batch_too_large"
+        assert "events_per_minute" in response.json()["error"]
+        assert client.post("/v1/feedback:batch", json=batch[:3], headers=token).status_code == 201
+    assert rows(store) == 3
+
+
 # --- API tokens and the proxy -----------------------------------------------------------------
 def test_api_tokens_authenticate_until_revoked_or_expired(client: TestClient, store: Store) -> None:
     token_id, token = create_token(store, "labeller-bot", "reviewer")
@@ -427,6 +444,15 @@ def test_the_proxy_header_is_believed_only_with_the_proxy_secret(
     proven = {"kubeflow-userid": "alice@example.org", "x-docloop-proxy-secret": PROXY_SECRET}
     assert client.post("/v1/feedback", json=body, headers=proven).status_code == 201
     assert stored(store) == [("alice@example.org", "reviewer")]
+
+
+def test_a_proxied_principal_is_read_as_utf8(client: TestClient, store: Store) -> None:
+    """A proxy's ``josé@example.org`` was read as Latin-1 (``josÃ©``): never the reviewer."""
+    name = "jos\u00e9@example.org"
+    proven = {"kubeflow-userid": name.encode(), "x-docloop-proxy-secret": PROXY_SECRET}
+    response = client.post("/v1/feedback", json=verdict(name), headers=proven)
+    assert response.status_code == 201, response.text
+    assert stored(store) == [(name, "reviewer")]
 
 
 def test_proxy_mode_without_a_secret_is_a_config_error(

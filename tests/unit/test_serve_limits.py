@@ -114,3 +114,82 @@ def test_every_request_id_the_predictor_takes_the_feedback_api_takes() -> None:
     assert FeedbackEvent.model_validate(_verdict(request_id=longest)).request_id == longest
     with pytest.raises(ValidationError):
         FeedbackEvent.model_validate(_verdict(request_id=longest + "r"))
+
+
+# --- strict JSON, the same in both services (issue 19) ---------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "flaw"),
+    [
+        (b'{"instances": [], "instances": [1]}', "duplicate_key"),
+        (b'{"instances": NaN}', "constant"),
+        (b'{"instances": ' + b"[" * 40 + b"]" * 40 + b"}", "depth"),
+        (b'{"instances": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "depth"),
+        (b'{"instances": "\xff"}', "utf8"),
+        (b"{not json", "syntax"),
+    ],
+    ids=["duplicate-key", "nan", "depth-40", "depth-5000", "utf8", "syntax"],
+)
+def test_strict_json_refuses_what_json_would_let_through(raw: bytes, flaw: str) -> None:
+    from docloop import strict_json
+
+    with pytest.raises(strict_json.StrictJsonError) as caught:
+        strict_json.loads(raw)
+    assert caught.value.flaw == flaw
+
+
+def test_a_v1_request_with_an_unknown_field_is_400() -> None:
+    with pytest.raises(InvalidInput, match=r"^doc_id: unknown field"):
+        parse_v1({"instances": [{"pages": [_page(["a"])]}], "doc_id": "mine"}, LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"inputs": [], "doc_id": "mine"}, "doc_id"),
+        ({"inputs": [{"name": "document_json", "shape": [True]}]}, r"inputs\[0\]\.shape"),
+    ],
+)
+def test_a_raw_v2_body_is_checked_before_kserve_reads_it(body: Any, field: str) -> None:
+    from docloop.serve.inputs import check_v2_body
+
+    with pytest.raises(InvalidInput, match=f"^{field}: "):
+        check_v2_body(body)
+    check_v2_body({"id": "r-1", "parameters": {}, "inputs": [{"shape": [1]}], "outputs": []})
+
+
+def _through_the_middleware(method: str, path: str, body: bytes) -> tuple[int, Any]:
+    import asyncio
+
+    from docloop.serve.server import BodySizeLimit
+
+    sent: list[dict[str, Any]] = []
+    reached: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": []}
+    asyncio.run(BodySizeLimit(app, max_bytes=10_000)(scope, receive, send))
+    if reached:
+        assert reached == [body]  # the app reads the body the middleware read
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_the_predictor_reads_inference_bodies_as_strict_json() -> None:
+    predict, infer = "/v1/models/docloop:predict", "/v2/models/docloop/infer"
+    status, answer = _through_the_middleware("POST", predict, b'{"instances": 1, "instances": 2}')
+    assert status == 400 and answer["error"].startswith("payload: the key 'instances' appears")
+    status, answer = _through_the_middleware("POST", infer, b'{"inputs": [], "extra": 1}')
+    assert status == 400 and answer["error"].startswith("extra: unknown field")
+    status, answer = _through_the_middleware("GET", predict, b"")
+    assert status == 405 and answer["error"].startswith("method: GET is not allowed")
+    assert _through_the_middleware("POST", predict, b'{"instances": []}')[0] == 200
+    assert _through_the_middleware("POST", "/metrics", b"{,}")[0] == 200  # not an inference path

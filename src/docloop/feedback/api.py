@@ -113,14 +113,16 @@ class Health(BaseModel):
     store: str = Field(description="The store's database: sqlite or postgresql.")
 
 
+EXAMPLE_REQUEST_ID: Final = "3f2b8c1e-9d4a-4e6b-8f0c-5a7d2e1b9c64"
+"""The examples' request: a server request id, as the predictor draws them (a UUID)."""
 EVENT_EXAMPLES: Final = {
     "confirmation": {
         "summary": "The prediction was right",
         "value": {
-            "idempotency_key": "rev-42:req-0001:0",
+            "idempotency_key": f"rev-42:{EXAMPLE_REQUEST_ID}:0",
             "model_name": "docloop",
             "model_version": "v1",
-            "request_id": "req-0001",
+            "request_id": EXAMPLE_REQUEST_ID,
             "instance": 0,
             "reviewer_id": "rev-42",
             "kind": "confirmation",
@@ -129,10 +131,10 @@ EVENT_EXAMPLES: Final = {
     "correction": {
         "summary": "The type and one entity were wrong",
         "value": {
-            "idempotency_key": "rev-42:req-0001:0:fix",
+            "idempotency_key": f"rev-42:{EXAMPLE_REQUEST_ID}:0:fix",
             "model_name": "docloop",
             "model_version": "v1",
-            "request_id": "req-0001",
+            "request_id": EXAMPLE_REQUEST_ID,
             "instance": 0,
             "reviewer_id": "rev-42",
             "kind": "correction",
@@ -284,7 +286,9 @@ class _Service:
         ]
         if problems:
             raise FeedbackRejected(problems, batch=batch)
-        limit = self.config.feedback.auth.principal_max_batch
+        auth = self.config.feedback.auth
+        # a batch over a whole minute's rate could never be taken: 413, not a 429 forever
+        limit = min(auth.principal_max_batch, auth.events_per_minute)
         if len(events) > limit:
             raise FeedbackRejected(
                 [
@@ -293,7 +297,8 @@ class _Service:
                         "batch_too_large",
                         "body",
                         f"body: {len(events)} events, over the limit of {limit} per batch for "
-                        "one caller (feedback.auth.principal_max_batch); send smaller batches",
+                        "one caller (feedback.auth.principal_max_batch, at most "
+                        "feedback.auth.events_per_minute); send smaller batches",
                     )
                 ]
             )

@@ -227,7 +227,7 @@ class Authenticator:
         given = headers.get(self.auth.proxy_secret_header.lower(), "")
         if not hmac.compare_digest(given.encode(), self._proxy_secret.encode()):
             raise AuthenticationFailed(
-                f"{self.auth.proxy_header}: an identity header is believed only from the "
+                f"authorization: the {self.auth.proxy_header} header is believed only from the "
                 "authenticating proxy, and this request does not carry its secret"
             )
         principal = _name(headers[self.auth.proxy_header.lower()])

@@ -26,8 +26,9 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
+from fontTools import unicodedata as unicode_scripts  # type: ignore[import-untyped]
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from docloop.config import DocloopConfig
@@ -79,12 +80,78 @@ BIDI_CONTROLS = frozenset(
 """Explicit bidirectional formatting characters (Unicode UAX #9), refused in names."""
 
 
+ANY_SCRIPT: Final = frozenset({"Zyyy", "Zinh", "Zzzz"})
+"""Common, Inherited and Unknown: characters that go with the letters of any script."""
+CJK_WRITING: Final = {
+    "Hani": frozenset({"Hani", "Hanb", "Jpan", "Kore"}),
+    "Hira": frozenset({"Hira", "Jpan"}),
+    "Kana": frozenset({"Kana", "Jpan"}),
+    "Bopo": frozenset({"Bopo", "Hanb"}),
+    "Hang": frozenset({"Hang", "Kore"}),
+}
+"""UTS #39 §5.1's augmented script sets: Han is written with Hiragana and Katakana (Jpan),
+Bopomofo (Hanb) or Hangul (Kore), so those mixes are one writing system."""
+CJK_SYSTEMS: Final = frozenset({"Jpan", "Hanb", "Kore"})
+
+
+def _scripts(char: str) -> frozenset[str] | None:
+    """The augmented Script_Extensions of ``char`` (None: it goes with any script)."""
+    found = frozenset(unicode_scripts.script_extension(char))
+    if found <= ANY_SCRIPT:
+        return None
+    return frozenset(s for script in found for s in CJK_WRITING.get(script, {script}))
+
+
+def _resolved(text: str) -> frozenset[str] | None:
+    """The scripts every character of ``text`` can be written in (None: any script)."""
+    resolved: frozenset[str] | None = None
+    for char in text:
+        scripts = _scripts(char)
+        if scripts is not None:
+            resolved = scripts if resolved is None else resolved & scripts
+    return resolved
+
+
+def mixed_scripts(text: str) -> str | None:
+    """Why ``text`` mixes scripts, naming the odd characters; None when it is one script.
+
+    Unicode UTS #39's "highly restrictive" level (§5.2): every letter from one script, or
+    Latin with Han and Hiragana/Katakana, Bopomofo or Hangul. Digits and punctuation go with
+    any script. A Latin ``admin`` spelt with a Cyrillic a (U+0430) reads as ``admin`` and is
+    another id: it is refused.
+    """
+    resolved = _resolved(text)
+    if resolved is None or resolved:
+        return None
+    without_latin = _resolved("".join(c for c in text if _scripts(c) != frozenset({"Latn"})))
+    if without_latin is None or without_latin & CJK_SYSTEMS:
+        return None
+    by_script: dict[str, list[str]] = {}
+    for char in text:
+        script = str(unicode_scripts.script(char))
+        if script not in ANY_SCRIPT:
+            by_script.setdefault(script, []).append(char)
+    main = max(by_script, key=lambda script: len(by_script[script]))
+    odd = [c for script, chars in by_script.items() if script != main for c in chars]
+    shown = ", ".join(
+        f"U+{ord(c):04X} {unicodedata.name(c, 'UNNAMED')} ({c!r})" for c in dict.fromkeys(odd)
+    )
+    names = " and ".join(
+        unicode_scripts.script_name(script) for script in sorted(by_script, key=str)
+    )
+    return (
+        f"mixes the scripts {names}: {shown} among {unicode_scripts.script_name(main)} "
+        "letters, a look-alike that reads as another id; send the id in one script"
+    )
+
+
 def normalised_name(value: str) -> str:
-    """An id or a name in NFKC form; refused when it carries control, format or bidi characters.
+    """An id or a name in NFKC form; refused with hidden characters or mixed scripts.
 
     Full-width and compatibility letters become their plain form, so one reviewer has one
     spelling; characters that hide or reorder text (zero-width spaces,
-    right-to-left overrides, ANSI escapes) have no place in an id and are refused.
+    right-to-left overrides, ANSI escapes) and look-alike letters from another script
+    (:func:`mixed_scripts`) have no place in an id and are refused.
 
     Raises:
         ValueError: the name carries such a character (named by its code point).
@@ -105,6 +172,9 @@ def normalised_name(value: str) -> str:
                 "send the plain name"
             )
             raise ValueError(msg)
+    mixed = mixed_scripts(normal)
+    if mixed is not None:
+        raise ValueError(mixed)
     return normal
 
 

@@ -365,6 +365,14 @@ async def _send_error(
 UNAUTHENTICATED_PATHS: Final = frozenset({"/healthz", "/livez"})
 
 
+def _header_text(value: bytes) -> str:
+    """A header value as text: UTF-8 (a proxy's ``josé@example.org``), else Latin-1 (RFC 9110)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
 class AuthGate:
     """ASGI middleware: every request but the probes' names its principal, or is 401.
 
@@ -386,7 +394,7 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         headers = {
-            key.decode("latin-1").lower(): value.decode("latin-1")
+            key.decode("latin-1").lower(): _header_text(value)
             for key, value in scope.get("headers", [])
         }
         try:

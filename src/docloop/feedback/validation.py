@@ -30,15 +30,16 @@ the prediction's ``ocr.words`` (the length of the served ``DocumentExample.words
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from docloop import strict_json
 from docloop.documents.label_schema import LabelSchema
 from docloop.errors import DocloopError
 from docloop.feedback.contracts import CorrectedEntity, Correction, FeedbackEvent
 from docloop.feedback.records import StoredPrediction
+from docloop.limits import MAX_JSON_DEPTH
 
 DECLARE: Final = (
     "a new one is accepted once declared under schema in docloop.yaml (the next retrain learns it)"
@@ -109,70 +110,21 @@ def _problem(status: int, code: str, field: str, what: str, fix: str) -> Problem
 
 
 # --- 0. the JSON itself -----------------------------------------------------------------------
-MAX_JSON_DEPTH: Final = 32
-
-
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _DuplicateKey(key)
-        seen[key] = value
-    return seen
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 def check_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Problem | None:
     """What makes a request body unacceptable JSON before anything reads it, else None.
 
-    Refused (400 ``invalid_json``): bytes that are not UTF-8, a key repeated in one object
-    (``json`` would keep the last one silently), nesting deeper than ``max_depth``. A body that
-    is not JSON at all is left to the framework's own ``invalid_json`` answer.
+    Refused (400 ``invalid_json``) by :func:`docloop.strict_json.loads`, as the predictor
+    refuses them: bytes that are not UTF-8, a key repeated in one object (``json`` would keep
+    the last one silently), ``NaN`` or ``Infinity``, nesting deeper than ``max_depth``. A body
+    that is not JSON at all is left to the framework's own ``invalid_json`` answer.
     """
-
-    def invalid(what: str, fix: str) -> Problem:
-        return _problem(400, "invalid_json", "body", what, fix)
-
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return invalid(
-            f"not valid UTF-8 (byte {exc.start}: {body[exc.start : exc.start + 1]!r})",
-            "send the JSON encoded as UTF-8",
-        )
-    try:
-        parsed = json.loads(text, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as exc:
-        return invalid(
-            f"the key {exc.key!r} appears more than once in one object",
-            "send each key once (a repeated key is ambiguous)",
-        )
-    except RecursionError:
-        return invalid(
-            f"nested deeper than {max_depth} levels", "send a flat feedback event or batch"
-        )
-    except ValueError:
-        return None  # not JSON: the framework answers invalid_json with the parser's detail
-    if _depth(parsed) > max_depth:
-        return invalid(
-            f"nested deeper than {max_depth} levels", "send a flat feedback event or batch"
-        )
+        strict_json.loads(body, max_depth)
+    except strict_json.StrictJsonError as exc:
+        if exc.flaw == "syntax":
+            return None  # the framework answers invalid_json with the parser's detail
+        fix = "send a flat feedback event or batch" if exc.flaw == "depth" else exc.fix
+        return _problem(400, "invalid_json", "body", exc.what, fix)
     return None
 
 

@@ -15,20 +15,21 @@ An instance is a JSON object with exactly one of:
 and nothing else: a ``doc_id`` is refused, since the server names every document by its content
 (``docloop.serve.documents``). Every validation error raises
 ``InvalidInput`` (HTTP 400) with a message that starts with the path of the offending field, e.g.
-``instances[0].pages[1].boxes[3]: coordinates must be within 0..1000``.
+``instances[0].pages[1].boxes[3]: coordinates must be within 0..1000``. A request is answered
+whole or refused whole: one bad document refuses it, and nothing of it is logged.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from docloop import strict_json
 from docloop.documents.examples import OUTSIDE, DocumentExample
 from docloop.errors import ConfigError
 from docloop.limits import MAX_INSTANCES, MAX_PAGES, MAX_WORDS
@@ -40,6 +41,9 @@ V2_OUTPUT_NAME = "prediction_json"
 """The one BYTES output of the response: a JSON string per instance."""
 
 INSTANCE_KEYS = frozenset({"pages", "document"})
+V1_KEYS = frozenset({"instances"})
+V2_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
+"""The fields of an Open Inference Protocol request (its ``parameters`` carry extensions)."""
 BOX_MAX = 1000
 
 
@@ -322,11 +326,44 @@ def parse_v1(payload: object, limits: ServeLimits) -> list[Instance]:
         )
     if "instances" not in payload:
         raise InvalidInput('instances: missing; send {"instances": [{"pages": [...]}, ...]}')
+    unknown = sorted(str(key) for key in set(payload) - V1_KEYS)
+    if unknown:
+        raise InvalidInput(
+            f"{unknown[0]}: unknown field; a V1 request has only 'instances' (a document's id "
+            "is the server's)"
+        )
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise InvalidInput(f"instances: expected a list, got {_describe(instances)}")
     _check_count(len(instances), "instances", limits)
     return [parse_instance(raw, f"instances[{i}]", limits) for i, raw in enumerate(instances)]
+
+
+def check_v2_body(body: object) -> None:
+    """What the v2 request model would let through: unknown fields, booleans as sizes.
+
+    KServe's ``InferenceRequest`` ignores fields it does not know and takes ``true`` as the
+    size 1, so the raw body is checked before it is parsed.
+
+    Raises:
+        InvalidInput: the message names the field.
+    """
+    if not isinstance(body, Mapping):
+        return  # the request model answers for the shape of the whole body
+    unknown = sorted(str(key) for key in set(body) - V2_KEYS)
+    if unknown:
+        raise InvalidInput(
+            f"{unknown[0]}: unknown field; an inference request has {', '.join(sorted(V2_KEYS))}"
+            " (a document's id is the server's)"
+        )
+    inputs = body.get("inputs")
+    for position, tensor in enumerate(inputs if isinstance(inputs, list) else []):
+        shape = tensor.get("shape") if isinstance(tensor, Mapping) else None
+        if isinstance(shape, list) and any(isinstance(size, bool) for size in shape):
+            raise InvalidInput(
+                f"inputs[{position}].shape: {str(shape)[:60]} holds a boolean; sizes are "
+                "numbers, e.g. [1]"
+            )
 
 
 def _flatten(data: object) -> list[Any]:
@@ -381,9 +418,9 @@ def parse_v2(request: InferRequest, limits: ServeLimits) -> list[Instance]:
         value: object = item
         if isinstance(item, bytes | str):
             try:
-                value = json.loads(item)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidInput(f"{where}: not valid JSON ({exc})") from exc
+                value = strict_json.loads(item)
+            except strict_json.StrictJsonError as exc:
+                raise InvalidInput(f"{where}: {exc}") from exc
         instances.append(parse_instance(value, where, limits))
     return instances
 

@@ -15,10 +15,11 @@ use it.
 
 docloop also adds to KServe's FastAPI app, before it starts: a request-size cap (``payload: ...``
 HTTP 400 before the body is read when Content-Length is too large, or as soon as a streamed body
-goes over), HTTP 413 for a document over ``serve.max_words`` or over a preprocess cap (pixels,
-pages, file size, inflated content), and a handler that turns
-request-schema errors (a v2 body without ``inputs``, say) into
-HTTP 400 naming the field, where FastAPI would answer 422.
+goes over), strict JSON on the inference endpoints (HTTP 400 for a repeated key, invalid UTF-8,
+``NaN``, deep nesting or an unknown field, by the feedback API's rules), HTTP 405 for another
+method than POST there, HTTP 413 for a document over ``serve.max_words`` or over a preprocess
+cap (pixels, pages, file size, inflated content), and a handler that turns request-schema errors
+(a v2 body without ``inputs``, say) into HTTP 400 naming the field, where FastAPI would answer 422.
 
 The prediction log (``--prediction-log``) is a directory (JSONL or Parquet files) or a SQLAlchemy
 URL (``sqlite:///...``, ``postgresql+psycopg://...``: the state store's ``predictions`` table,
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -40,11 +42,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from docloop import strict_json
 from docloop.config import DocloopConfig, PreprocessConfig, load_config
 from docloop.serve import metrics
 from docloop.serve.batching import BatchingConfig
 from docloop.serve.compat import InvalidInput, kserve, model_server
-from docloop.serve.inputs import ServeLimits, TooLarge
+from docloop.serve.inputs import ServeLimits, TooLarge, check_v2_body
 from docloop.serve.predictor import SERVE_DEFAULTS, DocloopModel, resolve_model_folders
 from docloop.serve.runtime import Inference
 from docloop.serve.sink import (
@@ -107,8 +110,21 @@ class ServeOptions:
     config: DocloopConfig | None = None
 
 
+PREDICT_PATH = re.compile(r"^/v1/models/[^/]+:predict$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+"""The inference endpoints, whose bodies are read as strict JSON before KServe parses them."""
+JSON_TYPES = ("", "application/json")
+
+
 class BodySizeLimit:
-    """ASGI middleware: requests over ``max_bytes`` get HTTP 400 naming ``payload``.
+    """ASGI middleware: a request body over ``max_bytes`` is HTTP 400 naming ``payload``.
+
+    On the inference endpoints (:data:`PREDICT_PATH`) the body is also read whole (at most
+    ``max_bytes`` and one chunk) and refused with HTTP 400 unless it is strict JSON
+    (:func:`docloop.strict_json.loads`, as the feedback API reads its bodies) and, for v2, a
+    request with only the protocol's fields (``check_v2_body``); another method than POST there
+    is HTTP 405. KServe would keep the last of a repeated key, answer a generic message for
+    invalid UTF-8 or deep nesting, and route ``GET .../docloop:predict`` as a model named
+    ``docloop:predict`` (404).
 
     Args:
         app: the wrapped application.
@@ -127,31 +143,34 @@ class BodySizeLimit:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Reject oversized requests, pass the others through."""
+        """Reject oversized, non-strict or misdirected requests, pass the others through."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared: int | None = None
+        content_type = ""
         for key, value in scope.get("headers", []):
             if key == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = None
+            elif key == b"content-type":
+                content_type = value.decode("latin-1").split(";")[0].strip().lower()
         if declared is not None and declared > self.max_bytes:
-            body = json.dumps({"error": self._message(declared)}).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 400,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _answer(send, 400, self._message(declared))
             return
+        path = str(scope.get("path", ""))
+        if PREDICT_PATH.match(path):
+            method = scope.get("method", "POST")
+            if method != "POST":
+                await _answer(
+                    send, 405, f"method: {method} is not allowed on {path}; send a POST request"
+                )
+                return
+            if content_type in JSON_TYPES:
+                await self._strict(scope, receive, send, v2=path.endswith("/infer"))
+                return
         received = 0
 
         async def limited() -> Message:
@@ -165,6 +184,54 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited, send)
+
+    async def _strict(self, scope: Scope, receive: Receive, send: Send, *, v2: bool) -> None:
+        """Read the whole body, check it, and hand it on to the app."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await _answer(send, 400, self._message(None))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            parsed = strict_json.loads(body)
+            if v2:
+                check_v2_body(parsed)
+        except strict_json.StrictJsonError as exc:
+            what = "an inference request" if v2 else '{"instances": [...]}'
+            await _answer(send, 400, f"payload: {exc.what}; {exc.fix} ({what})")
+            return
+        except InvalidInput as exc:
+            await _answer(send, 400, str(exc))
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _answer(send: Send, status: int, error: str) -> None:
+    """An error answer from the middleware, in KServe's error format (``{"error": ...}``)."""
+    logger.info("invalid request (HTTP %d): %s", status, error)
+    body = json.dumps({"error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
