@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from tests.serving import Predictor, TinyModels
 
 pytest_plugins = ["tests.serving"]
-pytestmark = pytest.mark.unit
+# slow: a real `docloop serve` process and two feedback APIs answer 144 probes (about a minute)
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 Api = Literal["predictor", "feedback", "guarded"]
 """Which service a probe goes to: the predictor, the open feedback API, the guarded one."""
