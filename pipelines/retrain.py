@@ -3,18 +3,25 @@
 build-retrain-dataset (quality rules, targeted sampling, replay, the frozen holdout copied and a
 feedback holdout kept out) -> per model, the nested pipeline ``train_and_gate``: train-gpu (warm
 start from the champion) -> evaluate vs the champion on the frozen and the feedback holdouts ->
-``dsl.If(blessed)``: register (alias ``challenger``) ; ``dsl.Else``: the alternate path,
-reject-candidate (keep the champion, record the gate's reasons, alert). After both models:
-deploy-kserve serves this run's challengers as a canary next to the champions, analyses it live
-and promotes (alias ``champion``) or rolls back; with no challenger it does nothing. The whole
+register on the gate's verdict (a blessed model becomes a version with alias ``challenger``; an
+unblessed one registers nothing) -> its ``release`` artifact, the sub-pipeline's output; and
+``dsl.If(not blessed)``: the alternate path, reject-candidate (keep the champion, record the
+gate's reasons, alert). After both models: deploy-kserve consumes the two ``release`` artifacts,
+serves the registered versions as a canary next to the champions, analyses it live and promotes
+(alias ``champion``) or rolls back; when neither registered anything it does nothing. The whole
 run sits in a ``dsl.ExitHandler`` whose exit task records the run's health.
 
-Why a nested pipeline per model: deploy must wait for both registrations, and a task may not
-depend on a task inside a ``dsl.If`` it is not itself in; it may depend on a pipeline task.
+Why a nested pipeline per model: deploy must wait for both models, and a task may not depend on
+a task inside a ``dsl.If`` it is not itself in; it may depend on a pipeline task.
+
+Why register runs outside the ``dsl.If``: an artifact leaving a condition needs ``dsl.OneOf`` over
+artifacts, which ``kfp.local`` cannot run (``get_dag_output_artifacts``: "Expected 1 artifact in
+ArtifactSelectorSpec"). Outside, the release is the sub-pipeline's output through one selector,
+and deploy's inputs are register's own artifacts, so KFP's lineage shows what a deploy rolled out.
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset
+from kfp.dsl import Dataset, Model
 
 from components.build_retrain_dataset import build_retrain_dataset
 from components.deploy_kserve import deploy_kserve
@@ -53,7 +60,7 @@ def train_and_gate(
     train_cpu_request: str = "4",
     train_cpu_limit: str = "8",
     train_memory: str = "16Gi",
-) -> None:
+) -> Model:
     """Train one model on the retrain dataset, gate it, register it or record the rejection.
 
     Args:
@@ -61,7 +68,7 @@ def train_and_gate(
         dataset: The retrain dataset (with the frozen and the feedback holdouts).
         dataset_digest: Its digest (lineage of the registered version).
         champion: The model to warm-start from and beat.
-        pipeline_run: The retrain run (the deploy step finds this run's challengers by it).
+        pipeline_run: The retrain run (recorded in the registry, the attempts and alerts).
         seed: Data-order and initialisation seed.
         max_steps: Cap on optimisation steps; 0 keeps the configured limit.
         epochs: Epochs; 0 keeps the configured number.
@@ -74,6 +81,9 @@ def train_and_gate(
         train_cpu_request: CPU request of training and evaluation.
         train_cpu_limit: Their CPU limit.
         train_memory: Their memory request and limit.
+
+    Returns:
+        register's ``release``: the version registered (``registered: false`` when rejected).
     """
     light = Resources(task_cpu_request, task_cpu_limit, task_memory)
     heavy = Resources(train_cpu_request, train_cpu_limit, train_memory)
@@ -99,21 +109,26 @@ def train_and_gate(
         heavy,
         mlflow=True,
     )  # fmt: skip
-    with dsl.If(gated.outputs["Output"] == True, name="blessed"):  # noqa: E712
-        side_effect(
-            on_platform(
-                register(
-                    model=trained.outputs["model"],
-                    gate=gated.outputs["gate"],
-                    dataset_digest=dataset_digest,
-                    pipeline_run=pipeline_run,
-                ),
-                light,
-                mlflow=True,
-                store=True,
-            )
+    registered = side_effect(
+        on_platform(
+            register(
+                model=trained.outputs["model"],
+                gate=gated.outputs["gate"],
+                dataset_digest=dataset_digest,
+                pipeline_run=pipeline_run,
+                skip_unblessed=True,
+            ),
+            light,
+            mlflow=True,
+            store=True,
         )
-    with dsl.Else(name="rejected"):
+    )
+    with dsl.If(gated.outputs["Output"] == False, name="rejected") as rejected:  # noqa: E712
+        # its own IR name: as "condition-1" it and its copy "condition-1-2" in retrain collide
+        # with drift-check's "condition-1", and kfp 2.17.3 renames such chains in protobuf map
+        # order (compiler/pipeline_spec_builder.py _merge_component_spec): a different YAML
+        # per compile
+        rejected.name = "condition-rejected"
         side_effect(
             on_platform(
                 reject_candidate(task=task, gate=gated.outputs["gate"], pipeline_run=pipeline_run),
@@ -121,6 +136,7 @@ def train_and_gate(
                 store=True,
             )
         )
+    return registered.outputs["release"]
 
 
 @dsl.pipeline(
@@ -194,6 +210,16 @@ def retrain(
                 ("extract", extractor_champion),
             )
         ]
+        classifier, extractor = models
         side_effect(
-            on_platform(deploy_kserve(pipeline_run=run), light, mlflow=True, store=True)
-        ).after(*models).set_display_name("canary-and-promote")
+            on_platform(
+                deploy_kserve(
+                    pipeline_run=run,
+                    classifier_release=classifier.output,
+                    extractor_release=extractor.output,
+                ),
+                light,
+                mlflow=True,
+                store=True,
+            )
+        ).set_display_name("canary-and-promote")

@@ -20,7 +20,8 @@ def deploy_kserve(
     """Serve the new versions as a canary, compare them with the champion live, then decide.
 
     Per model: the version given, else the one register's ``release`` artifact names, else the
-    ``challenger`` this pipeline run registered, else the champion. On ``deploy.target: kserve``
+    champion; only with no ``release`` artifact at all, the ``challenger`` this pipeline run
+    registered (found in the registry by ``pipeline_run``). On ``deploy.target: kserve``
     the release (a classifier and an extractor version) is one bundle under ``data_root``, served
     as one model of the ``docloop-predictor`` ServingRuntime (``predictor.model.storageUri``, a
     ``predictor.name`` per release), and the new release goes in as a canary (Knative
@@ -37,7 +38,8 @@ def deploy_kserve(
         service: Output. The InferenceService: name, namespace, URL, revisions and traffic in its
             metadata, ``deployment.json`` in its folder.
         analysis: Output. The decision, every check and the looks taken, in Markdown.
-        pipeline_run: The KFP run: picks this run's challengers and is recorded everywhere.
+        pipeline_run: The KFP run, recorded everywhere; without release artifacts it also
+            picks this run's challengers.
         classifier_version: Registered classifier version to deploy; empty: as above.
         extractor_version: Registered extractor version to deploy; empty: as above.
         ensure_serving: With no new version, still deploy the champions where nothing serves

@@ -16,6 +16,7 @@ def register(
     dataset_digest: str,
     pipeline_run: str = "",
     promote: bool = False,
+    skip_unblessed: bool = False,
 ) -> NamedTuple("RegisterOutputs", [("model_name", str), ("version", str), ("model_uri", str)]):
     """Register a blessed model in the MLflow registry and the docloop state store.
 
@@ -23,7 +24,9 @@ def register(
     training run, dataset digest, gate result, code version, pipeline run), points the
     ``challenger`` alias at it and adds a ``candidate`` row to the store. Idempotent: a retried
     task finds the version it created (by an idempotency key derived from the model URI and the
-    training run) and creates nothing. Refuses a model whose gate did not bless it. With
+    training run) and creates nothing. Refuses a model whose gate did not bless it, unless
+    ``skip_unblessed``: then it registers nothing and its release says ``registered: false``
+    (the retrain runs register on every candidate, so deploy-kserve always has both). With
     ``promote`` (the bootstrap's first model) the version becomes the default at once: alias
     ``champion``, the one ``default`` row, an audit entry, in one transaction. Compile with
     caching off (``pipelines.platform.side_effect``). Outputs the *release* this version serves
@@ -39,20 +42,31 @@ def register(
         dataset_digest: Digest of the dataset it was trained on (build-dataset output).
         pipeline_run: The KFP run that produced it (recorded in tags and the audit log).
         promote: Make this version the default (and ``champion``) right away.
+        skip_unblessed: Register nothing for an unblessed model (outputs empty) instead of
+            failing.
 
     Returns:
         model_name: The registered model name (``registry`` section of the config).
-        version: The MLflow model version.
+        version: The MLflow model version (empty when nothing was registered).
         model_uri: Where the model files are (what KServe's storage initializer downloads).
     """
     from docloop.steps import register as step
 
     registration = step.run(
-        model.path, model.uri, gate.path, dataset_digest, pipeline_run, promote, release.path
+        model.path,
+        model.uri,
+        gate.path,
+        dataset_digest,
+        pipeline_run,
+        promote,
+        release.path,
+        skip_unblessed,
     )
     release.metadata.update(registration.release)
     outputs = NamedTuple(  # noqa: UP014
         "RegisterOutputs", [("model_name", str), ("version", str), ("model_uri", str)]
     )
     record = registration.record
+    if record is None:
+        return outputs("", "", "")
     return outputs(record.model_name, record.version, record.model_uri)

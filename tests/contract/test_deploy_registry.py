@@ -321,3 +321,20 @@ def test_deploy_consumes_registers_release_artifact_not_the_run_name(world: Worl
     plan, result = deploy(world, pipeline_run="another-run", versions=chosen_versions([metadata]))
     assert plan.release.bundle_uri == metadata["bundle_uri"] and result.status == "promoted"
     assert world.registry.default_version(CLASSIFIER).version == version  # type: ignore[union-attr]
+
+
+def test_release_artifacts_that_registered_nothing_deploy_nothing(world: World) -> None:
+    """Given register's release artifacts, deploy reads no "this run's challengers" from the
+    registry: a candidate the gate rejected (nothing registered) keeps its task's champion."""
+    from docloop.steps.deploy_kserve import chosen_versions
+    from docloop.steps.register import unregistered_release
+
+    deploy(world, ensure_serving=True)
+    challenger(world, run="retrain-2")  # what a lookup by the run id would find
+    releases = [unregistered_release("classify", {"summary": "no gain"}, "retrain-2")]
+    versions = chosen_versions(releases)
+    assert versions == {}
+    plan, result = deploy(world, pipeline_run="retrain-2", versions=versions,
+                          find_challengers=False)  # fmt: skip
+    assert (result.status, plan.changed) == ("unchanged", {})
+    assert world.registry.default_version(CLASSIFIER).version == "1"  # type: ignore[union-attr]

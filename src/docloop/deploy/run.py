@@ -1,13 +1,14 @@
 """The deploy and rollback steps as a pipeline (or a person) runs them: registry → rollout.
 
-:func:`plan_release` decides what to serve: per task the version named explicitly, else the
-``challenger`` this pipeline run registered (a ``candidate``), else the champion (the store's
-``default``); the champion release is what serves now. On ``deploy.target: kserve`` the release
-is written as one bundle under ``data_root`` (:mod:`docloop.deploy.release_bundle`; idempotent),
-the storage URI the InferenceService serves. :func:`run_deploy` rolls it out on the
-configured target with :func:`~docloop.deploy.rollout.run_rollout` and, through its callbacks,
-promotes the new versions in the registry (alias ``champion``, default row, audit) or rejects
-them and alerts. :func:`run_rollback` undoes the newest deployment of the service.
+:func:`plan_release` decides what to serve: per task the version named explicitly, else (when
+no release artifact named them) the ``challenger`` this pipeline run registered, else the
+champion (the store's ``default``); the champion release is what serves now. On
+``deploy.target: kserve`` the release is written as one bundle under ``data_root``
+(:mod:`docloop.deploy.release_bundle`; idempotent), the storage URI the InferenceService
+serves. :func:`run_deploy` rolls it out on the configured target with
+:func:`~docloop.deploy.rollout.run_rollout` and, through its callbacks, promotes the new
+versions in the registry (alias ``champion``, default row, audit) or rejects them and alerts.
+:func:`run_rollback` undoes the newest deployment of the service.
 """
 
 from __future__ import annotations
@@ -85,11 +86,14 @@ def plan_release(
     config: DocloopConfig,
     versions: Mapping[str, str] | None = None,
     pipeline_run: str = "",
+    *,
+    find_challengers: bool = True,
 ) -> ReleasePlan:
     """Choose per task: the version given, else this run's challenger, else the champion.
 
     A task with none of them is left out (one document type trains no classifier: the release
-    serves the extractor alone).
+    serves the extractor alone). Without ``find_challengers`` the versions given are the whole
+    answer (register's release artifacts said what this run registered): no registry lookup.
 
     Raises:
         InvalidInput: No task has a version to deploy or a champion.
@@ -108,7 +112,9 @@ def plan_release(
             champion_storage[task] = default.model_uri
             champion_versions[task] = default.version
             run_ids[f"champion:{task}"] = default.run_id
-        version = versions.get(task) or _challenger(registry, name, pipeline_run)
+        version = versions.get(task)
+        if not version and find_challengers:
+            version = _challenger(registry, name, pipeline_run)
         if version is None and default is None:
             logger.info("no %s version and no champion: the release serves without it", name)
             continue
@@ -228,6 +234,7 @@ def run_deploy(
     pipeline_run: str = "",
     target: Target | None = None,
     ensure_serving: bool = False,
+    find_challengers: bool = True,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[ReleasePlan, RolloutResult]:
@@ -241,7 +248,7 @@ def run_deploy(
         DeployFailed: The target refused or never became ready (the canary was rolled back).
         InvalidInput: Nothing to deploy.
     """
-    plan = plan_release(registry, config, versions, pipeline_run)
+    plan = plan_release(registry, config, versions, pipeline_run, find_challengers=find_challengers)
     if not plan.changed and not ensure_serving:
         logger.info("nothing new to deploy: the champions %s stay as they are", plan.release.label)
         return plan, RolloutResult(None, "unchanged", False, None)

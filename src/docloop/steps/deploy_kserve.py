@@ -64,8 +64,9 @@ def run(
         extractor_version: the registered extractor version to roll out; empty: the champion.
         ensure_serving: deploy the champions when nothing is serving yet.
         releases: register's ``release`` artifacts (their metadata): the version each names for
-            its task is deployed, with no lookup of "this run's challengers"; an explicit
-            version above still wins.
+            its task is deployed (one that registered nothing keeps the task's champion); given
+            any, there is no lookup of "this run's challengers". An explicit version above
+            still wins.
 
     Returns:
         The status JSON (also written to ``output_dir``).
@@ -80,6 +81,7 @@ def run(
             versions=versions,
             pipeline_run=pipeline_run,
             ensure_serving=ensure_serving,
+            find_challengers=not releases,
         )
         return DeployOutcome(write_outputs(Storage(config.storage), output_dir, plan, result))
     finally:

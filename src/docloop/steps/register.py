@@ -3,6 +3,8 @@
 It also leaves the *release* the version would serve in (it, beside the other tasks' champions)
 as a typed artifact: ``release.json`` and metadata naming the release bundle (written on
 ``deploy.target: kserve``, :mod:`docloop.deploy.release_bundle`), which deploy-kserve consumes.
+With ``skip_unblessed`` a model the gate did not bless is not registered and its release artifact
+says so (``registered: false``, no version), so deploy-kserve keeps that task's champion.
 """
 
 from __future__ import annotations
@@ -87,16 +89,28 @@ def register_blessed(
     return registration.record
 
 
+def unregistered_release(
+    task: str, gate: Mapping[str, Any], pipeline_run: str = ""
+) -> dict[str, Any]:
+    """The release artifact of a candidate the gate did not bless: no version, the reason."""
+    return {
+        "task": task,
+        "registered": False,
+        "reason": str(gate.get("summary") or "the gate did not bless it"),
+        "pipeline_run": pipeline_run,
+    }
+
+
 @dataclass(frozen=True)
 class Registration:
     """What the register component outputs.
 
     Attributes:
-        record: The version as the store knows it.
+        record: The version as the store knows it; None when an unblessed model was skipped.
         release: The release artifact's metadata (bundle URI, versions, the registered model).
     """
 
-    record: VersionRecord
+    record: VersionRecord | None
     release: dict[str, Any]
 
 
@@ -108,6 +122,7 @@ def run(
     pipeline_run: str,
     promote: bool,
     release_dir: str = "",
+    skip_unblessed: bool = False,
 ) -> Registration:
     """Register the model folder the gate blessed; with ``promote`` make it the default.
 
@@ -120,6 +135,8 @@ def run(
         promote: make the version the default at once (bootstrap).
         release_dir: the ``release`` artifact's folder (``release.json`` goes there); empty:
             none is written.
+        skip_unblessed: an unblessed model registers nothing (its release says
+            ``registered: false``) instead of being refused.
 
     Returns:
         The version as the store knows it after registration (and promotion), and the release
@@ -130,6 +147,13 @@ def run(
     if gate_file.is_dir():  # the evaluate component's gate artifact is a folder
         gate_file = gate_file / "gate.json"
     gate = json.loads(gate_file.read_text(encoding="utf-8"))
+    if skip_unblessed and not gate.get("blessed", False):
+        task = read_card(Path(model_dir)).task
+        logger.info("%s candidate %s not blessed: nothing registered", task, model_uri)
+        release = unregistered_release(task, gate, pipeline_run)
+        if release_dir:
+            write_release(Storage(config.storage), release_dir, release)
+        return Registration(None, release)
     registry = Registry.from_config(config)
     try:
         record = register_blessed(
@@ -149,6 +173,7 @@ def run(
             model_name=record.model_name,
             version=record.version,
             pipeline_run=pipeline_run,
+            registered=True,
         )
     finally:
         registry.close()

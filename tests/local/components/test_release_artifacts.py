@@ -59,3 +59,55 @@ def test_register_outputs_the_release_that_deploy_consumes(world: World, blessed
     assert release.metadata["bundle_uri"] == ""  # bundles are written for deploy.target: kserve
     written = json.loads((Path(release.path) / "release.json").read_text())
     assert written == release.metadata
+
+
+def test_an_unblessed_candidate_registers_nothing_and_deploy_keeps_the_champions(
+    world: World, blessed: Blessed, tmp_path: Path
+) -> None:
+    """The retrain's register runs on every candidate: unblessed, it outputs a release saying so,
+    and deploy-kserve, given only such releases, deploys nothing (no registry lookup by run)."""
+    from kfp import dsl
+    from mlflow import MlflowClient
+
+    from components.deploy_kserve import deploy_kserve
+    from components.register import register
+
+    @dsl.pipeline(name="register-unblessed-deploy")
+    def register_unblessed_deploy(
+        model_uri: str, gate_uri: str, champion_uri: str, champion_gate_uri: str, digest: str
+    ) -> str:
+        champion = register(  # the extractor's champion: something serves
+            model=dsl.importer(artifact_uri=champion_uri, artifact_class=dsl.Model).output,
+            gate=dsl.importer(artifact_uri=champion_gate_uri, artifact_class=dsl.Artifact).output,
+            dataset_digest=digest,
+            promote=True,
+        )
+        model = dsl.importer(artifact_uri=model_uri, artifact_class=dsl.Model)
+        gate = dsl.importer(artifact_uri=gate_uri, artifact_class=dsl.Artifact)
+        release = register(
+            model=model.output,
+            gate=gate.output,
+            dataset_digest=digest,
+            pipeline_run="retrain-run",
+            skip_unblessed=True,
+        ).outputs["release"]
+        return (
+            deploy_kserve(pipeline_run="retrain-run", classifier_release=release)
+            .after(champion)
+            .outputs["Output"]
+        )
+
+    blessed.into(world)
+    rejected = tmp_path / "rejected-gate.json"
+    gate = json.loads(Path(blessed.gates["classify"]).read_text())
+    rejected.write_text(json.dumps({**gate, "blessed": False, "summary": "no gain"}))
+    run = register_unblessed_deploy(
+        model_uri=str(blessed.models["classify"]),
+        gate_uri=str(rejected),
+        champion_uri=str(blessed.models["extract"]),
+        champion_gate_uri=str(blessed.gates["extract"]),
+        digest=blessed.digest,
+    )
+    assert run.output == "unchanged"
+    client = MlflowClient(tracking_uri=world.tracking_uri, registry_uri=world.tracking_uri)
+    assert client.search_model_versions("name='docloop-classifier'") == []
