@@ -155,7 +155,7 @@ class _Service:
         self.config = config
         self.store = store
         self.authenticator = authenticator
-        self.rate = RateLimiter(config.feedback.auth.events_per_minute)
+        self.rate = RateLimiter(store, config.feedback.auth.events_per_minute)
         self.schema = schema_from_config(config.label_schema)
         self._storage: Storage | None = None
         self.word_count = functools.lru_cache(maxsize=WORD_COUNT_CACHE)(self._word_count)

@@ -37,13 +37,14 @@ from typing import Any, Final
 
 import jwt
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Double, case, cast, delete, extract, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from docloop.config import FeedbackAuthConfig
 from docloop.errors import ConfigError, DocloopError
 from docloop.feedback.contracts import normalised_name
 from docloop.store.db import Store
-from docloop.store.tables import ROLES, ApiToken, utcnow
+from docloop.store.tables import ROLES, ApiToken, RateLimit, utcnow
 
 TOKEN_PREFIX: Final = "dlt_"
 ALL_ROLES: Final = frozenset(ROLES)
@@ -347,24 +348,84 @@ def revoke_token(store: Store, token_id: int) -> bool:
         return bool(getattr(done, "rowcount", 0))
 
 
-# --- limits -----------------------------------------------------------------------------------
-class RateLimiter:
-    """A token bucket per principal: ``per_minute`` verdicts a minute, bursts up to that many."""
+# --- limits ---------------------------------------------------------------------------------
+RATE_WINDOW_S: Final = 60.0
+# Float slack when a batch fills the bucket exactly (epoch seconds carry ~1e-7 s of rounding).
+RATE_SLACK_S: Final = 1e-3
+CLEANUP_EVERY_S: Final = 60.0
 
-    def __init__(self, per_minute: int) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self._buckets: dict[str, tuple[float, float]] = {}
+
+def database_clock(dialect: str) -> ColumnElement[float]:
+    """Now, in seconds since the epoch, by the database's clock (one clock for every replica)."""
+    if dialect == "postgresql":
+        return cast(extract("epoch", func.statement_timestamp()), Double())
+    return (func.julianday("now") - 2440587.5) * 86400.0
+
+
+class RateLimiter:
+    """A token bucket per principal, kept in the state store so that every replica shares it.
+
+    ``per_minute`` verdicts a minute, bursts up to that many. The bucket is GCRA's one number per
+    principal (``rate_limits.refilled_at``, when the bucket is full again), moved by one
+    conditional UPSERT: the database takes the row's lock, so two replicas taking at once are
+    serialised and neither overdraws. Full buckets are deleted at most once per
+    ``CLEANUP_EVERY_S`` per process, skipping rows another transaction holds.
+
+    Args:
+        store: the state store.
+        per_minute: the rate (and the burst).
+    """
+
+    def __init__(self, store: Store, per_minute: int) -> None:
+        self.store = store
+        self.capacity = per_minute
+        self.interval_s = RATE_WINDOW_S / per_minute
+        self._cleaned_at = -math.inf
         self._lock = threading.Lock()
 
     def take(self, principal: str, count: int) -> int:
-        """Take ``count`` verdicts; 0 when allowed, else the seconds to wait (nothing taken)."""
-        now = time.monotonic()
-        with self._lock:
-            level, at = self._buckets.get(principal, (self.capacity, now))
-            level = min(self.capacity, level + (now - at) * self.rate)
-            if count <= level:
-                self._buckets[principal] = (level - count, now)
+        """Take ``count`` verdicts; 0 when allowed, else the seconds to wait (nothing taken).
+
+        Raises:
+            ValueError: ``count`` is under 1 or over the whole rate (it could never be taken).
+            StoreBusy: the principal's row stayed locked past the store's lock timeout.
+            StoreError: the database failed.
+        """
+        if not 1 <= count <= self.capacity:
+            raise ValueError(f"count {count} is not between 1 and the rate {self.capacity}")
+        cost = count * self.interval_s
+        with self.store.write() as session:
+            now = database_clock(self.store.dialect)
+            if self._cleanup_due():
+                full = (
+                    select(RateLimit.principal)
+                    .where(RateLimit.refilled_at <= now)
+                    .with_for_update(skip_locked=True)
+                )
+                session.execute(delete(RateLimit).where(RateLimit.principal.in_(full)))
+            base = case((RateLimit.refilled_at > now, RateLimit.refilled_at), else_=now)
+            insert = postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert
+            taken = session.execute(
+                insert(RateLimit)
+                .values(principal=principal, refilled_at=now + cost)
+                .on_conflict_do_update(
+                    index_elements=[RateLimit.principal],
+                    set_={"refilled_at": base + cost},
+                    where=base + cost - now <= RATE_WINDOW_S + RATE_SLACK_S,
+                )
+                .returning(RateLimit.refilled_at)
+            ).one_or_none()
+            if taken is not None:
                 return 0
-            self._buckets[principal] = (level, now)
-            return max(1, math.ceil((min(count, self.capacity) - level) / self.rate))
+            debt = session.scalar(
+                select(RateLimit.refilled_at - now).where(RateLimit.principal == principal)
+            )
+        return max(1, math.ceil(float(debt or 0.0) + cost - RATE_WINDOW_S - RATE_SLACK_S))
+
+    def _cleanup_due(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._cleaned_at < CLEANUP_EVERY_S:
+                return False
+            self._cleaned_at = now
+            return True

@@ -28,6 +28,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Double,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -169,6 +170,19 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RateLimit(Base):
+    """A principal's verdict budget, shared by every feedback API replica (GCRA).
+
+    ``refilled_at`` (seconds since the epoch, the database's clock) is when the principal's
+    bucket is full again; a row at or before now means a full bucket and may be deleted.
+    """
+
+    __tablename__ = "rate_limits"
+
+    principal: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    refilled_at: Mapped[float] = mapped_column(Double(), index=True)
 
 
 class Prediction(Base):
