@@ -1,7 +1,9 @@
 """An OIDC issuer for tests: RSA keys made at test time, its JWKS served over HTTP on 127.0.0.1.
 
 Tokens are signed with PyJWT by the issuer's current key; ``rotate()`` adds a new key (new
-``kid``) to the served set, as an issuer does before signing with it.
+``kid``) to the served set, as an issuer does before signing with it. The server also answers
+OpenID Connect Discovery 1.0 for the issuer ``local_issuer`` (``{local_issuer}/.well-known/
+openid-configuration``, §4), naming ``discovered_issuer`` and the JWKS at ``jwks_path``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,30 @@ class Issuer:
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         self.published: list[str] = []
         self.fetches = 0
+        self.discoveries = 0
         self.url = ""
+        self.origin = ""
+        self.jwks_path = "/keys"
+        self.discovered_issuer: str | None = None  # None: the served issuer names itself
+        self.discovered_jwks_uri: str | None = None  # None: the served JWKS
         self.rotate()
+
+    @property
+    def local_issuer(self) -> str:
+        """The issuer identifier of the served discovery document."""
+        return f"{self.origin}/dex"
+
+    def discovery(self) -> dict[str, Any]:
+        """The discovery document (the fields OpenID Connect Discovery 1.0 §3 requires)."""
+        issuer = self.discovered_issuer or self.local_issuer
+        return {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/auth",
+            "jwks_uri": self.discovered_jwks_uri or f"{self.origin}{self.jwks_path}",
+            "response_types_supported": ["code", "id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
 
     def rotate(self, *, publish: bool = True) -> str:
         """A new key (the one tokens are signed with from now on); returns its kid."""
@@ -72,8 +96,16 @@ def serve_issuer() -> Iterator[Issuer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            issuer.fetches += 1
-            body = json.dumps(issuer.jwks()).encode()
+            if self.path == "/dex/.well-known/openid-configuration":
+                issuer.discoveries += 1
+                document = issuer.discovery()
+            elif self.path == issuer.jwks_path:
+                issuer.fetches += 1
+                document = issuer.jwks()
+            else:
+                self.send_error(404)
+                return
+            body = json.dumps(document).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -84,7 +116,8 @@ def serve_issuer() -> Iterator[Issuer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    issuer.url = f"http://127.0.0.1:{server.server_address[1]}/keys"
+    issuer.origin = f"http://127.0.0.1:{server.server_address[1]}"
+    issuer.url = f"{issuer.origin}/keys"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

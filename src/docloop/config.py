@@ -366,7 +366,16 @@ class FeedbackAuthConfig(Section):
     modes: list[AuthMode] = Field(default_factory=lambda: list[AuthMode](["none"]), min_length=1)
     oidc_issuer: str | None = Field(default=None, description="Expected ``iss`` (exact match).")
     oidc_audience: str | None = Field(default=None, description="Expected ``aud``.")
-    oidc_jwks_url: str | None = Field(default=None, description="The issuer's JWKS URL.")
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        description="The issuer's JWKS URL; unset: the ``jwks_uri`` of the issuer's discovery "
+        "document (``{oidc_issuer}/.well-known/openid-configuration``).",
+    )
+    oidc_allow_http: bool = Field(
+        default=False,
+        description="Fetch the discovery document and JWKS over plain http off loopback too; "
+        "only where a service mesh encrypts and authenticates the connection (Istio mTLS).",
+    )
     oidc_algorithms: list[str] = Field(
         default_factory=lambda: ["RS256", "ES256"],
         min_length=1,
@@ -424,8 +433,11 @@ class FeedbackAuthConfig(Section):
                 f"oidc_algorithms: {unsafe} refused (none or a shared-secret HMAC); use RS256, "
                 "ES256, PS256 or EdDSA"
             )
-        if "oidc" in modes and not (self.oidc_issuer and self.oidc_audience and self.oidc_jwks_url):
-            raise ValueError("oidc mode needs oidc_issuer, oidc_audience and oidc_jwks_url")
+        if "oidc" in modes and not (self.oidc_issuer and self.oidc_audience):
+            raise ValueError(
+                "oidc mode needs oidc_issuer and oidc_audience (oidc_jwks_url is optional: "
+                "unset, it is read from the issuer's discovery document)"
+            )
         return self
 
 

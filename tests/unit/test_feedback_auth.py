@@ -249,6 +249,110 @@ def test_keys_rotate_by_kid_and_an_unknown_kid_refetches_at_most_once(
     assert issuer.fetches == fetched + 1
 
 
+# --- OIDC discovery ---------------------------------------------------------------------------
+@pytest.fixture
+def discovered(
+    tmp_path: Any, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, Issuer]]:
+    """An app whose JWKS comes from the issuer's discovery document (no oidc_jwks_url)."""
+    monkeypatch.setenv("DOCLOOP_PROXY_SECRET", PROXY_SECRET)
+    with serve_issuer() as own:
+        config = auth_config(
+            tmp_path, own, modes=["oidc"], oidc_issuer=own.local_issuer, oidc_jwks_url=None
+        )
+        with TestClient(create_app(config, store)) as test_client:
+            yield test_client, own
+
+
+def test_discovery_finds_the_issuers_keys(
+    discovered: tuple[TestClient, Issuer], store: Store
+) -> None:
+    client, own = discovered
+    for _ in range(2):
+        token = own.token("alice@example.org", iss=own.local_issuer)
+        response = client.post(
+            "/v1/feedback", json=verdict("alice@example.org"), headers=bearer(token)
+        )
+        assert response.status_code == 201, response.text
+    assert (own.discoveries, own.fetches) == (1, 1)  # read once, then cached
+    assert stored(store) == [("alice@example.org", "reviewer")] * 2
+
+
+def test_a_discovery_document_naming_another_issuer_is_refused(
+    discovered: tuple[TestClient, Issuer], store: Store
+) -> None:
+    """OpenID Connect Discovery 1.0 §4.3: the document's issuer must equal the configured one."""
+    client, own = discovered
+    own.discovered_issuer = "https://evil.test/dex"
+    token = own.token("alice@example.org", iss=own.local_issuer)
+    response = client.post("/v1/feedback", json=verdict("alice@example.org"), headers=bearer(token))
+    assert response.status_code == 401, response.text
+    message = response.json()["error"]
+    assert f"{own.local_issuer}/.well-known/openid-configuration" in message, message
+    assert "'https://evil.test/dex'" in message and "oidc_issuer" in message, message
+    assert own.fetches == 0 and rows(store) == 0
+
+
+def test_keys_rotate_through_discovery(discovered: tuple[TestClient, Issuer], store: Store) -> None:
+    """An unknown kid re-reads the discovery document (the JWKS may have moved), rate-limited."""
+    client, own = discovered
+    first = own.token("alice@example.org", iss=own.local_issuer)
+    assert client.post("/v1/feedback", json=verdict("alice@example.org"), headers=bearer(first))
+    own.rotate()
+    own.jwks_path = "/keys-2026"  # the issuer moves its keys; only discovery says where
+    rotated = own.token("alice@example.org", iss=own.local_issuer)
+    response = client.post(
+        "/v1/feedback", json=verdict("alice@example.org"), headers=bearer(rotated)
+    )
+    assert response.status_code == 201, response.text
+    assert (own.discoveries, own.fetches) == (2, 2)
+    for _ in range(5):  # made-up kids do not make the API hammer the issuer
+        stray = own.token("alice@example.org", iss=own.local_issuer, kid=own.rotate(publish=False))
+        own.current = own.published[-1]
+        assert (
+            client.post("/v1/feedback", json=verdict("x"), headers=bearer(stray)).status_code == 401
+        )
+    assert (own.discoveries, own.fetches) == (2, 2)
+    assert len(stored(store)) == 2
+
+
+def test_a_discovered_jwks_uri_must_be_https(
+    discovered: tuple[TestClient, Issuer], store: Store
+) -> None:
+    client, own = discovered
+    own.discovered_jwks_uri = "http://dex.example.org/keys"
+    token = own.token("alice@example.org", iss=own.local_issuer)
+    response = client.post("/v1/feedback", json=verdict("alice@example.org"), headers=bearer(token))
+    assert response.status_code == 401, response.text
+    message = response.json()["error"]
+    assert "'http://dex.example.org/keys'" in message and "https" in message, message
+    assert rows(store) == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "refused"),
+    [
+        ({"oidc_issuer": "http://dex.auth.svc.cluster.local:5556/dex"}, "oidc_issuer"),
+        ({"oidc_jwks_url": "http://dex.auth.svc.cluster.local:5556/dex/keys"}, "oidc_jwks_url"),
+        ({"oidc_jwks_url": "ftp://127.0.0.1/keys"}, "oidc_jwks_url"),
+    ],
+)
+def test_oidc_urls_must_be_https_off_loopback(
+    tmp_path: Any, store: Store, settings: dict[str, Any], refused: str
+) -> None:
+    """Keys fetched in the clear could be swapped by anyone on the path: every token forged."""
+    auth = {"modes": ["oidc"], "oidc_audience": AUDIENCE, "oidc_issuer": ISSUER, **settings}
+    config = DocloopConfig(
+        data_root=(tmp_path / "d").as_uri(),
+        feedback=FeedbackConfig(auth=FeedbackAuthConfig(**auth)),
+    )
+    with pytest.raises(ConfigError, match=rf"{refused}: .*https"):
+        create_app(config, store)
+    allowed = config.feedback.auth.model_copy(update={"oidc_allow_http": True})
+    if not settings.get("oidc_jwks_url", "").startswith("ftp"):
+        create_app(config.model_copy(update={"feedback": FeedbackConfig(auth=allowed)}), store)
+
+
 # --- authorisation ----------------------------------------------------------------------------
 def test_a_reviewer_posting_as_another_reviewer_or_as_an_auditor_is_403(
     client: TestClient, issuer: Issuer, store: Store

@@ -3,12 +3,13 @@
 :class:`Authenticator` turns a request's headers into a :class:`Principal` (name + roles) or
 raises :class:`AuthenticationFailed` (HTTP 401), by the modes of ``feedback.auth``:
 
-* ``oidc``: ``Authorization: Bearer <JWT>`` verified with PyJWT against the issuer's JWKS: the
-  header's ``alg`` must be in the allow-list (asymmetric only; ``none`` and ``HS*`` are refused by
-  the config), the key is found by ``kid`` (an unknown ``kid`` refetches the JWKS, at most once
-  per ``oidc_jwks_refetch_s``), and ``iss``, ``aud``, ``exp`` and ``nbf`` are checked with
-  ``oidc_leeway_s`` of skew. The principal is the ``principal_claim``; the ``roles_claim`` lists
-  groups.
+* ``oidc``: ``Authorization: Bearer <JWT>`` verified with PyJWT against the issuer's JWKS
+  (``oidc_jwks_url``, or the ``jwks_uri`` of the issuer's discovery document; https, or http on
+  loopback): the header's ``alg`` must be in the allow-list (asymmetric only; ``none`` and
+  ``HS*`` are refused by the config), the key is found by ``kid`` (an unknown ``kid`` refetches
+  the JWKS, and re-reads the discovery document, at most once per ``oidc_jwks_refetch_s``), and
+  ``iss``, ``aud``, ``exp`` and ``nbf`` are checked with ``oidc_leeway_s`` of skew. The
+  principal is the ``principal_claim``; the ``roles_claim`` lists groups.
 * ``proxy``: the ``proxy_header`` (``kubeflow-userid``) names the principal, believed only when
   the request also carries the proxy's shared secret (``proxy_secret_header``, compared in
   constant time; the secret from ``proxy_secret_file`` or ``proxy_secret_env``).
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import logging
 import math
 import os
 import secrets
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import jwt
 from pydantic import BaseModel
@@ -50,6 +54,10 @@ TOKEN_PREFIX: Final = "dlt_"
 ALL_ROLES: Final = frozenset(ROLES)
 ANONYMOUS: Final = "anonymous"
 JWKS_MAX_AGE_S: Final = 600.0
+DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
+FETCH_TIMEOUT_S: Final = 5.0
+
+logger = logging.getLogger(__name__)
 
 
 class AuthenticationFailed(DocloopError):
@@ -96,21 +104,80 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
+def fetchable_url(url: str, setting: str, *, allow_http: bool) -> str:
+    """``url`` if the issuer's keys may be fetched from it: https, or http on loopback.
+
+    Keys fetched in the clear can be swapped by anyone on the network path, and then every token
+    they sign verifies. Plain http is accepted on a loopback host (tests, a sidecar) and, with
+    ``allow_http``, everywhere (a service mesh that encrypts and authenticates the connection).
+
+    Raises:
+        ValueError: another scheme, no host, or http off loopback without ``allow_http``.
+    """
+    parts = urlsplit(url)
+    if parts.hostname and (
+        parts.scheme == "https"
+        or (parts.scheme == "http" and (allow_http or _loopback_host(parts.hostname)))
+    ):
+        return url
+    raise ValueError(
+        f"{setting}: {url!r} is not an https URL; the issuer's keys fetched over plain http could "
+        "be swapped by anyone on the network path. Use the issuer's https URL (http is accepted "
+        "on loopback only, or with feedback.auth.oidc_allow_http: true where a service mesh "
+        "encrypts the connection)"
+    )
+
+
+def _loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fetch_json(url: str) -> dict[str, Any]:
+    """A JSON object from ``url`` through PyJWT's fetcher (http(s) only, no redirects)."""
+    try:
+        fetched = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=FETCH_TIMEOUT_S).fetch_data()
+    except (jwt.PyJWTError, ValueError) as exc:  # ValueError: the body is not JSON
+        raise _IssuerUnavailable(f"cannot read {url} ({exc})") from exc
+    return dict(fetched)
+
+
+class _IssuerUnavailable(DocloopError):
+    """The issuer's discovery document or keys cannot be read or are not acceptable."""
+
+
 class _Jwks:
-    """The issuer's signing keys by ``kid``.
+    """The issuer's signing keys by ``kid``, from ``oidc_jwks_url`` or the discovery document.
 
     Fetched on first use and again after ``JWKS_MAX_AGE_S`` (a key the issuer withdrew stops
     working); an unknown ``kid`` (a rotated key) refetches at once, but at most once per
-    ``refetch_s``, so a flood of made-up kids cannot make the API hammer the issuer.
+    ``refetch_s``, so a flood of made-up kids cannot make the API hammer the issuer. Without
+    ``oidc_jwks_url`` the JWKS URL is the ``jwks_uri`` of ``{issuer}/.well-known/
+    openid-configuration`` (OpenID Connect Discovery 1.0 §4), read on first use and again with
+    each unknown-kid refetch (a rotation may move the keys); the document must name exactly the
+    configured issuer (§4.3) and an https ``jwks_uri`` (:func:`fetchable_url`).
     """
 
-    def __init__(self, url: str, refetch_s: float) -> None:
-        self._client = jwt.PyJWKClient(url, cache_jwk_set=False, cache_keys=False, timeout=5)
-        self._refetch_s = refetch_s
+    def __init__(self, auth: FeedbackAuthConfig) -> None:
+        assert auth.oidc_issuer is not None  # the config requires it in oidc mode
+        self._issuer = auth.oidc_issuer
+        self._allow_http = auth.oidc_allow_http
+        self._discovered = auth.oidc_jwks_url is None
+        self._url = auth.oidc_jwks_url
+        self._refetch_s = auth.oidc_jwks_refetch_s
         self._keys: dict[str, jwt.PyJWK] = {}
         self._loaded_at = -math.inf
         self._refetched_at = -math.inf
         self._lock = threading.Lock()
+
+    @property
+    def discovery_url(self) -> str:
+        """Where the issuer's discovery document is (§4: no ``//`` before ``.well-known``)."""
+        return self._issuer.rstrip("/") + DISCOVERY_PATH
 
     def key(self, kid: str) -> jwt.PyJWK:
         with self._lock:
@@ -122,10 +189,16 @@ class _Jwks:
                     self._refetched_at = now
                 self._loaded_at = now
                 try:
-                    jwk_set = self._client.get_jwk_set(refresh=True)
-                except jwt.PyJWKClientError as exc:
+                    if self._discovered and (self._url is None or unknown):
+                        self._url = self._discover()
+                    assert self._url is not None
+                    jwk_set = jwt.PyJWKClient(
+                        self._url, cache_jwk_set=False, timeout=FETCH_TIMEOUT_S
+                    ).get_jwk_set(refresh=True)
+                except (_IssuerUnavailable, jwt.PyJWTError, ValueError) as exc:
+                    logger.warning("OIDC: the issuer's keys cannot be used: %s", exc)
                     raise AuthenticationFailed(
-                        f"authorization: the issuer's keys cannot be fetched now ({exc}); retry"
+                        f"authorization: the issuer's keys cannot be used now ({exc}); retry"
                     ) from exc
                 self._keys = {k.key_id: k for k in jwk_set.keys if k.key_id}
             found = self._keys.get(kid)
@@ -134,6 +207,24 @@ class _Jwks:
                 f"authorization: the token's signing key {kid!r} is not one of the issuer's keys"
             )
         return found
+
+    def _discover(self) -> str:
+        url = self.discovery_url
+        document = _fetch_json(url)
+        named = document.get("issuer")
+        if named != self._issuer:
+            raise _IssuerUnavailable(
+                f"the discovery document {url} names the issuer {named!r}, not oidc_issuer "
+                f"{self._issuer!r}; they must be equal character for character (OpenID Connect "
+                "Discovery 1.0 §4.3): set feedback.auth.oidc_issuer to the issuer's own name"
+            )
+        jwks_uri = document.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri:
+            raise _IssuerUnavailable(f"the discovery document {url} names no jwks_uri")
+        try:
+            return fetchable_url(jwks_uri, f"jwks_uri of {url}", allow_http=self._allow_http)
+        except ValueError as exc:
+            raise _IssuerUnavailable(str(exc)) from exc
 
 
 class Authenticator:
@@ -154,11 +245,7 @@ class Authenticator:
         self.auth = auth
         self.store = store
         self.modes = frozenset(auth.modes)
-        self._jwks = (
-            _Jwks(auth.oidc_jwks_url, auth.oidc_jwks_refetch_s)
-            if "oidc" in self.modes and auth.oidc_jwks_url
-            else None
-        )
+        self._jwks = _Jwks(_checked_oidc_urls(auth)) if "oidc" in self.modes else None
         self._proxy_secret = _proxy_secret(auth, os.environ if environ is None else environ)
 
     @property
@@ -249,6 +336,24 @@ class Authenticator:
                 "one (docloop tokens create)"
             )
         return Principal(row.principal, frozenset({row.role}), "token")
+
+
+def _checked_oidc_urls(auth: FeedbackAuthConfig) -> FeedbackAuthConfig:
+    """``auth``, if its JWKS URL (or, to be discovered, its issuer) is fetchable.
+
+    Raises:
+        ConfigError: the URL is not https (http off loopback without ``oidc_allow_http``).
+    """
+    setting, url = (
+        ("feedback.auth.oidc_jwks_url", auth.oidc_jwks_url)
+        if auth.oidc_jwks_url
+        else ("feedback.auth.oidc_issuer", auth.oidc_issuer or "")
+    )
+    try:
+        fetchable_url(url, setting, allow_http=auth.oidc_allow_http)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return auth
 
 
 def _name(raw: str) -> str:
