@@ -290,7 +290,9 @@ def test_a_discovery_document_naming_another_issuer_is_refused(
     message = response.json()["error"]
     assert f"{own.local_issuer}/.well-known/openid-configuration" in message, message
     assert "'https://evil.test/dex'" in message and "oidc_issuer" in message, message
-    assert own.fetches == 0 and rows(store) == 0
+    again = client.post("/v1/feedback", json=verdict("alice@example.org"), headers=bearer(token))
+    assert again.status_code == 401 and again.json()["error"] == message  # until a refetch
+    assert own.discoveries == 1 and own.fetches == 0 and rows(store) == 0
 
 
 def test_keys_rotate_through_discovery(discovered: tuple[TestClient, Issuer], store: Store) -> None:

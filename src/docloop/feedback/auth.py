@@ -104,6 +104,12 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
+def _unusable_keys(why: str) -> AuthenticationFailed:
+    return AuthenticationFailed(
+        f"authorization: the issuer's keys cannot be used now ({why}); retry"
+    )
+
+
 def fetchable_url(url: str, setting: str, *, allow_http: bool) -> str:
     """``url`` if the issuer's keys may be fetched from it: https, or http on loopback.
 
@@ -172,6 +178,7 @@ class _Jwks:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._loaded_at = -math.inf
         self._refetched_at = -math.inf
+        self._failure: str | None = None  # why the last fetch failed, until one succeeds
         self._lock = threading.Lock()
 
     @property
@@ -197,11 +204,15 @@ class _Jwks:
                     ).get_jwk_set(refresh=True)
                 except (_IssuerUnavailable, jwt.PyJWTError, ValueError) as exc:
                     logger.warning("OIDC: the issuer's keys cannot be used: %s", exc)
-                    raise AuthenticationFailed(
-                        f"authorization: the issuer's keys cannot be used now ({exc}); retry"
-                    ) from exc
+                    self._failure = str(exc)
+                    self._refetched_at = now  # a broken issuer is not asked again at once
+                    raise _unusable_keys(self._failure) from exc
                 self._keys = {k.key_id: k for k in jwk_set.keys if k.key_id}
+                self._failure = None
             found = self._keys.get(kid)
+            failure = self._failure
+        if found is None and failure is not None:
+            raise _unusable_keys(failure)
         if found is None:
             raise AuthenticationFailed(
                 f"authorization: the token's signing key {kid!r} is not one of the issuer's keys"
