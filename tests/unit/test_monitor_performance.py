@@ -193,6 +193,29 @@ def test_feedback_performance_end_to_end() -> None:
         report.metric("auc")
 
 
+def test_the_correction_rate_is_the_champion_releases_own() -> None:
+    """During a canary of a new extractor the classifier's window also holds documents the old
+    extractor answered: they are typed by the champion classifier, but their corrections are the
+    old extractor's. The correction rate counts only predictions of the whole champion release
+    (in both windows); the demo's second check read 0.73 where V2's own documents said far less."""
+    spans = [mrn(3)]
+    wrong = Correction(entities=[CorrectedEntity(type="mrn", word_indices=[4])])
+    old_extractor = [
+        record(i, "correction", entities=spans, correction=wrong, request=f"old-{i}")
+        for i in range(1, 7)
+    ]
+    release = [
+        *(record(i, "confirmation", entities=spans, request=f"new-{i}") for i in range(7, 10)),
+        record(10, "correction", entities=spans, correction=wrong, request="new-10"),
+    ]
+    report = feedback_performance([*old_extractor, *release], entity_records=release)
+
+    assert report.documents == 10  # every reviewed document is new evidence for the guards
+    assert (report.confirmed, report.corrected) == (3, 1)
+    assert (report.correction_rate.successes, report.correction_rate.trials) == (1, 4)
+    assert report.entity_documents == 4 and report.entity_corrections == 1
+
+
 def test_no_feedback_gives_empty_but_valid_report() -> None:
     report = feedback_performance([])
     assert report.documents == 0 and report.accuracy.value is None

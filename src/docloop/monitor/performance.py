@@ -160,8 +160,8 @@ class PerformanceReport(BaseModel):
     bootstrap_samples: int
     feedback_events: int = Field(description="Accepted feedback events read.")
     documents: int = Field(description="Judged predictions (newest verdict per prediction).")
-    confirmed: int
-    corrected: int
+    confirmed: int = Field(description="Judged predictions of the champion release confirmed.")
+    corrected: int = Field(description="Judged predictions of the champion release corrected.")
     type_corrections: int
     entity_corrections: int
     correction_rate: RateEstimate
@@ -456,6 +456,11 @@ def classification_performance(
     return accuracy, macro, macro_interval, per_class
 
 
+def _key(record: FeedbackRecord) -> tuple[str, int]:
+    """The judged prediction (request id + instance), as `newest_verdicts` groups them."""
+    return (record.request_id, record.instance)
+
+
 def _accepted(records: Sequence[FeedbackRecord]) -> list[FeedbackRecord]:
     accepted = [record for record in records if record.status == "accepted"]
     if len(accepted) < len(records):
@@ -479,8 +484,9 @@ def feedback_performance(
         records: Accepted feedback events with the predictions they judge (quarantined ones are
             ignored with a warning); they score the document types.
         entity_records: The events that score the entities (the verdicts on the champion
-            extractor's own predictions); None: ``records``. The document counts and the
-            correction rate cover both.
+            extractor's own predictions); None: ``records``. ``documents`` counts both; the
+            confirmed / corrected counts and the correction rate count only the predictions in
+            both, i.e. those the whole champion release made.
         confidence: Two-sided level of every interval.
         bootstrap_samples: Resamples for the F1 intervals (0: no F1 interval).
         seed: Seed of the bootstrap.
@@ -497,8 +503,15 @@ def feedback_performance(
         entity_accepted = _accepted(entity_records)
         entity_judged = [judge(record) for record in newest_verdicts(entity_accepted)]
         every = list({record.id: record for record in [*accepted, *entity_accepted]}.values())
-    reviewed = judged if entity_records is None else [judge(r) for r in newest_verdicts(every)]
-    corrected = sum(1 for doc in reviewed if doc.corrected)
+    if entity_records is None:
+        documents, release = len(judged), judged
+    else:
+        newest = newest_verdicts(every)
+        # the release's own predictions: the champion classifier's and the champion extractor's
+        both = {_key(r) for r in accepted} & {_key(r) for r in entity_accepted}
+        documents = len(newest)
+        release = [judge(record) for record in newest if _key(record) in both]
+    corrected = sum(1 for doc in release if doc.corrected)
 
     typed = [doc for doc in judged if doc.predicted_type is not None and doc.true_type is not None]
     accuracy, macro, macro_interval, per_class = classification_performance(
@@ -540,12 +553,12 @@ def feedback_performance(
         confidence=confidence,
         bootstrap_samples=bootstrap_samples,
         feedback_events=len(every),
-        documents=len(reviewed),
-        confirmed=len(reviewed) - corrected,
+        documents=documents,
+        confirmed=len(release) - corrected,
         corrected=corrected,
         type_corrections=sum(1 for doc in judged if doc.type_corrected),
         entity_corrections=sum(1 for doc in entity_judged if doc.entities_corrected),
-        correction_rate=RateEstimate.of(corrected, len(reviewed), confidence),
+        correction_rate=RateEstimate.of(corrected, len(release), confidence),
         type_documents=len(typed),
         accuracy=accuracy,
         macro_f1=macro,
