@@ -3,7 +3,10 @@ trained models, at shapes other than the export's."""
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -11,9 +14,9 @@ import torch
 
 from docloop.documents.examples import DocumentExample
 from docloop.errors import InvalidInput
-from docloop.models.artifact import LoadedModel, load_model
+from docloop.models.artifact import CARD_FILE, LoadedModel, load_model
 from docloop.models.inference import classify, extract
-from docloop.serve.runtime import OnnxNetwork, probe_difference, serving_model
+from docloop.serve.runtime import Inference, OnnxNetwork, probe_difference, serving_model
 from tests.datasets import make_example
 
 if TYPE_CHECKING:  # imported for real by pytest_plugins
@@ -65,6 +68,28 @@ def test_onnx_answers_like_the_network(trained: dict[str, LoadedModel], task: st
         for batch_size in (1, 5):
             got_tags = [r.tags for r in extract(served, documents, batch_size=batch_size)]
             assert got_tags == [r.tags for r in extract(loaded, documents)]
+
+
+@pytest.mark.parametrize("inference", ["onnx", "onnx-int8"])
+def test_an_extractor_without_layout_serves_under_onnx(
+    tiny_models: TinyModels, tmp_path: Path, inference: Inference
+) -> None:
+    """The exporter drops the boxes input that a ``--no-layout`` extractor never reads; the
+    session must not be fed it (it was: ONNX Runtime's "Invalid input name: bbox")."""
+    folder = tmp_path / "no-layout"
+    shutil.copytree(tiny_models.extractor, folder)
+    card = json.loads((folder / CARD_FILE).read_text())
+    card["use_layout"] = False
+    (folder / CARD_FILE).write_text(json.dumps(card))
+    loaded = load_model(folder)
+    served = serving_model(loaded, inference)
+    assert isinstance(served.network, OnnxNetwork) and "bbox" not in served.network.graph_inputs
+    documents = examples()
+    got = [r.tags for r in extract(served, documents)]
+    if inference == "onnx":
+        assert got == [r.tags for r in extract(loaded, documents)]
+    else:
+        assert len(got) == len(documents)
 
 
 def test_int8_stays_close_to_the_network(trained: dict[str, LoadedModel]) -> None:

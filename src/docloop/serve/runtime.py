@@ -83,6 +83,9 @@ class OnnxNetwork(nn.Module):
         super().__init__()
         self.session = session
         self.input_names = input_names
+        # the exporter drops an input the network never reads (the boxes of an extractor
+        # trained without layout); ONNX Runtime refuses a feed it does not know
+        self.graph_inputs = frozenset(node.name for node in session.get_inputs())
         # inference reads the device from the parameters: this network lives on the CPU
         self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
 
@@ -91,6 +94,7 @@ class OnnxNetwork(nn.Module):
         feeds = {
             name: tensor.detach().cpu().numpy()
             for name, tensor in zip(self.input_names, inputs, strict=True)
+            if name in self.graph_inputs
         }
         (logits,) = self.session.run(None, feeds)
         return torch.from_numpy(logits)
@@ -175,13 +179,14 @@ def cache_folder() -> Path:
 
 
 def graph_key(loaded: LoadedModel, inference: Inference) -> str:
-    """The cache key of a model's graph: its weights, the inference and the runtime versions."""
+    """The cache key of a model's graph: its weights and card, the inference, runtime versions."""
     import onnxruntime as ort
 
     digest = hashlib.sha256()
     with (loaded.path / WEIGHTS_FILE).open("rb") as weights:
         for block in iter(lambda: weights.read(1 << 20), b""):
             digest.update(block)
+    digest.update(loaded.card.model_dump_json().encode())  # e.g. use_layout: the graph's inputs
     digest.update(f"{inference} torch {torch.__version__} ort {ort.__version__}".encode())
     return digest.hexdigest()[:32]
 
