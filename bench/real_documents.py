@@ -626,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="with --keep: train on the OCR and dataset already kept there",
     )
     parser.add_argument(
-        "--no-layout", action="store_true", help="the extractor without word boxes (ablation)"
+        "--layout", action="store_true", help="the extractor with word boxes (ablation)"
     )
     parser.add_argument("--window-tokens", type=int, default=None, help="extractor window")
     parser.add_argument("--window-overlap", type=int, default=None, help="window overlap")
@@ -652,8 +652,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             if value is not None
         }
-        if args.no_layout:
-            overrides["use_layout"] = False
+        if args.layout:
+            overrides["use_layout"] = True
         figures = run_pipeline(
             args.sroie, limit, args.workers, steps, args.keep, overrides, args.reuse
         )

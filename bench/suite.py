@@ -345,8 +345,8 @@ def training_rows(f: Figures) -> tuple[str, list[Row]]:
     rows: list[Row] = []
     for name, label in (
         ("classifier", "classifier"),
-        ("extractor", "extractor (words + boxes)"),
-        ("extractor_no_layout", "extractor, no boxes"),
+        ("extractor", "extractor (words, the default)"),
+        ("extractor_layout", "extractor, words + boxes"),
     ):
         run = f[name]
         if "accuracy" in run:

@@ -1,4 +1,4 @@
-"""train-gpu: fine-tune the document classifier or the layout-aware entity extractor."""
+"""train-gpu: fine-tune the document classifier or the entity extractor."""
 
 from typing import NamedTuple
 
@@ -22,7 +22,7 @@ def train_gpu(
     seed: int = 0,
     time_budget_s: float = 0.0,
 ) -> NamedTuple("TrainOutputs", [("val_score", float), ("steps", int)]):
-    """Fine-tune a document classifier or a layout-aware entity extractor.
+    """Fine-tune a document classifier or an entity extractor (word boxes optional).
 
     Starts from the configured encoder (``training.encoder``) or warm-starts from an incumbent
     model; bf16 on a GPU, fp32 on CPU, data parallel with ``accelerate launch`` when the pod has

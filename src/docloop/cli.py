@@ -483,9 +483,13 @@ def train(
             "validate and keep the best weights so far (training.time_budget_s).",
         ),
     ] = None,
-    no_layout: Annotated[
-        bool, typer.Option("--no-layout", help="Extractor without word boxes (ablation).")
-    ] = False,
+    layout: Annotated[
+        bool | None,
+        typer.Option(
+            "--layout/--no-layout",
+            help="Extractor with word-box embeddings, or without (default: training.use_layout).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Fine-tune a classifier or an extractor; resumes from a checkpoint in --output.
@@ -510,8 +514,8 @@ def train(
         }.items()
         if value is not None
     }
-    if no_layout:
-        overrides["use_layout"] = False
+    if layout is not None:
+        overrides["use_layout"] = layout
     training = settings.training.model_copy(update=overrides)
     try:
         with _progress() as progress:
