@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import anyio.to_thread
@@ -28,6 +28,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from docloop.asgi import ASGIApp, BodyTooLarge, Receive, Scope, Send, read_body, replaying
 from docloop.errors import StoreBusy, StoreError
 from docloop.feedback.auth import AuthenticationFailed, Authenticator, Principal
 from docloop.feedback.validation import FeedbackRejected, Problem, check_json
@@ -47,12 +48,6 @@ REQUEST_SECONDS = Histogram(
     ["endpoint"],
     buckets=LATENCY_BUCKETS,
 )
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 # --- error bodies -----------------------------------------------------------------------------
@@ -309,35 +304,18 @@ class PayloadLimit:
                 if declared > self.max_bytes:
                     await self._refuse(send, declared)
                     return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send, None)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLarge:
+            await self._refuse(send, None)
+            return
+        if body is None:
+            return  # the client went away before sending its body
         problem = check_json(body) if body else None
         if problem is not None:
             await _send_error(send, 400, problem)
             return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 async def _send_error(

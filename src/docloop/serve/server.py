@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import warnings
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from docloop import strict_json
+from docloop.asgi import ASGIApp, BodyTooLarge, Message, Receive, Scope, Send, read_body, replaying
 from docloop.config import DocloopConfig, PreprocessConfig, load_config
 from docloop.serve import metrics
 from docloop.serve.batching import BatchingConfig
@@ -63,12 +63,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_HOST = "0.0.0.0"  # KServe's own choice; see the module docstring
 DEFAULT_PORT = 8080
 DEFAULT_NAME = "docloop"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -187,21 +181,13 @@ class BodySizeLimit:
 
     async def _strict(self, scope: Scope, receive: Receive, send: Send, *, v2: bool) -> None:
         """Read the whole body, check it, and hand it on to the app."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending its body
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await _answer(send, 400, self._message(None))
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLarge:
+            await _answer(send, 400, self._message(None))
+            return
+        if body is None:
+            return  # the client went away before sending its body
         try:
             parsed = strict_json.loads(body)
             if v2:
@@ -213,16 +199,7 @@ class BodySizeLimit:
         except InvalidInput as exc:
             await _answer(send, 400, str(exc))
             return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 async def _answer(send: Send, status: int, error: str) -> None:
