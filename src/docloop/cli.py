@@ -490,6 +490,15 @@ def train(
             help="Extractor with word-box embeddings, or without (default: training.use_layout).",
         ),
     ] = None,
+    known_value: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--known-value",
+            help="Extractor: a field whose values repeat across documents (a vendor's name); "
+            "an answer close to one of its labelled values is read as it. Repeatable "
+            "(default: training.known_value_fields). Never a field holding personal data.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Fine-tune a classifier or an extractor; resumes from a checkpoint in --output.
@@ -516,6 +525,8 @@ def train(
     }
     if layout is not None:
         overrides["use_layout"] = layout
+    if known_value:
+        overrides["known_value_fields"] = known_value
     training = settings.training.model_copy(update=overrides)
     try:
         with _progress() as progress:

@@ -216,6 +216,27 @@ class TrainingConfig(Section):
         description="Extractor adds word-box embeddings (off by default: on real receipts they "
         "cost 0.023 field F1, on synthetic documents they add 0.002; docs/benchmarks.md).",
     )
+    known_value_fields: list[str] = Field(
+        default_factory=list,
+        description="Extractor: fields whose values repeat across documents (a vendor's name "
+        "and address). Training keeps their labelled values in the model, and an answer close "
+        "to exactly one of them is read as that value (docloop.models.known_values). Never a "
+        "field that holds personal data: the values are stored in the model artifact.",
+    )
+    known_value_similarity: float = Field(
+        default=0.85,
+        gt=0,
+        le=1,
+        description="Known values: the least similarity (Levenshtein, 0-1, case, spacing and "
+        "punctuation aside) of an answer to the known value it is read as.",
+    )
+    known_value_margin: float = Field(
+        default=0.06,
+        ge=0,
+        lt=1,
+        description="Known values: how much closer the best known value must be than the "
+        "runner-up (two branches of one chain differ in a unit number).",
+    )
     seed: int = 0
 
     @model_validator(mode="after")

@@ -293,8 +293,10 @@ def test_mlflow_writes_no_mlruns_into_the_working_directory(
 def test_several_gpus_get_the_time_budget_on_their_command_line() -> None:
     from docloop.models.launch import accelerate_command
 
-    budget = TrainingConfig(time_budget_s=90.0)
-    assert "--time-budget=90.0" in accelerate_command("extract", "d", "o", budget, None, 2)
+    budget = TrainingConfig(time_budget_s=90.0, known_value_fields=["company", "address"])
+    command = accelerate_command("extract", "d", "o", budget, None, 2)
+    assert "--time-budget=90.0" in command
+    assert command[-2:] == ["--known-value=company", "--known-value=address"]
     assert not any(
         arg.startswith("--time-budget")
         for arg in accelerate_command("extract", "d", "o", TrainingConfig(), None, 2)

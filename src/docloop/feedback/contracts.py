@@ -231,6 +231,11 @@ class FieldAnswer(BaseModel):
         "confident that were right (raw span score when ``calibrated`` is false)."
     )
     calibrated: bool
+    known_value: bool = Field(
+        default=False,
+        description="``value`` is a value the model learned for this field "
+        "(training.known_value_fields), which the printed ``text`` was read as.",
+    )
     page: int
     box: list[int]
     word_indices: list[int]

@@ -65,6 +65,13 @@ class ModelCard(BaseModel):
         description="Extractor: per field, the map from raw span score to calibrated confidence "
         "(fitted on the validation documents; a field without one answers raw scores).",
     )
+    known_values: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Extractor: per field named in training.known_value_fields, the values its "
+        "labels gave; an answer close to exactly one is read as it (docloop.models.known_values).",
+    )
+    known_value_similarity: float = 0.85
+    known_value_margin: float = 0.06
     dataset_digest: str = ""
     dataset_uri: str = Field(
         default="", description="Where the training dataset is (retraining replays from it)."

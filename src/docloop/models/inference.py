@@ -27,6 +27,7 @@ from docloop.models.features import (
     context_depth,
     extractor_windows,
 )
+from docloop.models.known_values import matchers
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class FieldPrediction:
     box: list[int]
     word_indices: list[int]
     calibrated: bool = False
+    known_value: bool = False
+    """``value`` is a known value the printed text was read as (``training.known_value_fields``)."""
 
 
 @dataclass(frozen=True)
@@ -253,8 +256,13 @@ def field_answers(
     entities: Sequence[EntityPrediction],
     probabilities: np.ndarray,
 ) -> dict[str, FieldPrediction]:
-    """Each field's best span (decoded, else the fallback) with its value and confidence."""
+    """Each field's best span (decoded, else the fallback) with its value and confidence.
+
+    A field with known values (``card.known_values``) reads its text as the one it is close to
+    (:mod:`docloop.models.known_values`); ``text`` stays the printed words.
+    """
     answers: dict[str, FieldPrediction] = {}
+    known = matchers(card.known_values, card.known_value_similarity, card.known_value_margin)
     for kind in card.entity_types:
         spans_of_kind = [e for e in entities if e.type == kind]
         if spans_of_kind:
@@ -267,15 +275,17 @@ def field_answers(
             words, score = fallback
         text, page, box = _span_of(example, words)
         calibration = card.calibration.get(kind)
+        matched = known[kind].match(text) if kind in known else None
         answers[kind] = FieldPrediction(
             name=kind,
             text=text,
-            value=field_value(card.field_kinds.get(kind, "text"), text),
+            value=field_value(card.field_kinds.get(kind, "text"), matched or text),
             confidence=round(calibration.apply(score) if calibration else score, 6),
             page=page,
             box=box,
             word_indices=words,
             calibrated=calibration is not None,
+            known_value=matched is not None,
         )
     return answers
 

@@ -55,6 +55,7 @@ def accelerate_command(
         command.append(f"--init-from={init_from}")
     if not config.use_layout:
         command.append("--no-layout")
+    command += [f"--known-value={name}" for name in config.known_value_fields]
     return command
 
 

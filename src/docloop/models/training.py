@@ -67,7 +67,8 @@ from docloop.models.features import (
     holds_entity,
 )
 from docloop.models.inference import ExtractionResult, classify, extract
-from docloop.models.metrics import classification_metrics, entity_metrics
+from docloop.models.known_values import known_values
+from docloop.models.metrics import classification_metrics, entity_metrics, entity_spans
 from docloop.storage import Storage, is_local, join, local_path
 
 logger = logging.getLogger(__name__)
@@ -298,9 +299,58 @@ def entity_free_sampled(
     return kept
 
 
+def labelled_field_values(
+    examples: Sequence[DocumentExample], fields: Sequence[str]
+) -> dict[str, list[str]]:
+    """Per field, the value each example was labelled with.
+
+    Its label's value (labels by value), else the words of its first gold span of that field.
+    """
+    values: dict[str, list[str]] = {name: [] for name in fields}
+    for example in examples:
+        found = dict(example.field_values)
+        for span in entity_spans(example.tags):
+            found.setdefault(span.type, " ".join(example.words[span.start : span.end]))
+        for name in fields:
+            if found.get(name):
+                values[name].append(found[name])
+    return values
+
+
+def _known_values(
+    config: TrainingConfig,
+    types: Sequence[str],
+    train: Sequence[DocumentExample],
+    incumbent: ModelCard | None,
+) -> dict[str, list[str]]:
+    """The known values of ``training.known_value_fields``.
+
+    The training split's labelled values (validation's stay unseen, so the calibration fitted on
+    it measures answers to documents like new ones), plus the incumbent's.
+    """
+    unknown = sorted(set(config.known_value_fields) - set(types))
+    if unknown:
+        raise InvalidInput(
+            f"training.known_value_fields names {', '.join(unknown)}, not fields of this "
+            f"dataset (its fields: {', '.join(sorted(types))})"
+        )
+    labelled = labelled_field_values(train, config.known_value_fields)
+    previous = incumbent.known_values if incumbent is not None else {}
+    return {
+        name: known_values(labelled[name], previous.get(name, ()))
+        for name in config.known_value_fields
+    }
+
+
 def gold_field_values(card: ModelCard, example: DocumentExample) -> dict[str, set[str]]:
-    """Per field, the normalised values of the example's gold spans (from its tags)."""
-    values: dict[str, set[str]] = {}
+    """Per field, the normalised values of the example's gold spans (from its tags).
+
+    With labels by value, the label's value too (what a known value reads an answer as).
+    """
+    values: dict[str, set[str]] = {
+        name: {field_value(card.field_kinds.get(name, "text"), value)}
+        for name, value in example.field_values.items()
+    }
     kind, words = "", []
     for word, tag in [*zip(example.words, example.tags, strict=True), ("", OUTSIDE)]:
         if tag.startswith("I-") and tag[2:] == kind:
@@ -505,7 +555,7 @@ class _Run:
         )
         if not self.cuda:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        self._build_model(digest, types, identity)
+        self._build_model(digest, types, identity, train)
         self._build_features(train)
         self._build_optimizer()
         self.state: dict[str, Any] = {
@@ -527,7 +577,13 @@ class _Run:
         self.clock = time.perf_counter()  # restarted when the loop starts (`_budget_spent`)
 
     # ------------------------------------------------------------------ set-up
-    def _build_model(self, digest: str, types: list[str], identity: dict[str, Any]) -> None:
+    def _build_model(
+        self,
+        digest: str,
+        types: list[str],
+        identity: dict[str, Any],
+        train: list[DocumentExample],
+    ) -> None:
         trainer, config = self.trainer, self.config
         incumbent = None
         if trainer.init_from:
@@ -553,6 +609,11 @@ class _Run:
             else None,
             window_overlap=config.window_overlap if trainer.task == "extract" else 0,
             use_layout=config.use_layout,
+            known_values=_known_values(config, types, train, incumbent.card if incumbent else None)
+            if trainer.task == "extract"
+            else {},
+            known_value_similarity=config.known_value_similarity,
+            known_value_margin=config.known_value_margin,
             dataset_digest=digest,
             dataset_uri=trainer.dataset_uri,
             init_from=trainer.init_from,

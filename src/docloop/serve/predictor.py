@@ -415,6 +415,7 @@ class DocloopModel(kserve.Model):  # type: ignore[misc]
                     value=answer.value,
                     confidence=answer.confidence,
                     calibrated=answer.calibrated,
+                    known_value=answer.known_value,
                     page=answer.page,
                     box=answer.box,
                     word_indices=answer.word_indices,
