@@ -311,7 +311,7 @@ def start_server(bundle: Path, workdir: Path, batching: bool, inference: str, la
         sys.executable, "-m", "docloop.cli", "serve",
         "--model", str(bundle), "--port", str(port), "--host", "127.0.0.1",
         "--name", MODEL_NAME, "--inference", inference,
-        *([] if batching else ["--no-batching"]),
+        "--batching" if batching else "--no-batching",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     output = workdir / f"server-{label}.log"

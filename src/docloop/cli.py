@@ -580,9 +580,15 @@ def serve(
         str | None,
         typer.Option("--model-version", help="Version to report (default: the MLflow run id)."),
     ] = None,
-    no_batching: Annotated[
-        bool, typer.Option("--no-batching", help="One forward pass per request (baseline).")
-    ] = False,
+    batching: Annotated[
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching",
+            help="Group concurrent requests' documents into one forward pass, or one pass per "
+            "request. Default: on with a CUDA GPU, off on the CPU, where batching costs "
+            "throughput (docs/benchmarks.md).",
+        ),
+    ] = None,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Documents per forward pass.")] = 16,
     max_wait_ms: Annotated[
         float, typer.Option(min=0.0, help="How long a batch waits for more documents.")
@@ -617,7 +623,7 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Serve models with KServe (V1 + Open Inference Protocol v2, HTTP only, one worker)."""
-    from docloop.serve.batching import BatchingConfig
+    from docloop.serve.batching import BatchingConfig, batches_by_default
     from docloop.serve.compat import InvalidInput
     from docloop.serve.inputs import ServeLimits
     from docloop.serve.server import ServeOptions, run_server
@@ -637,7 +643,9 @@ def serve(
         name=name,
         model_version=model_version,
         batching=BatchingConfig(
-            enabled=not no_batching, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000
+            enabled=batching if batching is not None else batches_by_default(device),
+            max_batch_size=max_batch_size,
+            max_wait_s=max_wait_ms / 1000,
         ),
         limits=ServeLimits(
             max_instances=max_instances,
