@@ -177,8 +177,11 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 def predictor(
     tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Predictor]:
-    """A real ``docloop serve`` subprocess on 127.0.0.1 serving both tiny models."""
-    running = start_predictor(tiny_models, tmp_path_factory.mktemp("predictor"))
+    """A real ``docloop serve`` subprocess on 127.0.0.1 serving both tiny models.
+
+    With ``--batching``: the CPU default is off, and the micro-batcher is tested through HTTP.
+    """
+    running = start_predictor(tiny_models, tmp_path_factory.mktemp("predictor"), "--batching")
     try:
         yield running
     finally:
