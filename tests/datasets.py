@@ -100,3 +100,22 @@ def tiny_encoder(folder: Path) -> Path:
     BertModel(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+def receipt(
+    words: list[str], tags: list[str], field_values: dict[str, str] | None = None
+) -> DocumentExample:
+    """A one-page receipt with one box per word (for decoding and field-answer tests)."""
+    return DocumentExample(
+        doc_id="d",
+        source_uri="s",
+        words=words,
+        boxes=[[i, i, i + 1, i + 1] for i in range(len(words))],
+        pages=[0] * len(words),
+        tags=tags,
+        doc_type="receipt",
+        page_count=1,
+        ocr_pages=1,
+        mean_confidence=90.0,
+        field_values=field_values or {},
+    )

@@ -17,7 +17,7 @@ from docloop.models.encoder import load_tokenizer, resolve_encoder
 from docloop.models.features import context_depth, extractor_windows, holds_entity
 from docloop.models.inference import EntityPrediction, field_answers, spans, viterbi
 from docloop.models.training import entity_free_sampled, gold_field_values
-from tests.datasets import make_example
+from tests.datasets import make_example, receipt
 
 pytestmark = pytest.mark.unit
 
@@ -90,21 +90,6 @@ def test_viterbi_never_starts_a_span_with_inside_and_keeps_multi_word_values_who
     assert not path[0].startswith("I-")
     assert path[1:] == ["B-company", "I-company", "I-company"]  # one span, not two fragments
     assert viterbi(np.zeros((0, 5)), LABELS) == []
-
-
-def receipt(words: list[str], tags: list[str]) -> DocumentExample:
-    return DocumentExample(
-        doc_id="d",
-        source_uri="s",
-        words=words,
-        boxes=[[i, i, i + 1, i + 1] for i in range(len(words))],
-        pages=[0] * len(words),
-        tags=tags,
-        doc_type="receipt",
-        page_count=1,
-        ocr_pages=1,
-        mean_confidence=90.0,
-    )
 
 
 def test_a_field_decoding_left_empty_still_answers_its_most_probable_span() -> None:

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from docloop.config import TrackingConfig, TrainingConfig
-from docloop.documents.examples import DocumentExample, read_examples
+from docloop.documents.examples import read_examples
 from docloop.errors import InvalidInput
 from docloop.models.artifact import ModelCard, load_model
 from docloop.models.inference import field_answers, spans
 from docloop.models.known_values import KnownValueMatcher, known_values
 from docloop.models.training import gold_field_values, labelled_field_values, train
 from docloop.storage import Storage
-from tests.datasets import write_tiny_dataset
+from tests.datasets import receipt, write_tiny_dataset
 
 pytestmark = pytest.mark.unit
 
@@ -88,22 +88,6 @@ def test_known_values_keep_the_most_frequent_printed_form_and_the_incumbents() -
         ["ACME SDN BHD", "Acme Sdn. Bhd.", "ACME SDN BHD", "", "BETA  CO"], previous=["OLD SHOP"]
     )
     assert values == ["ACME SDN BHD", "BETA CO", "OLD SHOP"]
-
-
-def receipt(words: list[str], tags: list[str], values: dict[str, str]) -> DocumentExample:
-    return DocumentExample(
-        doc_id="r1",
-        source_uri="file:///r1.jpg",
-        doc_type="receipt",
-        words=words,
-        boxes=[[i, i, i + 1, i + 1] for i in range(len(words))],
-        pages=[0] * len(words),
-        tags=tags,
-        page_count=1,
-        ocr_pages=1,
-        mean_confidence=90.0,
-        field_values=values,
-    )
 
 
 LABELS = ["O", "B-company", "I-company", "B-total", "I-total"]

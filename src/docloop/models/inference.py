@@ -10,7 +10,7 @@ probabilities still hold (:func:`_fallback_span`); its value goes through
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,7 +27,7 @@ from docloop.models.features import (
     context_depth,
     extractor_windows,
 )
-from docloop.models.known_values import matchers
+from docloop.models.known_values import KnownValueMatcher, matchers
 
 
 @dataclass(frozen=True)
@@ -255,14 +255,17 @@ def field_answers(
     example: DocumentExample,
     entities: Sequence[EntityPrediction],
     probabilities: np.ndarray,
+    known: Mapping[str, KnownValueMatcher] | None = None,
 ) -> dict[str, FieldPrediction]:
     """Each field's best span (decoded, else the fallback) with its value and confidence.
 
     A field with known values (``card.known_values``) reads its text as the one it is close to
-    (:mod:`docloop.models.known_values`); ``text`` stays the printed words.
+    (:mod:`docloop.models.known_values`); ``text`` stays the printed words. ``known``: the card's
+    matchers, when the caller answers many documents with one card (built here otherwise).
     """
     answers: dict[str, FieldPrediction] = {}
-    known = matchers(card.known_values, card.known_value_similarity, card.known_value_margin)
+    if known is None:
+        known = card_matchers(card)
     for kind in card.entity_types:
         spans_of_kind = [e for e in entities if e.type == kind]
         if spans_of_kind:
@@ -340,6 +343,7 @@ def extract(
 ) -> list[ExtractionResult]:
     """Tag every word of every document, group the tags into entities, answer each field."""
     card = model.card
+    known = card_matchers(card)
     results: list[ExtractionResult] = []
     for example, probabilities in zip(
         examples, word_probabilities(model, examples, batch_size), strict=True
@@ -351,10 +355,15 @@ def extract(
         entities = [_calibrated(card, entity) for entity in raw]
         results.append(
             ExtractionResult(
-                tags, confidences, entities, field_answers(card, example, raw, probabilities)
+                tags, confidences, entities, field_answers(card, example, raw, probabilities, known)
             )
         )
     return results
+
+
+def card_matchers(card: ModelCard) -> dict[str, KnownValueMatcher]:
+    """The known-value matcher of each field the card has values for."""
+    return matchers(card.known_values, card.known_value_similarity, card.known_value_margin)
 
 
 def _calibrated(card: ModelCard, entity: EntityPrediction) -> EntityPrediction:

@@ -4,9 +4,9 @@ Some fields repeat across a user's documents: a vendor's name and address come b
 receipt of that vendor. The OCR misreads a letter here and there (``GARDENIA BAKERIES (EL)`` for
 ``(KL)``, ``Jalau`` for ``Jalan``), and field exact-match counts each as wrong however good the
 span. For the fields a user names (``training.known_value_fields``), training keeps the values
-its labels gave (train and validation splits); the extractor then reads an answer that is close to
-exactly one of them as that value. ``text`` keeps the printed words; ``value`` becomes the known
-value and the answer says so (``known_value``).
+its training split's labels gave (validation stays unseen for calibration); the extractor then
+reads an answer that is close to exactly one of them as that value. ``text`` keeps the printed
+words; ``value`` becomes the known value and the answer says so (``known_value``).
 
 The rule, measured on real receipts (``python -m bench.real_documents``, docs/benchmarks.md):
 texts compare as :func:`docloop.documents.locate.compact` writes them (case, spacing and
